@@ -1,0 +1,120 @@
+//! Registry credentials: where they come from (environment, auth files, credential helpers),
+//! how a registry challenge is answered (Basic, Bearer tokens), and how secrets stay secret.
+
+pub mod challenge;
+pub mod config;
+pub mod helper;
+pub mod sources;
+pub mod token;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use sources::{CredentialResolver, SourceSpec};
+
+/// A string that never shows up in `Debug` or `Display` output.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One set of credentials for a registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub password: Secret,
+    /// An OAuth2 refresh token (docker's `identitytoken`, or a helper's `<token>` user).
+    pub identity_token: Option<Secret>,
+}
+
+impl Credential {
+    pub fn basic(username: &str, password: &str) -> Self {
+        Credential {
+            username: username.to_string(),
+            password: Secret::new(password),
+            identity_token: None,
+        }
+    }
+}
+
+/// Where a credential was found; shown in logs, never with the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    CommandLine,
+    EnvDockerAuthConfig,
+    File(PathBuf),
+    Helper { name: String, within: Box<Source> },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::CommandLine => f.write_str("--creds"),
+            Source::EnvDockerAuthConfig => f.write_str("$DOCKER_AUTH_CONFIG"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Helper { name, within } => {
+                write!(
+                    f,
+                    "credential helper docker-credential-{name} (configured in {within})"
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot parse credentials from {source_name}: {reason}")]
+    Parse { source_name: String, reason: String },
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot write {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("credential helper docker-credential-{helper} for {server}: {reason}")]
+    Helper {
+        helper: String,
+        server: String,
+        reason: String,
+    },
+    #[error("invalid credential helper name {0:?}: path traversal is not allowed")]
+    HelperName(String),
+    #[error("token request to {realm} failed: {reason}")]
+    Token { realm: String, reason: String },
+    #[error("invalid --creds value: expected USERNAME[:PASSWORD]")]
+    CredsFlag,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Credential::basic("alice", "hunter2-very-secret");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

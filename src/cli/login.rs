@@ -1,0 +1,109 @@
+use super::{Context, RegistryArgs};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use skiff::auth::sources::AuthEnv;
+use skiff::auth::{Credential, Source, config};
+use skiff::reference::{DOCKER_HUB, DOCKER_HUB_API};
+use skiff::registry::Client;
+use std::io::Read as _;
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Registry host[:port], optionally with a namespace (quay.io/org)
+    pub registry: String,
+    #[arg(long, short)]
+    pub username: Option<String>,
+    #[arg(long, short)]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    pub registry: Option<String>,
+    /// Remove every stored credential in the file
+    #[arg(long, short)]
+    pub all: bool,
+    #[arg(long, env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<std::path::PathBuf>,
+}
+
+fn normalize_key(input: &str) -> String {
+    let key = config::key_to_registry_for_login(input);
+    match key.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        _ => key,
+    }
+}
+
+pub async fn login(_ctx: &Context, a: LoginArgs) -> Result<()> {
+    let key = normalize_key(&a.registry);
+    let host = key.split('/').next().unwrap_or(&key).to_string();
+    let username = match a.username {
+        Some(u) => u,
+        None => bail!("--username is required (no terminal prompt is offered)"),
+    };
+    let password = if a.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from standard input")?;
+        s.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        match a.password {
+            Some(p) => p,
+            None => bail!("--password or --password-stdin is required"),
+        }
+    };
+    let cred = Credential::basic(&username, &password);
+    let conf = a.registry_args.registries()?;
+    let mut opts = a.registry_args.client_options();
+    opts.insecure |= conf.is_insecure(&host);
+    let api_host = if host == DOCKER_HUB {
+        DOCKER_HUB_API
+    } else {
+        host.as_str()
+    };
+    let client = Client::connect(
+        &host,
+        api_host,
+        Some((cred.clone(), Source::CommandLine)),
+        opts,
+    )
+    .await?;
+    let repo_hint = key.split_once('/').map(|(_, r)| r.to_string());
+    client.verify_login(repo_hint.as_deref()).await?;
+    let env = AuthEnv::from_process(a.registry_args.authfile.clone());
+    let file = env
+        .login_file()
+        .context("no location for the credential file (set --authfile or HOME)")?;
+    config::store_credential(&file, &key, &cred)?;
+    eprintln!("Login Succeeded! (stored in {})", file.display());
+    Ok(())
+}
+
+pub fn logout(_ctx: &Context, a: LogoutArgs) -> Result<()> {
+    let env = AuthEnv::from_process(a.authfile.clone());
+    let file = env.login_file().context("no credential file location")?;
+    if a.all {
+        if file.exists() {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        }
+        eprintln!("Removed login credentials for all registries");
+        return Ok(());
+    }
+    let Some(reg) = a.registry else {
+        bail!("name a registry, or use --all")
+    };
+    let key = normalize_key(&reg);
+    if config::remove_credential(&file, &key)? {
+        eprintln!("Removed login credentials for {key}");
+        Ok(())
+    } else {
+        bail!("not logged into {key} (in {})", file.display())
+    }
+}

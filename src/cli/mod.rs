@@ -1,0 +1,176 @@
+//! Command line: clap definitions, settings resolution, one file per command group.
+
+mod images;
+mod login;
+mod pull;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use skiff::auth::sources::AuthEnv;
+use skiff::auth::{Credential, CredentialResolver};
+use skiff::registry::ClientOptions;
+use skiff::registry::manifest::PlatformSpec;
+use skiff::registry::mirrors::RegistriesConf;
+use skiff::store::Store;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiff",
+    version,
+    about = "Daemonless, rootless OCI executor for CI jobs"
+)]
+pub struct Cli {
+    /// Store location [default: $XDG_DATA_HOME/skiff rootless, /var/lib/skiff as root]
+    #[arg(long, global = true, env = "SKIFF_ROOT")]
+    pub root: Option<PathBuf>,
+    /// error, warn, info, debug or trace
+    #[arg(long, global = true, default_value = "warn", env = "SKIFF_LOG_LEVEL")]
+    pub log_level: String,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pull an image from a registry into the store
+    Pull(pull::PullArgs),
+    /// List images in the store
+    Images(images::ImagesArgs),
+    /// Show an image's manifest, config and origin
+    Inspect(images::InspectArgs),
+    /// Add names to an image
+    Tag(images::TagArgs),
+    /// Remove image names, and the blobs no other name needs
+    Rmi(images::RmiArgs),
+    /// Remove blobs that no image needs and leftovers of interrupted writes
+    Prune,
+    /// Verify every blob's digest and every image's completeness
+    Fsck,
+    /// Log in to a registry (verified against it; stored with mode 0600)
+    Login(login::LoginArgs),
+    /// Remove stored credentials for a registry
+    Logout(login::LogoutArgs),
+}
+
+/// Options shared by every command that talks to a registry (podman's names).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Credential file to consult before the default locations
+    #[arg(long, env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Require HTTPS with verified certificates (false: allow plain HTTP and any certificate)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: Option<bool>,
+    /// USERNAME[:PASSWORD] for this command only
+    #[arg(long)]
+    pub creds: Option<String>,
+    /// registries.conf to use instead of the system and user files
+    #[arg(long, env = "CONTAINERS_REGISTRIES_CONF")]
+    pub registries_conf: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    pub fn credential_resolver(&self) -> Result<CredentialResolver> {
+        let flag = match &self.creds {
+            None => None,
+            Some(c) => {
+                let (u, p) = c.split_once(':').unwrap_or((c.as_str(), ""));
+                if u.is_empty() {
+                    return Err(skiff::auth::AuthError::CredsFlag.into());
+                }
+                Some(Credential::basic(u, p))
+            }
+        };
+        Ok(CredentialResolver::new(
+            &AuthEnv::from_process(self.authfile.clone()),
+            flag,
+        ))
+    }
+
+    pub fn registries(&self) -> Result<RegistriesConf> {
+        Ok(RegistriesConf::load(self.registries_conf.as_deref())?)
+    }
+
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            insecure: self.tls_verify == Some(false),
+            ..Default::default()
+        }
+    }
+}
+
+pub struct Context {
+    pub root: PathBuf,
+    pub format: Format,
+}
+
+impl Context {
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.root).with_context(|| format!("opening store {}", self.root.display()))
+    }
+}
+
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/skiff");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("skiff")
+}
+
+pub fn platform_or_host(p: Option<&str>) -> Result<PlatformSpec> {
+    match p {
+        Some(p) => PlatformSpec::parse(p).map_err(anyhow::Error::msg),
+        None => Ok(PlatformSpec::host()),
+    }
+}
+
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("skiff={0},{0}", cli.log_level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new("warn"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let ctx = Context {
+        root: cli.root.clone().unwrap_or_else(default_root),
+        format: cli.format,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Pull(a) => pull::run(&ctx, a).await,
+            Command::Images(a) => images::list(&ctx, a),
+            Command::Inspect(a) => images::inspect(&ctx, a),
+            Command::Tag(a) => images::tag(&ctx, a),
+            Command::Rmi(a) => images::rmi(&ctx, a),
+            Command::Prune => images::prune(&ctx),
+            Command::Fsck => images::fsck(&ctx),
+            Command::Login(a) => login::login(&ctx, a).await,
+            Command::Logout(a) => login::logout(&ctx, a),
+        }
+    })
+}

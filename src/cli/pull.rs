@@ -1,0 +1,56 @@
+use super::{Context, Format, RegistryArgs, platform_or_host, print_json};
+use anyhow::Result;
+use clap::Args;
+use skiff::registry::pull::{ProgressMode, Puller, parse_policies};
+use std::io::IsTerminal;
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Image reference (short names go through unqualified-search-registries)
+    pub image: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// OS/ARCH[/VARIANT] to pick from a multi-platform image
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// always, missing (if-not-present) or never; a comma-separated list is a fallback chain
+    #[arg(long, default_value = "always")]
+    pub policy: String,
+    /// Print only the image ID
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Layers downloaded at once
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+}
+
+pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
+    let policies = parse_policies(&a.policy).map_err(anyhow::Error::msg)?;
+    let progress = if a.quiet || ctx.format == Format::Json {
+        ProgressMode::Quiet
+    } else if std::io::stderr().is_terminal() {
+        ProgressMode::Bars
+    } else {
+        ProgressMode::Lines
+    };
+    let puller = Puller {
+        store: ctx.store()?,
+        credentials: a.registry.credential_resolver()?,
+        registries: a.registry.registries()?,
+        platform: platform_or_host(a.platform.as_deref())?,
+        client_options: a.registry.client_options(),
+        jobs: a.jobs,
+        progress,
+    };
+    let report = puller.ensure(&a.image, &policies).await?;
+    match ctx.format {
+        Format::Json => print_json(&report)?,
+        Format::Text => {
+            if !a.quiet && !report.pulled {
+                eprintln!("Using {} from the store (policy {})", report.name, a.policy);
+            }
+            println!("{}", report.id.hex());
+        }
+    }
+    Ok(())
+}

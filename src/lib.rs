@@ -1,0 +1,9 @@
+//! skiff: a daemonless, rootless OCI executor for CI jobs.
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod digest;
+pub mod reference;
+pub mod registry;
+pub mod store;
+pub mod time;

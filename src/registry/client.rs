@@ -1,0 +1,656 @@
+//! One registry endpoint: ping and challenge, Basic/Bearer auth, retries with backoff and
+//! `Retry-After`, manual redirects (never sending `Authorization` to another origin),
+//! manifests with a size cap, and blob downloads that resume with `Range`.
+
+use super::manifest::{ACCEPT, Descriptor, MAX_MANIFEST_SIZE};
+use super::{RegistryError, error_code_and_summary, read_limited, tls};
+use crate::auth::challenge::{self, Challenge};
+use crate::auth::token::{self, TokenCache, TokenKey};
+use crate::auth::{AuthError, Credential, Source};
+use futures_util::StreamExt;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use std::sync::Mutex;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Plain HTTP allowed and certificates not verified (`--tls-verify=false`, `insecure`).
+    pub insecure: bool,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: false,
+            max_attempts: 5,
+            retry_base: Duration::from_millis(500),
+            user_agent: format!("skiff/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Where a blob download writes; the store's ingest file implements it.
+pub trait BlobSink {
+    fn written(&self) -> u64;
+    fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError>;
+    /// Start over (the server ignored our `Range`).
+    fn reset(&mut self) -> Result<(), RegistryError>;
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    /// The registry as named in references (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    base: Url,
+    credential: Option<(Credential, Source)>,
+    challenge: Mutex<Option<Challenge>>,
+    extra_scopes: Mutex<Vec<String>>,
+    tokens: TokenCache,
+    opts: ClientOptions,
+}
+
+enum SendError {
+    Retryable(String),
+    Fatal(RegistryError),
+}
+
+impl Client {
+    /// Connects to `api_host`: HTTPS first; plain HTTP only when insecure. The `/v2/` ping's
+    /// challenge is used for every later request, as docker and containers/image do.
+    pub async fn connect(
+        registry: &str,
+        api_host: &str,
+        credential: Option<(Credential, Source)>,
+        opts: ClientOptions,
+    ) -> Result<Client, RegistryError> {
+        let http = tls::client_for(registry, opts.insecure, &opts.user_agent)?;
+        let mut last_err = String::new();
+        let schemes: &[&str] = if opts.insecure {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        for scheme in schemes {
+            let base = Url::parse(&format!("{scheme}://{api_host}")).map_err(|e| {
+                RegistryError::Other(format!("{registry}: invalid registry host: {e}"))
+            })?;
+            let client = Client {
+                http: http.clone(),
+                registry: registry.to_string(),
+                base: base.clone(),
+                credential: credential.clone(),
+                challenge: Mutex::new(None),
+                extra_scopes: Mutex::new(Vec::new()),
+                tokens: TokenCache::default(),
+                opts: opts.clone(),
+            };
+            let ping = base.join("/v2/").expect("static path");
+            // A wrong scheme or a TLS mismatch is not transient: the ping retries little.
+            // Probing HTTPS on a registry marked insecure is expected to fail: once, quietly.
+            let mut ping_client = client;
+            ping_client.opts.max_attempts = if opts.insecure && *scheme == "https" {
+                1
+            } else {
+                opts.max_attempts.min(2)
+            };
+            let result = ping_client
+                .send_with_retries(Method::GET, ping.clone(), HeaderMap::new(), None)
+                .await;
+            let mut client = ping_client;
+            client.opts.max_attempts = opts.max_attempts;
+            match result {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::UNAUTHORIZED {
+                        *client.challenge.lock().expect("lock") = pick_challenge(&resp);
+                        return Ok(client);
+                    }
+                    if status.is_success() {
+                        return Ok(client);
+                    }
+                    return Err(client.status_error("GET", resp).await);
+                }
+                Err(SendError::Fatal(e)) => return Err(e),
+                Err(SendError::Retryable(e)) => {
+                    tracing::debug!("{registry}: ping {ping} failed: {e}");
+                    last_err = format!("GET {ping}: {e}");
+                }
+            }
+        }
+        Err(RegistryError::Connection {
+            registry: registry.to_string(),
+            method: "GET".into(),
+            url: format!("{api_host}/v2/"),
+            error: if opts.insecure {
+                last_err
+            } else {
+                format!(
+                    "{last_err} (if this registry speaks plain HTTP, mark it insecure in registries.conf or use --tls-verify=false)"
+                )
+            },
+        })
+    }
+
+    pub fn credential_source(&self) -> Option<&Source> {
+        self.credential.as_ref().map(|(_, s)| s)
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("valid path")
+    }
+
+    /// Fetches a manifest; verifies its bytes when `reference` is a digest.
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT));
+        let resp = self.send(Method::GET, url.clone(), headers, repo).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error("GET", resp).await);
+        }
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = read_limited(resp, MAX_MANIFEST_SIZE)
+            .await
+            .map_err(|e| self.tag_registry(e))?;
+        if let Ok(expected) = reference.parse::<crate::digest::Digest>() {
+            if let Err(crate::digest::DigestError::Mismatch { expected, actual }) =
+                expected.verify(&body)
+            {
+                return Err(RegistryError::DigestMismatch {
+                    what: "manifest".into(),
+                    url: url.to_string(),
+                    expected,
+                    actual,
+                });
+            }
+        }
+        Ok((body, content_type))
+    }
+
+    /// Fetches a small blob (a config) into memory, verified against `desc`.
+    pub async fn get_small_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let mut sink = VecSink(Vec::new());
+        if desc.size as usize > limit {
+            return Err(RegistryError::TooLarge {
+                url: self
+                    .url(&format!("/v2/{repo}/blobs/{}", desc.digest))
+                    .to_string(),
+                limit,
+            });
+        }
+        self.fetch_blob(repo, desc, &mut sink, &|_| {}).await?;
+        let url = self
+            .url(&format!("/v2/{repo}/blobs/{}", desc.digest))
+            .to_string();
+        if let Err(crate::digest::DigestError::Mismatch { expected, actual }) =
+            desc.digest.verify(&sink.0)
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: "config".into(),
+                url,
+                expected,
+                actual,
+            });
+        }
+        Ok(sink.0)
+    }
+
+    /// Streams a blob into `sink`, resuming with `Range` after a broken connection. Size is
+    /// enforced here; the digest is checked by the sink's owner when it commits.
+    pub async fn fetch_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        sink: &mut dyn BlobSink,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{}", desc.digest));
+        let mut resumes = 0u32;
+        loop {
+            let offset = sink.written();
+            let mut headers = HeaderMap::new();
+            if offset > 0 {
+                headers.insert(
+                    header::RANGE,
+                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"),
+                );
+            }
+            let resp = self.send(Method::GET, url.clone(), headers, repo).await?;
+            let status = resp.status();
+            if offset > 0 && status == StatusCode::PARTIAL_CONTENT {
+                let start = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(offset) {
+                    tracing::warn!(
+                        "{}: inconsistent Content-Range on resume; restarting",
+                        desc.digest
+                    );
+                    sink.reset()?;
+                    continue;
+                }
+            } else if status.is_success() {
+                if offset > 0 {
+                    tracing::debug!("{}: server ignored Range; restarting from 0", desc.digest);
+                    sink.reset()?;
+                }
+            } else {
+                return Err(self.status_error("GET", resp).await);
+            }
+            let mut stream = resp.bytes_stream();
+            let mut broken = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        if sink.written() + bytes.len() as u64 > desc.size {
+                            return Err(RegistryError::SizeMismatch {
+                                what: format!("blob {}", desc.digest),
+                                url: url.to_string(),
+                                expected: desc.size,
+                                actual: sink.written() + bytes.len() as u64,
+                            });
+                        }
+                        sink.write(&bytes)?;
+                        progress(bytes.len() as u64);
+                    }
+                    Err(e) => {
+                        broken = Some(e.without_url().to_string());
+                        break;
+                    }
+                }
+            }
+            if broken.is_none() && sink.written() == desc.size {
+                return Ok(());
+            }
+            let reason = broken.unwrap_or_else(|| {
+                format!("body ended after {} of {} bytes", sink.written(), desc.size)
+            });
+            resumes += 1;
+            if resumes >= self.opts.max_attempts {
+                return Err(RegistryError::Connection {
+                    registry: self.registry.clone(),
+                    method: "GET".into(),
+                    url: url.to_string(),
+                    error: format!("{reason} (gave up after {resumes} attempts)"),
+                });
+            }
+            tracing::warn!(
+                "{}: {reason}; resuming at byte {}",
+                desc.digest,
+                sink.written()
+            );
+            tokio::time::sleep(self.backoff(resumes)).await;
+        }
+    }
+
+    /// Checks the credentials: a token (or Basic) request that the registry accepts.
+    pub async fn verify_login(&self, repo_hint: Option<&str>) -> Result<(), RegistryError> {
+        let url = self.url("/v2/");
+        let resp = match repo_hint {
+            Some(r) => self.send(Method::GET, url, HeaderMap::new(), r).await?,
+            // An empty scope still authenticates (docker login asks for no scope).
+            None => {
+                self.send_scoped(Method::GET, url, HeaderMap::new(), Some(String::new()))
+                    .await?
+            }
+        };
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error("GET", resp).await)
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        repo: &str,
+    ) -> Result<Response, RegistryError> {
+        self.send_scoped(
+            method,
+            url,
+            headers,
+            Some(format!("repository:{repo}:pull")),
+        )
+        .await
+    }
+
+    async fn send_scoped(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        scope: Option<String>,
+    ) -> Result<Response, RegistryError> {
+        match self
+            .send_with_retries(method.clone(), url.clone(), headers, scope.as_deref())
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(SendError::Fatal(e)) => Err(e),
+            Err(SendError::Retryable(error)) => Err(RegistryError::Connection {
+                registry: self.registry.clone(),
+                method: method.to_string(),
+                url: url.to_string(),
+                error,
+            }),
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        (self.opts.retry_base * 2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(Duration::from_secs(30))
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        scope: Option<&str>,
+    ) -> Result<Response, SendError> {
+        let mut attempt = 0;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            match self.send_once(&method, url.clone(), &headers, scope).await {
+                Err(SendError::Retryable(e)) if attempt < self.opts.max_attempts => {
+                    let delay = self.backoff(attempt);
+                    tracing::warn!(
+                        "{} {url}: {e}; retrying in {delay:?} (attempt {attempt} of {})",
+                        method,
+                        self.opts.max_attempts
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+                Ok(resp) => {
+                    let status = resp.status();
+                    // The ping (no scope) expects a 401; everything else may re-authenticate once.
+                    if status == StatusCode::UNAUTHORIZED && scope.is_some() && !reauthenticated {
+                        reauthenticated = true;
+                        if self.reauthenticate(&resp, scope.unwrap_or_default()).await {
+                            attempt -= 1;
+                            continue;
+                        }
+                    }
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                        || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED);
+                    if retryable && attempt < self.opts.max_attempts {
+                        let delay = retry_after(&resp).unwrap_or_else(|| {
+                            if status == StatusCode::TOO_MANY_REQUESTS {
+                                // containers/image: 2 s doubling, capped at 60 s.
+                                (Duration::from_secs(2) * 2u32.pow(attempt - 1))
+                                    .min(Duration::from_secs(60))
+                            } else {
+                                self.backoff(attempt)
+                            }
+                        });
+                        tracing::warn!(
+                            "{} {url}: HTTP {status}; retrying in {delay:?} (attempt {attempt} of {})",
+                            method,
+                            self.opts.max_attempts
+                        );
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+            }
+        }
+    }
+
+    /// Reacts to a 401: `insufficient_scope` asks for the scope the server names,
+    /// `invalid_token` drops the cached token, a first challenge is remembered.
+    async fn reauthenticate(&self, resp: &Response, scope: &str) -> bool {
+        let Some(ch) = pick_challenge(resp) else {
+            return false;
+        };
+        let key = self.token_key(&ch, scope);
+        match ch.param("error") {
+            Some("insufficient_scope") => {
+                if let Some(s) = ch.param("scope") {
+                    let mut extra = self.extra_scopes.lock().expect("lock");
+                    for one in s.split(' ') {
+                        if one != scope && !extra.iter().any(|e| e == one) {
+                            extra.push(one.to_string());
+                        }
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {}
+        }
+        if let Some(k) = key {
+            self.tokens.invalidate(&k).await;
+        }
+        *self.challenge.lock().expect("lock") = Some(ch);
+        true
+    }
+
+    fn token_key(&self, ch: &Challenge, scope: &str) -> Option<TokenKey> {
+        let realm = ch.param("realm")?.to_string();
+        let mut scopes = vec![scope.to_string()];
+        scopes.extend(self.extra_scopes.lock().expect("lock").iter().cloned());
+        scopes.retain(|s| !s.is_empty());
+        Some(TokenKey {
+            realm,
+            service: ch.param("service").unwrap_or_default().to_string(),
+            scopes,
+        })
+    }
+
+    async fn authorization(&self, scope: Option<&str>) -> Result<Option<String>, SendError> {
+        let ch = self.challenge.lock().expect("lock").clone();
+        let Some(ch) = ch else { return Ok(None) };
+        let cred = self.credential.as_ref().map(|(c, _)| c);
+        match ch.scheme.as_str() {
+            "basic" => Ok(cred.filter(|c| !c.username.is_empty()).map(|c| {
+                use base64::Engine as _;
+                let raw = format!("{}:{}", c.username, c.password.expose());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )
+            })),
+            "bearer" => {
+                let Some(key) = self.token_key(&ch, scope.unwrap_or_default()) else {
+                    return Ok(None);
+                };
+                if let Some(t) = self.tokens.get(&key).await {
+                    return Ok(Some(format!("Bearer {}", t.expose())));
+                }
+                match token::fetch(&self.http, &key, cred).await {
+                    Ok((t, lifetime)) => {
+                        let header = format!("Bearer {}", t.expose());
+                        self.tokens.put(key, t, lifetime).await;
+                        Ok(Some(header))
+                    }
+                    Err(AuthError::Token { realm, reason }) => {
+                        Err(SendError::Fatal(RegistryError::Unauthorized {
+                            registry: self.registry.clone(),
+                            via: self.via(),
+                            reason: format!("token request to {realm} failed: {reason}"),
+                        }))
+                    }
+                    Err(e) => Err(SendError::Fatal(e.into())),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn via(&self) -> String {
+        match self.credential_source() {
+            Some(s) => format!(" with credentials from {s}"),
+            None => " (no credentials configured for it)".into(),
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        mut url: Url,
+        headers: &HeaderMap,
+        scope: Option<&str>,
+    ) -> Result<Response, SendError> {
+        for _ in 0..10 {
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            req = req.header("Docker-Distribution-API-Version", "registry/2.0");
+            // Credentials go only to the registry's own origin, never to a redirect target.
+            if scope.is_some() && url.origin() == self.base.origin() {
+                if let Some(auth) = self.authorization(scope).await? {
+                    req = req.header(header::AUTHORIZATION, auth);
+                }
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| SendError::Retryable(describe(&e)))?;
+            if resp.status().is_redirection() {
+                if let Some(loc) = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                {
+                    url = url.join(loc).map_err(|e| {
+                        SendError::Fatal(RegistryError::Other(format!(
+                            "{url}: bad redirect {loc:?}: {e}"
+                        )))
+                    })?;
+                    continue;
+                }
+            }
+            return Ok(resp);
+        }
+        Err(SendError::Fatal(RegistryError::Other(format!(
+            "{url}: too many redirects"
+        ))))
+    }
+
+    pub async fn status_error(&self, method: &str, resp: Response) -> RegistryError {
+        let status = resp.status().as_u16();
+        let url = resp.url().to_string();
+        let body = read_limited(resp, 1 << 20).await.unwrap_or_default();
+        let (code, detail) = error_code_and_summary(&body);
+        if status == 401 || (status == 403 && code.as_deref() == Some("DENIED")) {
+            return RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                via: self.via(),
+                reason: format!("{method} {url}: HTTP {status}{detail}"),
+            };
+        }
+        RegistryError::Status {
+            registry: self.registry.clone(),
+            method: method.to_string(),
+            url,
+            status,
+            code,
+            detail,
+        }
+    }
+
+    fn tag_registry(&self, e: RegistryError) -> RegistryError {
+        match e {
+            RegistryError::Connection {
+                method, url, error, ..
+            } => RegistryError::Connection {
+                registry: self.registry.clone(),
+                method,
+                url,
+                error,
+            },
+            other => other,
+        }
+    }
+}
+
+struct VecSink(Vec<u8>);
+
+impl BlobSink for VecSink {
+    fn written(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), RegistryError> {
+        self.0.clear();
+        Ok(())
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// Bearer first, then Basic (containerd's priority); other schemes are ignored.
+fn pick_challenge(resp: &Response) -> Option<Challenge> {
+    let mut all: Vec<Challenge> = resp
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(challenge::parse)
+        .filter(|c| c.scheme == "bearer" || c.scheme == "basic")
+        .collect();
+    all.sort_by_key(|c| if c.scheme == "bearer" { 0 } else { 1 });
+    all.into_iter().next()
+}
+
+/// `Retry-After` as seconds or an HTTP date; capped at five minutes.
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let v = resp
+        .headers()
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = httpdate::parse_http_date(v).ok()?;
+        when.duration_since(std::time::SystemTime::now()).ok()?
+    };
+    Some(d.min(Duration::from_secs(300)))
+}

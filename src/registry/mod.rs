@@ -1,0 +1,186 @@
+//! OCI distribution client: endpoints, challenges and tokens, manifests, blobs (streamed,
+//! verified, resumed), retries, mirrors and pulls into the store.
+
+pub mod client;
+pub mod manifest;
+pub mod mirrors;
+pub mod pull;
+pub mod tls;
+
+use crate::auth::AuthError;
+use crate::digest::Digest;
+use crate::store::StoreError;
+use futures_util::StreamExt;
+use std::path::PathBuf;
+
+pub use client::{Client, ClientOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{registry}: {method} {url}: {error}")]
+    Connection {
+        registry: String,
+        method: String,
+        url: String,
+        error: String,
+    },
+    #[error("{registry}: {method} {url}: HTTP {status}{detail}")]
+    Status {
+        registry: String,
+        method: String,
+        url: String,
+        status: u16,
+        /// The first OCI error code in the body (`MANIFEST_UNKNOWN`, `DENIED`, ...).
+        code: Option<String>,
+        detail: String,
+    },
+    #[error("{registry}: authentication failed{via}: {reason}")]
+    Unauthorized {
+        registry: String,
+        via: String,
+        reason: String,
+    },
+    #[error("{url}: body exceeds the {limit}-byte limit")]
+    TooLarge { url: String, limit: usize },
+    #[error(
+        "{reference}: Docker schema 1 manifests are not supported (deprecated since 2017); ask the publisher to push a schema 2 or OCI image"
+    )]
+    Schema1 { reference: String },
+    #[error("{reference}: unsupported manifest media type {media_type}")]
+    UnsupportedMediaType {
+        reference: String,
+        media_type: String,
+    },
+    #[error("{reference}: invalid manifest: {reason}")]
+    BadManifest { reference: String, reason: String },
+    #[error("{reference}: no image for platform {wanted} (the index has: {available})")]
+    NoPlatform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("{what} from {url}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{what} from {url}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{0}")]
+    Blocked(String),
+    #[error("{reference}: {}", format_attempts(.attempts))]
+    AllSourcesFailed {
+        reference: String,
+        attempts: Vec<(String, String)>,
+    },
+    #[error("{reference}: image is not in the store and the pull policy is \"never\"")]
+    NotPresent { reference: String },
+    #[error("TLS setup for {registry} ({}): {reason}", path.display())]
+    Tls {
+        registry: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] mirrors::ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn format_attempts(attempts: &[(String, String)]) -> String {
+    match attempts {
+        [] => "no source to pull from".into(),
+        [(_, e)] => e.clone(),
+        many => {
+            let (primary, mirrors) = many.split_last().expect("non-empty");
+            let list: Vec<String> = mirrors.iter().map(|(s, e)| format!("[{s}: {e}]")).collect();
+            format!("{} (mirrors also failed: {})", primary.1, list.join(" "))
+        }
+    }
+}
+
+/// Reads a body, failing once it exceeds `limit` bytes (a registry cannot make us buffer more).
+pub async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, RegistryError> {
+    let url = resp.url().to_string();
+    if resp.content_length().is_some_and(|l| l as usize > limit) {
+        return Err(RegistryError::TooLarge { url, limit });
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::Connection {
+            registry: String::new(),
+            method: "GET".into(),
+            url: url.clone(),
+            error: e.without_url().to_string(),
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(RegistryError::TooLarge { url, limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// `": CODE: message"` from an OCI error envelope, or a short plain-text excerpt.
+pub fn error_summary(body: &[u8]) -> String {
+    error_code_and_summary(body).1
+}
+
+pub fn error_code_and_summary(body: &[u8]) -> (Option<String>, String) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+        if let Some(first) = env.errors.first() {
+            let parts: Vec<String> = env
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.code, e.message))
+                .collect();
+            return (Some(first.code.clone()), format!(": {}", parts.join("; ")));
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        (None, String::new())
+    } else {
+        let short: String = text.chars().take(200).collect();
+        (None, format!(": {short}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_envelopes() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        let (code, s) = error_code_and_summary(body);
+        assert_eq!(code.as_deref(), Some("MANIFEST_UNKNOWN"));
+        assert_eq!(s, ": MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(error_summary(b""), "");
+        assert_eq!(error_summary(b"  oops \n"), ": oops");
+    }
+}

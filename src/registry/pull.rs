@@ -1,0 +1,502 @@
+//! Pulling an image into the store: names (short names, mirrors), manifest and platform,
+//! config and layers (concurrent, locked per blob so each is downloaded once), then the ref.
+//! Pull policies decide whether the network is touched at all.
+
+use super::RegistryError;
+use super::client::{Client, ClientOptions};
+use super::manifest::{self, Descriptor, MAX_CONFIG_SIZE, Parsed, PlatformSpec};
+use super::mirrors::{PullSource, RegistriesConf};
+use crate::auth::CredentialResolver;
+use crate::digest::Digest;
+use crate::reference::{ImageRef, is_short_name};
+use crate::store::{ImageEntry, PULLED_ANNOTATION, SOURCE_ANNOTATION, Store};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "always" => Ok(Policy::Always),
+            "missing" | "if-not-present" => Ok(Policy::IfNotPresent),
+            "never" => Ok(Policy::Never),
+            o => Err(format!(
+                "unknown pull policy {o:?} (expected always, missing/if-not-present, never)"
+            )),
+        }
+    }
+}
+
+/// A comma-separated list is a fallback chain, as GitLab Runner's `pull_policy` list.
+pub fn parse_policies(s: &str) -> Result<Vec<Policy>, String> {
+    let list: Vec<Policy> = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(Policy::from_str)
+        .collect::<Result<_, _>>()?;
+    if list.is_empty() {
+        return Err("empty pull policy".into());
+    }
+    Ok(list)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    Bars,
+    Lines,
+    Quiet,
+}
+
+pub struct Puller {
+    pub store: Store,
+    pub credentials: CredentialResolver,
+    pub registries: RegistriesConf,
+    pub platform: PlatformSpec,
+    pub client_options: ClientOptions,
+    pub jobs: usize,
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    /// The name the image is stored under.
+    pub name: String,
+    pub id: Digest,
+    pub manifest_digest: Digest,
+    /// The endpoint that served it, e.g. `http://127.0.0.1:5002` for a mirror.
+    pub source: String,
+    pub credentials_from: Option<String>,
+    pub layers: Vec<LayerReport>,
+    /// False when a policy let the stored image be used without any request.
+    pub pulled: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub digest: Digest,
+    pub size: u64,
+    pub downloaded: bool,
+}
+
+impl Puller {
+    fn say(&self, msg: &str) {
+        if self.progress != ProgressMode::Quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// The references an input may mean, in order (short names go through
+    /// `unqualified-search-registries`; without any, Docker Hub as docker does).
+    pub fn candidates(&self, input: &str) -> Result<Vec<ImageRef>, RegistryError> {
+        let search = &self.registries.unqualified_search_registries;
+        if is_short_name(input) && !search.is_empty() {
+            search
+                .iter()
+                .map(|r| {
+                    ImageRef::parse(&format!("{r}/{input}"))
+                        .map_err(|e| RegistryError::Other(e.to_string()))
+                })
+                .collect()
+        } else {
+            Ok(vec![
+                ImageRef::parse(input).map_err(|e| RegistryError::Other(e.to_string()))?,
+            ])
+        }
+    }
+
+    /// The stored image an input names, if any (short names also as `localhost/NAME`).
+    pub fn find_local(&self, input: &str) -> Result<Option<(ImageRef, ImageEntry)>, RegistryError> {
+        let mut names = Vec::new();
+        if is_short_name(input) {
+            if let Ok(r) = ImageRef::parse_local(input) {
+                names.push(r);
+            }
+        }
+        names.extend(self.candidates(input)?);
+        let images = self.store.images()?;
+        for r in names {
+            let wanted = r.to_string();
+            if let Some(e) = images.iter().find(|e| e.name == wanted) {
+                return Ok(Some((r, e.clone())));
+            }
+            if let Some(d) = &r.digest {
+                if let Some(e) = images.iter().find(|e| {
+                    &e.manifest.digest == d && e.name.starts_with(&format!("{}:", r.name()))
+                }) {
+                    return Ok(Some((r, e.clone())));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn local_report(&self, r: &ImageRef, e: &ImageEntry) -> Result<PullReport, RegistryError> {
+        let bytes = self.store.read_blob(&e.manifest.digest)?;
+        let (parsed, _) = manifest::parse(&bytes, Some(&e.manifest.media_type), &r.to_string())?;
+        let Parsed::Image(m) = parsed else {
+            return Err(RegistryError::Other(format!(
+                "{}: stored name points at an index",
+                e.name
+            )));
+        };
+        Ok(PullReport {
+            name: e.name.clone(),
+            id: m.config.digest.clone(),
+            manifest_digest: e.manifest.digest.clone(),
+            source: e
+                .annotation(SOURCE_ANNOTATION)
+                .unwrap_or("local")
+                .to_string(),
+            credentials_from: None,
+            layers: m
+                .layers
+                .iter()
+                .map(|l| LayerReport {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    downloaded: false,
+                })
+                .collect(),
+            pulled: false,
+        })
+    }
+
+    /// Applies the policy chain; each failing policy falls through to the next.
+    pub async fn ensure(
+        &self,
+        input: &str,
+        policies: &[Policy],
+    ) -> Result<PullReport, RegistryError> {
+        let mut last_err = None;
+        for policy in policies {
+            let result = match policy {
+                Policy::Never | Policy::IfNotPresent => match self.find_local(input)? {
+                    Some((r, e)) => return self.local_report(&r, &e),
+                    None if *policy == Policy::Never => Err(RegistryError::NotPresent {
+                        reference: input.to_string(),
+                    }),
+                    None => self.pull(input).await,
+                },
+                Policy::Always => self.pull(input).await,
+            };
+            match result {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    if policies.len() > 1 {
+                        tracing::warn!("pull policy {policy:?} failed for {input}: {e}");
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.expect("at least one policy"))
+    }
+
+    /// Pulls from the network: every candidate name, every endpoint (mirrors, then primary).
+    pub async fn pull(&self, input: &str) -> Result<PullReport, RegistryError> {
+        let mut attempts = Vec::new();
+        let candidates = self.candidates(input)?;
+        for logical in &candidates {
+            let sources = self
+                .registries
+                .pull_sources(logical, self.client_options.insecure)
+                .map_err(RegistryError::Blocked)?;
+            for source in sources {
+                let label = source.reference.to_string();
+                match self.pull_from(logical, &source).await {
+                    Ok(r) => return Ok(r),
+                    // Local faults are not the endpoint's; trying a mirror would not help.
+                    Err(e @ (RegistryError::Store(_) | RegistryError::Auth(_))) => return Err(e),
+                    Err(e) => {
+                        tracing::debug!("pull of {label} failed: {e}");
+                        if source.mirror {
+                            tracing::warn!(
+                                "mirror {} failed for {logical}: {e}",
+                                source.reference.registry
+                            );
+                        }
+                        attempts.push((label, e.to_string()));
+                    }
+                }
+            }
+        }
+        if attempts.len() == 1 {
+            // Keep the typed error when there was only one place to try.
+            let only = candidates.len() == 1;
+            if only {
+                let logical = &candidates[0];
+                let sources = self
+                    .registries
+                    .pull_sources(logical, self.client_options.insecure)
+                    .map_err(RegistryError::Blocked)?;
+                if sources.len() == 1 {
+                    return self.pull_from(logical, &sources[0]).await;
+                }
+            }
+        }
+        Err(RegistryError::AllSourcesFailed {
+            reference: input.to_string(),
+            attempts,
+        })
+    }
+
+    async fn pull_from(
+        &self,
+        logical: &ImageRef,
+        source: &PullSource,
+    ) -> Result<PullReport, RegistryError> {
+        let physical = &source.reference;
+        self.say(&format!("Trying to pull {physical}..."));
+        let cred = self.credentials.resolve(&physical.name()).await?;
+        if let Some((_, src)) = &cred {
+            self.say(&format!("Authenticating with credentials from {src}"));
+            tracing::info!(
+                "authenticating to {} with credentials from {src}",
+                physical.registry
+            );
+        }
+        let mut opts = self.client_options.clone();
+        opts.insecure = source.insecure;
+        let client = Client::connect(&physical.registry, physical.api_host(), cred, opts).await?;
+        let repo = physical.repository.as_str();
+        let label = physical.to_string();
+        let (mut bytes, mut content_type) = client
+            .get_manifest(repo, &physical.manifest_reference())
+            .await?;
+        let (mut parsed, mut media_type) =
+            manifest::parse(&bytes, content_type.as_deref(), &label)?;
+        let mut index_digest = None;
+        if let Parsed::Index(index) = &parsed {
+            let chosen = self.platform.select(&index.manifests).ok_or_else(|| {
+                RegistryError::NoPlatform {
+                    reference: label.clone(),
+                    wanted: self.platform.to_string(),
+                    available: manifest::describe_platforms(&index.manifests),
+                }
+            })?;
+            index_digest = Some(Digest::sha256_of(&bytes));
+            let digest = chosen.digest.to_string();
+            (bytes, content_type) = client.get_manifest(repo, &digest).await?;
+            (parsed, media_type) = manifest::parse(
+                &bytes,
+                content_type.as_deref(),
+                &format!("{label} ({digest})"),
+            )?;
+        }
+        let Parsed::Image(image) = parsed else {
+            return Err(RegistryError::BadManifest {
+                reference: label,
+                reason: "an index inside an index".into(),
+            });
+        };
+        let manifest_digest = Digest::sha256_of(&bytes);
+        let _use = self.store.use_lock()?;
+
+        let config = if self.store.has_blob(&image.config.digest) {
+            self.store.read_blob(&image.config.digest)?
+        } else {
+            let c = client
+                .get_small_blob(repo, &image.config, MAX_CONFIG_SIZE)
+                .await?;
+            self.store.put_blob(&image.config.digest, &c)?;
+            c
+        };
+        check_config(&config, &image.layers, &label)?;
+
+        let layers = self.fetch_layers(&client, repo, &image.layers).await?;
+        self.store.put_blob(&manifest_digest, &bytes)?;
+
+        let name = logical.to_string();
+        let mut ann = BTreeMap::new();
+        ann.insert(
+            SOURCE_ANNOTATION.to_string(),
+            format!("{}/{}", client.endpoint(), physical.repository),
+        );
+        ann.insert(PULLED_ANNOTATION.to_string(), crate::time::now_rfc3339());
+        if let Some(d) = &index_digest {
+            ann.insert("dev.skiff.image.index.digest".into(), d.to_string());
+        }
+        let desc = Descriptor {
+            media_type,
+            digest: manifest_digest.clone(),
+            size: bytes.len() as u64,
+            urls: None,
+            annotations: None,
+            platform: None,
+        };
+        self.store.set_ref(&name, desc, ann)?;
+        if physical.registry != logical.registry {
+            self.say(&format!("Pulled {name} from mirror {}", client.endpoint()));
+        }
+        Ok(PullReport {
+            name,
+            id: image.config.digest.clone(),
+            manifest_digest,
+            source: format!("{}/{}", client.endpoint(), physical.repository),
+            credentials_from: client.credential_source().map(|s| s.to_string()),
+            layers,
+            pulled: true,
+        })
+    }
+
+    async fn fetch_layers(
+        &self,
+        client: &Client,
+        repo: &str,
+        layers: &[Descriptor],
+    ) -> Result<Vec<LayerReport>, RegistryError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let bars = (self.progress == ProgressMode::Bars).then(indicatif::MultiProgress::new);
+        let bars = Arc::new(bars);
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&Descriptor> = layers
+            .iter()
+            .filter(|l| seen.insert(l.digest.clone()))
+            .collect();
+        let results: Vec<LayerReport> = stream::iter(unique)
+            .map(|layer| {
+                let bars = bars.clone();
+                async move {
+                    self.fetch_layer(client, repo, layer, bars.as_ref().as_ref())
+                        .await
+                }
+            })
+            .buffered(self.jobs.max(1))
+            .try_collect()
+            .await?;
+        Ok(results)
+    }
+
+    async fn fetch_layer(
+        &self,
+        client: &Client,
+        repo: &str,
+        layer: &Descriptor,
+        bars: Option<&indicatif::MultiProgress>,
+    ) -> Result<LayerReport, RegistryError> {
+        let short = &layer.digest.hex()[..12];
+        let store = self.store.clone();
+        let digest = layer.digest.clone();
+        // Another process may be downloading the same blob: wait for it, then reuse it.
+        let _lock = tokio::task::spawn_blocking(move || store.lock_blob(&digest))
+            .await
+            .map_err(|e| RegistryError::Other(e.to_string()))??;
+        if self.store.has_blob(&layer.digest) {
+            self.say_line(
+                bars,
+                &format!("Copying blob {short} skipped: already exists"),
+            );
+            return Ok(LayerReport {
+                digest: layer.digest.clone(),
+                size: layer.size,
+                downloaded: false,
+            });
+        }
+        let mut ingest = self.store.ingest(layer.digest.clone(), layer.size)?;
+        let bar = bars.map(|m| {
+            let b = m.add(indicatif::ProgressBar::new(layer.size));
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "Copying blob {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            b.set_message(short.to_string());
+            b
+        });
+        if bar.is_none() {
+            self.say_line(
+                None,
+                &format!("Copying blob {short} ({} bytes)", layer.size),
+            );
+        }
+        let progress = |n: u64| {
+            if let Some(b) = &bar {
+                b.inc(n);
+            }
+        };
+        client
+            .fetch_blob(repo, layer, &mut ingest, &progress)
+            .await?;
+        tokio::task::spawn_blocking(move || ingest.commit())
+            .await
+            .map_err(|e| RegistryError::Other(e.to_string()))??;
+        match &bar {
+            Some(b) => b.finish(),
+            None => self.say_line(None, &format!("Copying blob {short} done")),
+        }
+        Ok(LayerReport {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            downloaded: true,
+        })
+    }
+
+    fn say_line(&self, bars: Option<&indicatif::MultiProgress>, msg: &str) {
+        match bars {
+            Some(m) => {
+                let _ = m.println(msg);
+            }
+            None => self.say(msg),
+        }
+    }
+}
+
+/// The config must be an image config whose diff_ids match the layers one to one.
+fn check_config(
+    config: &[u8],
+    layers: &[Descriptor],
+    reference: &str,
+) -> Result<(), RegistryError> {
+    let bad = |reason: String| RegistryError::BadManifest {
+        reference: reference.to_string(),
+        reason,
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| bad(format!("config is not JSON: {e}")))?;
+    let diff_ids = v
+        .pointer("/rootfs/diff_ids")
+        .and_then(|d| d.as_array())
+        .ok_or_else(|| bad("config has no rootfs.diff_ids".into()))?;
+    if diff_ids.len() != layers.len() {
+        return Err(bad(format!(
+            "config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            layers.len()
+        )));
+    }
+    for d in diff_ids {
+        d.as_str()
+            .and_then(|s| s.parse::<Digest>().ok())
+            .ok_or_else(|| bad(format!("invalid diff_id {d}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_lists() {
+        assert_eq!(parse_policies("always").unwrap(), [Policy::Always]);
+        assert_eq!(parse_policies("missing").unwrap(), [Policy::IfNotPresent]);
+        assert_eq!(
+            parse_policies("always,if-not-present").unwrap(),
+            [Policy::Always, Policy::IfNotPresent]
+        );
+        assert!(parse_policies("sometimes").is_err());
+        assert!(parse_policies("").is_err());
+    }
+}
