@@ -113,8 +113,15 @@ pub async fn fetch(
         }
     }
     let mut req = http.get(url);
-    if let Some(c) = cred.filter(|c| !c.username.is_empty() || !c.password.is_empty()) {
-        req = req.basic_auth(&c.username, Some(c.password.expose()));
+    if let Some(c) = cred {
+        // With only an identity token, it stands in for the password (containerd does the same).
+        let secret = match (&c.identity_token, c.password.is_empty()) {
+            (Some(t), true) => t.expose(),
+            _ => c.password.expose(),
+        };
+        if !c.username.is_empty() || !secret.is_empty() {
+            req = req.basic_auth(&c.username, Some(secret));
+        }
     }
     let resp = req
         .send()

@@ -204,9 +204,8 @@ impl Puller {
 
     /// Pulls from the network: every candidate name, every endpoint (mirrors, then primary).
     pub async fn pull(&self, input: &str) -> Result<PullReport, RegistryError> {
-        let mut attempts = Vec::new();
-        let candidates = self.candidates(input)?;
-        for logical in &candidates {
+        let mut failures: Vec<(String, RegistryError)> = Vec::new();
+        for logical in &self.candidates(input)? {
             let sources = self
                 .registries
                 .pull_sources(logical, self.client_options.insecure)
@@ -218,35 +217,29 @@ impl Puller {
                     // Local faults are not the endpoint's; trying a mirror would not help.
                     Err(e @ (RegistryError::Store(_) | RegistryError::Auth(_))) => return Err(e),
                     Err(e) => {
-                        tracing::debug!("pull of {label} failed: {e}");
                         if source.mirror {
                             tracing::warn!(
                                 "mirror {} failed for {logical}: {e}",
                                 source.reference.registry
                             );
+                        } else {
+                            tracing::debug!("pull of {label} failed: {e}");
                         }
-                        attempts.push((label, e.to_string()));
+                        failures.push((label, e));
                     }
                 }
             }
         }
-        if attempts.len() == 1 {
-            // Keep the typed error when there was only one place to try.
-            let only = candidates.len() == 1;
-            if only {
-                let logical = &candidates[0];
-                let sources = self
-                    .registries
-                    .pull_sources(logical, self.client_options.insecure)
-                    .map_err(RegistryError::Blocked)?;
-                if sources.len() == 1 {
-                    return self.pull_from(logical, &sources[0]).await;
-                }
-            }
+        if failures.len() == 1 {
+            // One place to try: keep its typed error.
+            return Err(failures.pop().expect("one").1);
         }
         Err(RegistryError::AllSourcesFailed {
             reference: input.to_string(),
-            attempts,
+            attempts: failures
+                .into_iter()
+                .map(|(l, e)| (l, e.to_string()))
+                .collect(),
         })
     }
 

@@ -64,7 +64,8 @@ impl Issuer {
         );
         openssl(
             &[
-                "pkey", "-in", "key.pem", "-outform", "DER", "-out", "key.der",
+                "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out",
+                "key.der",
             ],
             dir,
         );
@@ -137,7 +138,10 @@ fn handle(
                         .unwrap_or_default();
                     let text = String::from_utf8_lossy(&raw).to_string();
                     let (u, p) = text.split_once(':').unwrap_or((&text, ""));
-                    if st.users.get(u).map(String::as_str) != Some(p) {
+                    // A refresh token as the password is the GET fallback of the OAuth2 flow.
+                    let valid = st.users.get(u).map(String::as_str) == Some(p)
+                        || st.refresh_tokens.get(p).map(String::as_str) == Some(u);
+                    if !valid {
                         drop(st);
                         return deny(stream, "invalid username/password");
                     }
