@@ -293,7 +293,11 @@ impl Puller {
             });
         };
         let manifest_digest = Digest::sha256_of(&bytes);
-        let _use = self.store.use_lock()?;
+        // Shared with other pulls, exclusive with gc; may wait for a running prune.
+        let store = self.store.clone();
+        let _use = tokio::task::spawn_blocking(move || store.use_lock())
+            .await
+            .map_err(|e| RegistryError::Other(e.to_string()))??;
 
         let config = if self.store.has_blob(&image.config.digest) {
             self.store.read_blob(&image.config.digest)?
