@@ -29,6 +29,8 @@ enum Fault {
     HugeManifest,
     Schema1,
     RedirectBlobs,
+    ManifestAltered,
+    InsufficientScope,
 }
 
 #[derive(Default)]
@@ -36,6 +38,7 @@ struct Seen {
     layer_requests: Vec<Option<String>>,
     authorization_on_redirect_target: Vec<bool>,
     authorization_on_origin: usize,
+    token_scopes: Vec<Vec<String>>,
 }
 
 struct Image {
@@ -112,8 +115,42 @@ fn start(fault: Fault) -> Fake {
     });
     let target_addr = target.as_ref().map(|t| t.addr());
     let (img2, seen2) = (img.clone(), seen.clone());
+    let own_addr = Arc::new(std::sync::OnceLock::<String>::new());
+    let own = own_addr.clone();
     let server = Server::start(move |req: Request, s: &mut TcpStream| {
         let img = &img2;
+        if fault == Fault::InsufficientScope {
+            // A token server on the same origin, and a registry that wants a second scope.
+            let realm = format!(
+                "Bearer realm=\"http://{}/token\",service=\"fake\"",
+                own.get().unwrap()
+            );
+            if req.path == "/token" {
+                let scopes = req.query_all("scope");
+                let token = if scopes.iter().any(|s| s == "repository:shared/base:pull") {
+                    "T2"
+                } else {
+                    "T1"
+                };
+                seen2.lock().unwrap().token_scopes.push(scopes);
+                return respond(
+                    s,
+                    200,
+                    &[],
+                    format!("{{\"token\":\"{token}\",\"expires_in\":300}}").as_bytes(),
+                );
+            }
+            match req.header("authorization") {
+                Some("Bearer T2") => {}
+                Some("Bearer T1") if req.path != "/v2/" => {
+                    let ch = format!(
+                        "{realm},scope=\"repository:test/img:pull repository:shared/base:pull\",error=\"insufficient_scope\""
+                    );
+                    return respond(s, 401, &[("WWW-Authenticate", ch)], b"");
+                }
+                _ => return respond(s, 401, &[("WWW-Authenticate", realm)], b""),
+            }
+        }
         let authorized = req.header("authorization") == Some(&format!("Basic {USER_PASS_B64}"));
         if authorized {
             seen2.lock().unwrap().authorization_on_origin += 1;
@@ -133,6 +170,7 @@ fn start(fault: Fault) -> Fake {
         if path.starts_with("/v2/test/img/manifests/") {
             let body = match fault {
                 Fault::HugeManifest => vec![b' '; 5 << 20],
+                Fault::ManifestAltered => [img.manifest.as_slice(), b" "].concat(),
                 Fault::Schema1 => {
                     br#"{"schemaVersion":1,"name":"test/img","tag":"1","fsLayers":[],"history":[]}"#
                         .to_vec()
@@ -238,6 +276,7 @@ fn start(fault: Fault) -> Fake {
             _ => respond(s, 200, &[], layer),
         }
     });
+    own_addr.set(server.addr()).unwrap();
     Fake {
         server,
         _target: target,
@@ -404,4 +443,47 @@ fn redirects_to_another_host_carry_no_credentials() {
     );
     drop(seen);
     fsck_ok(&env);
+}
+
+#[test]
+fn insufficient_scope_asks_once_for_the_scope_the_registry_names() {
+    let f = start(Fault::InsufficientScope);
+    let env = Env::new();
+    json(
+        env.skiff()
+            .args(["--format", "json", "pull", "--tls-verify=false", &name(&f)]),
+    );
+    let scopes = f.seen.lock().unwrap().token_scopes.clone();
+    assert_eq!(
+        scopes,
+        vec![
+            vec!["repository:test/img:pull".to_string()],
+            vec![
+                "repository:test/img:pull".to_string(),
+                "repository:shared/base:pull".to_string()
+            ],
+        ],
+        "one token, then one more with the named scope, reused for every blob"
+    );
+}
+
+#[test]
+fn a_pull_by_digest_verifies_the_manifest_bytes() {
+    let f = start(Fault::ManifestAltered);
+    let env = Env::new();
+    let by_digest = format!(
+        "{}/test/img@{}",
+        f.server.addr(),
+        Digest::sha256_of(&f.img.manifest)
+    );
+    let e = fails(env.skiff().args(["pull", "--tls-verify=false", &by_digest]));
+    assert!(
+        e.contains("manifest from") && e.contains("digest mismatch"),
+        "{e}"
+    );
+    assert_eq!(
+        common::count_files(&env.store().join("blobs/sha256")),
+        0,
+        "nothing stored"
+    );
 }

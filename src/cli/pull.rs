@@ -1,5 +1,5 @@
 use super::{Context, Format, RegistryArgs, platform_or_host, print_json};
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use skiff::registry::pull::{ProgressMode, Puller, parse_policies};
 use std::io::IsTerminal;
@@ -42,7 +42,10 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
         jobs: a.jobs,
         progress,
     };
-    let report = puller.ensure(&a.image, &policies).await?;
+    let report = puller
+        .ensure(&a.image, &policies)
+        .await
+        .with_context(|| format!("pulling {}", a.image))?;
     match ctx.format {
         Format::Json => print_json(&report)?,
         Format::Text => {

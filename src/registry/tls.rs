@@ -38,9 +38,10 @@ pub fn client_for(
         path: path.to_path_buf(),
         reason,
     };
-    if let Some(dir) = certs_dirs(host).into_iter().find(|d| d.is_dir()) {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| terr(&dir, e.to_string()))?
+    let dir = certs_dirs(host).into_iter().find(|d| d.is_dir());
+    if let Some(dir) = &dir {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| terr(dir, e.to_string()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
@@ -83,7 +84,18 @@ pub fn client_for(
     }
     builder.build().map_err(|e| RegistryError::Tls {
         registry: host.to_string(),
-        path: PathBuf::new(),
-        reason: e.to_string(),
+        path: dir.unwrap_or_default(),
+        reason: error_chain(&e),
     })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }

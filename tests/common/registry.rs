@@ -25,6 +25,13 @@ pub enum Auth {
 pub const TOKEN_SERVICE: &str = "test-registry";
 pub const TOKEN_ISSUER: &str = "test-issuer";
 
+/// TLS for the registry: its certificate and key, and CAs it requires client certs from.
+pub struct Tls {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
 pub struct Registry {
     child: Child,
     pub port: u16,
@@ -58,7 +65,25 @@ fn answers(port: u16) -> bool {
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
+        Self::start_with(auth, None)
+    }
+
+    pub fn start_with(auth: Auth, tls: Option<&Tls>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
+        let tls_yaml = match tls {
+            None => String::new(),
+            Some(t) => {
+                let mut y = format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    t.certificate.display(),
+                    t.key.display()
+                );
+                if let Some(ca) = &t.client_ca {
+                    y.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+                }
+                y
+            }
+        };
         let auth_yaml = match &auth {
             Auth::Anonymous | Auth::Proxy { .. } => String::new(),
             Auth::Htpasswd { user, password } => {
@@ -86,7 +111,7 @@ impl Registry {
         for _ in 0..10 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test-secret\n{auth_yaml}{proxy_yaml}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: skiff-test-secret\n{tls_yaml}{auth_yaml}{proxy_yaml}",
                 dir.path().join("data").display()
             );
             let cfg = dir.path().join("config.yml");
