@@ -267,6 +267,9 @@ impl Store {
         let mut ann = annotations;
         ann.insert(REF_NAME.into(), name.to_string());
         manifest.annotations = Some(ann);
+        // Blob renames become durable before a name can point at them (one fsync per ref).
+        let blobs = self.root.join("blobs/sha256");
+        sync_dir(&blobs).map_err(|e| self.io("fsync", &blobs, e))?;
         let _guard = self.index_lock()?;
         let mut index = self.read_index()?;
         index.manifests.retain(|d| {
@@ -354,6 +357,9 @@ impl Store {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 std::fs::remove_file(entry.path())
                     .map_err(|e| self.io("remove", &entry.path(), e))?;
+                // No pull holds a blob lock now: pulls take them only under the shared gc lock.
+                let _ =
+                    std::fs::remove_file(self.root.join("locks").join(format!("blob-{name}.lock")));
                 report.removed_blobs += 1;
                 report.freed_bytes += size;
             }
@@ -502,8 +508,8 @@ impl Ingest {
         };
         file.sync_all().map_err(|e| io("fsync", e))?;
         drop(file);
+        // The directory entry is made durable once, by `set_ref`, before any name points here.
         std::fs::rename(&self.path, &dest).map_err(|e| io("rename", e))?;
-        sync_dir(dest.parent().expect("blobs dir")).map_err(|e| io("fsync", e))?;
         Ok(())
     }
 }
@@ -579,6 +585,7 @@ mod tests {
             0,
             "no leftovers"
         );
+        drop(store.lock_blob(&good).unwrap());
         store.put_blob(&good, b"hello").unwrap();
         assert_eq!(store.read_blob(&good).unwrap(), b"hello");
         let short = store.ingest(Digest::sha256_of(b"abc"), 3).unwrap();
@@ -594,6 +601,12 @@ mod tests {
         assert_eq!(report.blobs_checked, 1);
         let gc = store.gc().unwrap();
         assert_eq!(gc.removed_blobs, 1, "an unnamed blob is garbage");
+        assert!(
+            !dir.path()
+                .join("locks")
+                .join(format!("blob-{}.lock", good.hex()))
+                .exists()
+        );
     }
 
     #[test]
