@@ -7,3 +7,4 @@ pub mod reference;
 pub mod registry;
 pub mod store;
 pub mod time;
+pub mod unpack;
