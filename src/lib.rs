@@ -5,6 +5,7 @@ pub mod auth;
 pub mod digest;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
 pub mod store;
 pub mod time;
 pub mod unpack;

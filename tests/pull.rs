@@ -147,6 +147,42 @@ fn docker_schema2_multi_layer_and_index() {
         r["layers"][0]["downloaded"], false,
         "the base layer is shared with busybox"
     );
+    assert_eq!(
+        r["layers"][0]["unpacked"], false,
+        "and so is its unpacked directory"
+    );
+    // Every layer is a directory keyed by diff_id, in overlay form.
+    let layer = |i: usize| {
+        let d = r["layers"][i]["diff_id"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        env.store().join("layers").join(d)
+    };
+    assert!(layer(0).join("bin/busybox").is_file() && layer(0).join("bin/sh").is_symlink());
+    assert_eq!(std::fs::read(layer(1).join("data/a.txt")).unwrap(), b"a\n");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let wh = std::fs::symlink_metadata(layer(2).join("etc/motd")).unwrap();
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "whiteout as a 0:0 device"
+    );
+    let dir = std::fs::File::open(layer(2).join("data")).unwrap();
+    let mut buf = [0u8; 4];
+    let n = rustix::fs::fgetxattr(&dir, "user.overlay.opaque", &mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"y",
+        "opaque directory marked for overlay with userxattr"
+    );
+    assert_eq!(
+        std::fs::metadata(layer(0).join("home/user/owned"))
+            .unwrap()
+            .uid(),
+        1000,
+        "owners kept (root mode)"
+    );
 
     let index = format!("{}/test/busybox:index", reg.addr());
     let amd = json(env.skiff().args([
@@ -256,4 +292,51 @@ fn policies_and_errors_name_what_failed() {
         "always,if-not-present",
         &name,
     ]));
+}
+
+#[test]
+fn no_unpack_then_unpack_on_demand() {
+    if !require(TOOLS) {
+        return;
+    }
+    let reg = plain_with_images();
+    let env = Env::new();
+    let name = format!("{}/test/multi:1", reg.addr());
+    let r = json(env.skiff().args([
+        "--format",
+        "json",
+        "pull",
+        "--no-unpack",
+        "--tls-verify=false",
+        &name,
+    ]));
+    assert!(
+        r["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["unpacked"] == false)
+    );
+    assert_eq!(common::count_files(&env.store().join("layers")), 0);
+    // A satisfied policy makes no request but unpacks what is missing.
+    let r = json(
+        env.skiff()
+            .args(["--format", "json", "pull", "--policy", "missing", &name]),
+    );
+    assert_eq!(r["pulled"], false);
+    assert!(
+        r["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["unpacked"] == true),
+        "{r}"
+    );
+    assert_eq!(common::count_files(&env.store().join("layers")), 3);
+    ok(env.skiff().args(["rmi", &name]));
+    assert_eq!(
+        common::count_files(&env.store().join("layers")),
+        0,
+        "rmi removes layers no image uses"
+    );
 }

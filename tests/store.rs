@@ -116,7 +116,11 @@ fn kill_9_at_any_point_leaves_a_store_fsck_passes() {
     let (reg, _layers, _dir) = big_image_registry();
     let env = Env::new();
     let name = format!("{}/test/big:1", reg.addr());
-    // Measure one pull, then kill at points spread over that duration.
+    // Measure a warm pull into an empty store, then kill at points spread over that duration.
+    ok(env
+        .skiff()
+        .args(["pull", "-q", "--tls-verify=false", &name]));
+    ok(env.skiff().args(["rmi", &name]));
     let t = std::time::Instant::now();
     ok(env
         .skiff()
@@ -147,6 +151,13 @@ fn kill_9_at_any_point_leaves_a_store_fsck_passes() {
         } else {
             ok(env.skiff().args(["rmi", &name]));
         }
+        // Start the next pull from an empty store, so every kill lands in a full pull.
+        ok(env.skiff().args(["prune"]));
+        assert_eq!(
+            common::count_files(&env.store().join("layers")),
+            0,
+            "prune removes half-unpacked layers"
+        );
     }
     assert!(
         interrupted >= kills / 2,
@@ -188,6 +199,11 @@ fn prune_during_a_pull_never_removes_what_it_needs() {
         fsck_ok(&env);
         let list = json(env.skiff().args(["--format", "json", "images"]));
         assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!(
+            common::count_files(&env.store().join("layers")),
+            4,
+            "every layer directory survived the prunes"
+        );
         ok(env.skiff().args(["rmi", &name]));
     }
 }

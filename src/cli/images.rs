@@ -244,7 +244,20 @@ pub fn tag(ctx: &Context, a: TagArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn rmi(ctx: &Context, a: RmiArgs) -> Result<()> {
+/// Blob gc, then the layer directories no image needs (removed inside the user namespace
+/// that owns their files).
+async fn collect(store: &Store) -> Result<skiff::store::GcReport> {
+    // Pulls wait while the lock is held, so no layer they are about to name disappears.
+    let (report, _gc) = store.gc_holding_lock()?;
+    let unused = store.unused_layers()?;
+    skiff::unpack::child::remove_paths(&unused).await?;
+    Ok(skiff::store::GcReport {
+        removed_layers: unused.len(),
+        ..report
+    })
+}
+
+pub async fn rmi(ctx: &Context, a: RmiArgs) -> Result<()> {
     let store = ctx.store()?;
     let mut names = Vec::new();
     for input in &a.images {
@@ -279,24 +292,27 @@ pub fn rmi(ctx: &Context, a: RmiArgs) -> Result<()> {
     for n in store.remove_refs(&names)? {
         println!("Untagged: {n}");
     }
-    let report = store.gc()?;
-    if report.removed_blobs > 0 {
+    let report = collect(&store).await?;
+    if report.removed_blobs + report.removed_layers > 0 {
         eprintln!(
-            "Deleted {} blobs ({} bytes)",
-            report.removed_blobs, report.freed_bytes
+            "Deleted {} blobs ({} bytes) and {} layer directories",
+            report.removed_blobs, report.freed_bytes, report.removed_layers
         );
     }
     Ok(())
 }
 
-pub fn prune(ctx: &Context) -> Result<()> {
-    let report = ctx.store()?.gc()?;
+pub async fn prune(ctx: &Context) -> Result<()> {
+    let report = collect(&ctx.store()?).await?;
     match ctx.format {
         Format::Json => print_json(&report),
         Format::Text => {
             println!(
-                "Removed {} blobs ({} bytes) and {} interrupted downloads",
-                report.removed_blobs, report.freed_bytes, report.removed_ingests
+                "Removed {} blobs ({} bytes), {} layer directories and {} interrupted downloads",
+                report.removed_blobs,
+                report.freed_bytes,
+                report.removed_layers,
+                report.removed_ingests
             );
             Ok(())
         }

@@ -1,6 +1,7 @@
 //! Command line: clap definitions, settings resolution, one file per command group.
 
 mod images;
+pub mod internal;
 mod login;
 mod pull;
 
@@ -166,8 +167,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),
             Command::Tag(a) => images::tag(&ctx, a),
-            Command::Rmi(a) => images::rmi(&ctx, a),
-            Command::Prune => images::prune(&ctx),
+            Command::Rmi(a) => images::rmi(&ctx, a).await,
+            Command::Prune => images::prune(&ctx).await,
             Command::Fsck => images::fsck(&ctx),
             Command::Login(a) => login::login(&ctx, a).await,
             Command::Logout(a) => login::logout(&ctx, a),

@@ -22,6 +22,9 @@ pub struct PullArgs {
     /// Layers downloaded at once
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Only download; do not unpack layers into layers/<diff_id>
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
@@ -41,6 +44,7 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
         client_options: a.registry.client_options(),
         jobs: a.jobs,
         progress,
+        unpack: !a.no_unpack,
     };
     let report = puller
         .ensure(&a.image, &policies)

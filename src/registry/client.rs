@@ -34,12 +34,15 @@ impl Default for ClientOptions {
     }
 }
 
-/// Where a blob download writes; the store's ingest file implements it.
-pub trait BlobSink {
+/// Where a blob download writes: the store's ingest file, possibly teed into an unpacker.
+pub trait BlobSink: Send {
     fn written(&self) -> u64;
-    fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError>;
+    fn write(
+        &mut self,
+        bytes: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), RegistryError>> + Send;
     /// Start over (the server ignored our `Range`).
-    fn reset(&mut self) -> Result<(), RegistryError>;
+    fn reset(&mut self) -> impl std::future::Future<Output = Result<(), RegistryError>> + Send;
 }
 
 pub struct Client {
@@ -223,7 +226,7 @@ impl Client {
         &self,
         repo: &str,
         desc: &Descriptor,
-        sink: &mut dyn BlobSink,
+        sink: &mut impl BlobSink,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), RegistryError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{}", desc.digest));
@@ -252,13 +255,13 @@ impl Client {
                         "{}: inconsistent Content-Range on resume; restarting",
                         desc.digest
                     );
-                    sink.reset()?;
+                    sink.reset().await?;
                     continue;
                 }
             } else if status.is_success() {
                 if offset > 0 {
                     tracing::debug!("{}: server ignored Range; restarting from 0", desc.digest);
-                    sink.reset()?;
+                    sink.reset().await?;
                 }
             } else {
                 return Err(self.status_error("GET", resp).await);
@@ -276,7 +279,7 @@ impl Client {
                                 actual: sink.written() + bytes.len() as u64,
                             });
                         }
-                        sink.write(&bytes)?;
+                        sink.write(&bytes).await?;
                         progress(bytes.len() as u64);
                     }
                     Err(e) => {
@@ -602,11 +605,11 @@ impl BlobSink for VecSink {
     fn written(&self) -> u64 {
         self.0.len() as u64
     }
-    fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError> {
         self.0.extend_from_slice(bytes);
         Ok(())
     }
-    fn reset(&mut self) -> Result<(), RegistryError> {
+    async fn reset(&mut self) -> Result<(), RegistryError> {
         self.0.clear();
         Ok(())
     }

@@ -94,6 +94,8 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] mirrors::ConfigError),
+    #[error(transparent)]
+    Unpack(#[from] crate::unpack::UnpackError),
     #[error("{0}")]
     Other(String),
 }

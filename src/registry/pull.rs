@@ -10,6 +10,7 @@ use crate::auth::CredentialResolver;
 use crate::digest::Digest;
 use crate::reference::{ImageRef, is_short_name};
 use crate::store::{ImageEntry, PULLED_ANNOTATION, SOURCE_ANNOTATION, Store};
+use crate::unpack::child::{LayerUnpacker, unpack_blob_file};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -65,6 +66,8 @@ pub struct Puller {
     pub client_options: ClientOptions,
     pub jobs: usize,
     pub progress: ProgressMode,
+    /// Unpack layers into `layers/<diff_id>` (skiff pull --no-unpack turns it off).
+    pub unpack: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,6 +89,9 @@ pub struct LayerReport {
     pub digest: Digest,
     pub size: u64,
     pub downloaded: bool,
+    pub diff_id: Option<Digest>,
+    /// Unpacked by this command (false when it already was, or with --no-unpack).
+    pub unpacked: bool,
 }
 
 impl Puller {
@@ -165,6 +171,8 @@ impl Puller {
                     digest: l.digest.clone(),
                     size: l.size,
                     downloaded: false,
+                    diff_id: None,
+                    unpacked: false,
                 })
                 .collect(),
             pulled: false,
@@ -181,7 +189,11 @@ impl Puller {
         for policy in policies {
             let result = match policy {
                 Policy::Never | Policy::IfNotPresent => match self.find_local(input)? {
-                    Some((r, e)) => return self.local_report(&r, &e),
+                    Some((r, e)) => {
+                        let mut report = self.local_report(&r, &e)?;
+                        self.ensure_unpacked(&e, &mut report).await?;
+                        return Ok(report);
+                    }
                     None if *policy == Policy::Never => Err(RegistryError::NotPresent {
                         reference: input.to_string(),
                     }),
@@ -308,9 +320,11 @@ impl Puller {
             self.store.put_blob(&image.config.digest, &c)?;
             c
         };
-        check_config(&config, &image.layers, &label)?;
+        let diff_ids = check_config(&config, &image.layers, &label)?;
 
-        let layers = self.fetch_layers(&client, repo, &image.layers).await?;
+        let layers = self
+            .fetch_layers(&client, repo, &image.layers, &diff_ids)
+            .await?;
         self.store.put_blob(&manifest_digest, &bytes)?;
 
         let name = logical.to_string();
@@ -351,20 +365,22 @@ impl Puller {
         client: &Client,
         repo: &str,
         layers: &[Descriptor],
+        diff_ids: &[Digest],
     ) -> Result<Vec<LayerReport>, RegistryError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
         let bars = (self.progress == ProgressMode::Bars).then(indicatif::MultiProgress::new);
         let bars = Arc::new(bars);
         let mut seen = std::collections::HashSet::new();
-        let unique: Vec<&Descriptor> = layers
+        let unique: Vec<(&Descriptor, &Digest)> = layers
             .iter()
-            .filter(|l| seen.insert(l.digest.clone()))
+            .zip(diff_ids)
+            .filter(|(l, _)| seen.insert(l.digest.clone()))
             .collect();
         let results: Vec<LayerReport> = stream::iter(unique)
-            .map(|layer| {
+            .map(|(layer, diff_id)| {
                 let bars = bars.clone();
                 async move {
-                    self.fetch_layer(client, repo, layer, bars.as_ref().as_ref())
+                    self.fetch_layer(client, repo, layer, diff_id, bars.as_ref().as_ref())
                         .await
                 }
             })
@@ -374,32 +390,76 @@ impl Puller {
         Ok(results)
     }
 
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(|e| RegistryError::Other(e.to_string()))??)
+    }
+
+    /// Takes the layer's lock if it still needs unpacking; `None` when there is nothing to do.
+    async fn claim_layer(
+        &self,
+        diff_id: &Digest,
+    ) -> Result<Option<crate::store::FileLock>, RegistryError> {
+        if !self.unpack || self.store.has_layer(diff_id) {
+            return Ok(None);
+        }
+        let d = diff_id.clone();
+        let lock = self.blocking(move |s| s.lock_layer(&d)).await?;
+        // Another process may have finished it while we waited.
+        Ok((!self.store.has_layer(diff_id)).then_some(lock))
+    }
+
     async fn fetch_layer(
         &self,
         client: &Client,
         repo: &str,
         layer: &Descriptor,
+        diff_id: &Digest,
         bars: Option<&indicatif::MultiProgress>,
     ) -> Result<LayerReport, RegistryError> {
         let short = &layer.digest.hex()[..12];
-        let store = self.store.clone();
         let digest = layer.digest.clone();
         // Another process may be downloading the same blob: wait for it, then reuse it.
-        let _lock = tokio::task::spawn_blocking(move || store.lock_blob(&digest))
-            .await
-            .map_err(|e| RegistryError::Other(e.to_string()))??;
+        let _lock = self.blocking(move |s| s.lock_blob(&digest)).await?;
+        let layer_lock = self.claim_layer(diff_id).await?;
+        let mut report = LayerReport {
+            digest: layer.digest.clone(),
+            size: layer.size,
+            downloaded: false,
+            diff_id: Some(diff_id.clone()),
+            unpacked: false,
+        };
         if self.store.has_blob(&layer.digest) {
             self.say_line(
                 bars,
                 &format!("Copying blob {short} skipped: already exists"),
             );
-            return Ok(LayerReport {
-                digest: layer.digest.clone(),
-                size: layer.size,
-                downloaded: false,
-            });
+            if layer_lock.is_some() {
+                unpack_blob_file(
+                    self.store.root(),
+                    diff_id,
+                    &self.store.blob_path(&layer.digest),
+                )
+                .await?;
+                report.unpacked = true;
+            }
+            return Ok(report);
         }
-        let mut ingest = self.store.ingest(layer.digest.clone(), layer.size)?;
+        let ingest = self.store.ingest(layer.digest.clone(), layer.size)?;
+        let unpacker = match &layer_lock {
+            Some(_) => Some(LayerUnpacker::spawn(self.store.root(), diff_id)?),
+            None => None,
+        };
+        let mut sink = TeeSink {
+            ingest,
+            unpacker,
+            restarted: false,
+        };
         let bar = bars.map(|m| {
             let b = m.add(indicatif::ProgressBar::new(layer.size));
             b.set_style(
@@ -423,21 +483,78 @@ impl Puller {
                 b.inc(n);
             }
         };
-        client
-            .fetch_blob(repo, layer, &mut ingest, &progress)
-            .await?;
-        tokio::task::spawn_blocking(move || ingest.commit())
-            .await
-            .map_err(|e| RegistryError::Other(e.to_string()))??;
+        let fetched = client.fetch_blob(repo, layer, &mut sink, &progress).await;
+        let TeeSink {
+            ingest,
+            unpacker,
+            restarted,
+        } = sink;
+        let committed = match fetched {
+            Ok(()) => tokio::task::spawn_blocking(move || ingest.commit())
+                .await
+                .map_err(|e| RegistryError::Other(e.to_string()))
+                .and_then(|r| r.map_err(RegistryError::from)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            if let Some(u) = unpacker {
+                u.abort().await;
+            }
+            return Err(e);
+        }
+        report.downloaded = true;
+        match (unpacker, restarted) {
+            (Some(u), false) => {
+                u.finish().await?;
+                report.unpacked = true;
+            }
+            (Some(u), true) => {
+                // The teed stream restarted mid-way: unpack from the verified blob instead.
+                u.abort().await;
+                unpack_blob_file(
+                    self.store.root(),
+                    diff_id,
+                    &self.store.blob_path(&layer.digest),
+                )
+                .await?;
+                report.unpacked = true;
+            }
+            (None, _) => {}
+        }
         match &bar {
             Some(b) => b.finish(),
             None => self.say_line(None, &format!("Copying blob {short} done")),
         }
-        Ok(LayerReport {
-            digest: layer.digest.clone(),
-            size: layer.size,
-            downloaded: true,
-        })
+        Ok(report)
+    }
+
+    /// Unpacks whatever layers of a stored image are not unpacked yet (pulled with
+    /// --no-unpack, or found by a pull policy without any download).
+    pub async fn ensure_unpacked(
+        &self,
+        entry: &ImageEntry,
+        report: &mut PullReport,
+    ) -> Result<(), RegistryError> {
+        if !self.unpack {
+            return Ok(());
+        }
+        for (i, (desc, diff_id)) in self.store.image_layers(entry)?.into_iter().enumerate() {
+            if let Some(r) = report.layers.get_mut(i) {
+                r.diff_id = Some(diff_id.clone());
+            }
+            if self.claim_layer(&diff_id).await?.is_some() {
+                unpack_blob_file(
+                    self.store.root(),
+                    &diff_id,
+                    &self.store.blob_path(&desc.digest),
+                )
+                .await?;
+                if let Some(r) = report.layers.get_mut(i) {
+                    r.unpacked = true;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn say_line(&self, bars: Option<&indicatif::MultiProgress>, msg: &str) {
@@ -455,7 +572,7 @@ fn check_config(
     config: &[u8],
     layers: &[Descriptor],
     reference: &str,
-) -> Result<(), RegistryError> {
+) -> Result<Vec<Digest>, RegistryError> {
     let bad = |reason: String| RegistryError::BadManifest {
         reference: reference.to_string(),
         reason,
@@ -473,12 +590,41 @@ fn check_config(
             layers.len()
         )));
     }
-    for d in diff_ids {
-        d.as_str()
-            .and_then(|s| s.parse::<Digest>().ok())
-            .ok_or_else(|| bad(format!("invalid diff_id {d}")))?;
+    diff_ids
+        .iter()
+        .map(|d| {
+            d.as_str()
+                .and_then(|s| s.parse::<Digest>().ok())
+                .ok_or_else(|| bad(format!("invalid diff_id {d}")))
+        })
+        .collect()
+}
+
+/// The download's sink: the store's ingest file, and the unpacker's stdin when teeing.
+struct TeeSink {
+    ingest: crate::store::Ingest,
+    unpacker: Option<LayerUnpacker>,
+    restarted: bool,
+}
+
+impl super::client::BlobSink for TeeSink {
+    fn written(&self) -> u64 {
+        self.ingest.written()
     }
-    Ok(())
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError> {
+        self.ingest.write_bytes(bytes)?;
+        if !self.restarted {
+            if let Some(u) = &mut self.unpacker {
+                u.write(bytes).await;
+            }
+        }
+        Ok(())
+    }
+    async fn reset(&mut self) -> Result<(), RegistryError> {
+        self.ingest.restart()?;
+        self.restarted = true;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

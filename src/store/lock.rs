@@ -13,6 +13,14 @@ impl FileLock {
     pub fn exclusive(path: &Path) -> std::io::Result<FileLock> {
         Self::take(path, FlockArg::LockExclusive)
     }
+    /// `None` when another process holds it.
+    pub fn try_exclusive(path: &Path) -> std::io::Result<Option<FileLock>> {
+        match Self::take(path, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
     pub fn shared(path: &Path) -> std::io::Result<FileLock> {
         Self::take(path, FlockArg::LockShared)
     }

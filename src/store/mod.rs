@@ -4,6 +4,7 @@
 //! visible; `index.json` is replaced atomically under a lock; gc and pulls exclude each
 //! other through a shared/exclusive lock.
 
+mod layers;
 mod lock;
 
 use crate::digest::{Algorithm, Digest, Digester};
@@ -77,6 +78,7 @@ pub struct Store {
 #[derive(Debug, Default, Serialize)]
 pub struct GcReport {
     pub removed_blobs: usize,
+    pub removed_layers: usize,
     pub freed_bytes: u64,
     pub removed_ingests: usize,
 }
@@ -122,7 +124,7 @@ impl Store {
         &self.root
     }
 
-    fn io(&self, op: &'static str, path: &Path, error: std::io::Error) -> StoreError {
+    pub(crate) fn io(&self, op: &'static str, path: &Path, error: std::io::Error) -> StoreError {
         StoreError::Io {
             root: self.root.clone(),
             op,
@@ -339,7 +341,12 @@ impl Store {
 
     /// Removes blobs no name needs, and ingest files of processes that are gone.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
-        let _gc = self.gc_lock()?;
+        Ok(self.gc_holding_lock()?.0)
+    }
+
+    /// `gc`, returning the exclusive gc lock so more collection can happen under it.
+    pub fn gc_holding_lock(&self) -> Result<(GcReport, FileLock), StoreError> {
+        let gc = self.gc_lock()?;
         let mut keep = BTreeSet::new();
         let mut problems = Vec::new();
         for img in self.images()? {
@@ -365,7 +372,7 @@ impl Store {
             }
         }
         report.removed_ingests = self.stale_ingests(true)?;
-        Ok(report)
+        Ok((report, gc))
     }
 
     fn stale_ingests(&self, remove: bool) -> Result<usize, StoreError> {
@@ -526,10 +533,10 @@ impl crate::registry::client::BlobSink for Ingest {
     fn written(&self) -> u64 {
         self.written
     }
-    fn write(&mut self, bytes: &[u8]) -> Result<(), crate::registry::RegistryError> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), crate::registry::RegistryError> {
         Ok(self.write_bytes(bytes)?)
     }
-    fn reset(&mut self) -> Result<(), crate::registry::RegistryError> {
+    async fn reset(&mut self) -> Result<(), crate::registry::RegistryError> {
         Ok(self.restart()?)
     }
 }
@@ -555,7 +562,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

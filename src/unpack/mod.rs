@@ -9,7 +9,9 @@
 //! creation, chown, chmod and time stamps use `*at` calls with `AT_SYMLINK_NOFOLLOW` or an fd
 //! of the object just created.
 
+pub mod child;
 pub mod compression;
+pub mod layer;
 
 use crate::digest::{Algorithm, Digest, Digester};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps, XattrFlags};
@@ -87,7 +89,7 @@ impl Options {
     }
 }
 
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub diff_id: Option<Digest>,
     pub compression: String,

@@ -1,0 +1,3 @@
+//! Running things rootless: user namespaces with the user's subordinate ids.
+
+pub mod userns;

@@ -1,0 +1,266 @@
+//! User namespaces with the full subuid/subgid mapping (newuidmap/newgidmap), a single-id
+//! fallback, and nothing at all as root.
+//!
+//! `enter` must run while the process is single-threaded (before any tokio runtime): the
+//! kernel refuses `unshare(CLONE_NEWUSER)` otherwise. Ids are mapped by a helper spawned
+//! *before* the unshare, so it stays in the original namespace where newuidmap's set-uid
+//! bit counts.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsernsError {
+    #[error(
+        "cannot create a user namespace: {0} (check kernel.unprivileged_userns_clone and user.max_user_namespaces)"
+    )]
+    Unshare(nix::Error),
+    #[error("mapping ids for pid {pid} failed: {reason}")]
+    Map { pid: u32, reason: String },
+    #[error("{what}: {error}")]
+    Sys { what: String, error: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IdRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Mapping {
+    /// Already root: no namespace needed, real ownership.
+    Root,
+    /// Container uid 0 = the user, 1.. = the subordinate range.
+    Full {
+        uid: u32,
+        gid: u32,
+        subuid: IdRange,
+        subgid: IdRange,
+    },
+    /// Only the user's own id: ownership from images is squashed.
+    Single { uid: u32, gid: u32, why: String },
+}
+
+impl Mapping {
+    /// Whether files can be given the owners an image asks for.
+    pub fn can_chown(&self) -> bool {
+        !matches!(self, Mapping::Single { .. })
+    }
+    pub fn is_root(&self) -> bool {
+        matches!(self, Mapping::Root)
+    }
+}
+
+/// `/etc/subuid` format: `name-or-uid:start:count`, first match wins.
+pub fn parse_subid(text: &str, user: &str, uid: u32) -> Option<IdRange> {
+    text.lines().find_map(|line| {
+        let mut f = line.trim().splitn(3, ':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        if who != user && who.parse::<u32>().ok() != Some(uid) {
+            return None;
+        }
+        Some(IdRange {
+            start: start.trim().parse().ok()?,
+            count: count.trim().parse().ok()?,
+        })
+        .filter(|r| r.count > 0)
+    })
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// What this process would get: root, the full subordinate map, or a single id (and why).
+pub fn detect() -> Mapping {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    if uid == 0 {
+        return Mapping::Root;
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let single = |why: String| Mapping::Single { uid, gid, why };
+    let (Some(subuid), Some(subgid)) = (
+        parse_subid(&read("/etc/subuid"), &user, uid),
+        parse_subid(&read("/etc/subgid"), &user, uid),
+    ) else {
+        return single(format!(
+            "no range for {user} ({uid}) in /etc/subuid and /etc/subgid"
+        ));
+    };
+    if find_program("newuidmap").is_none() || find_program("newgidmap").is_none() {
+        return single("newuidmap/newgidmap are not installed (Debian package uidmap)".into());
+    }
+    Mapping::Full {
+        uid,
+        gid,
+        subuid,
+        subgid,
+    }
+}
+
+/// Enters a new user and mount namespace as its root. Single-threaded callers only.
+pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
+    use nix::sched::{CloneFlags, unshare};
+    let pid = std::process::id();
+    match m {
+        Mapping::Root => return Ok(()),
+        Mapping::Full {
+            uid,
+            gid,
+            subuid,
+            subgid,
+        } => {
+            let exe = std::env::current_exe().map_err(|e| UsernsError::Sys {
+                what: "current_exe".into(),
+                error: e.to_string(),
+            })?;
+            let mut helper = Command::new(exe)
+                .arg("__map-ids")
+                .arg(pid.to_string())
+                .args(
+                    [
+                        uid,
+                        &subuid.start,
+                        &subuid.count,
+                        gid,
+                        &subgid.start,
+                        &subgid.count,
+                    ]
+                    .map(|v| v.to_string()),
+                )
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| UsernsError::Map {
+                    pid,
+                    reason: format!("starting the id-mapping helper: {e}"),
+                })?;
+            unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+                .map_err(UsernsError::Unshare)?;
+            let _ = helper.stdin.take().expect("piped").write_all(b"go");
+            let out = helper.wait_with_output().map_err(|e| UsernsError::Map {
+                pid,
+                reason: e.to_string(),
+            })?;
+            if !out.status.success() {
+                return Err(UsernsError::Map {
+                    pid,
+                    reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
+        Mapping::Single { uid, gid, why } => {
+            tracing::warn!(
+                "user namespace with a single id ({why}): file owners from images are squashed to you"
+            );
+            unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+                .map_err(UsernsError::Unshare)?;
+            let w = |p: &str, s: String| {
+                std::fs::write(p, s).map_err(|e| UsernsError::Map {
+                    pid,
+                    reason: format!("{p}: {e}"),
+                })
+            };
+            w("/proc/self/setgroups", "deny".into())?;
+            w("/proc/self/uid_map", format!("0 {uid} 1"))?;
+            w("/proc/self/gid_map", format!("0 {gid} 1"))?;
+        }
+    }
+    let root = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root, root, root).map_err(|e| UsernsError::Sys {
+        what: "setresgid(0)".into(),
+        error: e.to_string(),
+    })?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).map_err(|e| UsernsError::Sys {
+        what: "setresuid(0)".into(),
+        error: e.to_string(),
+    })?;
+    // Our mounts stay ours: nothing propagates back to the host.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| UsernsError::Sys {
+        what: "making / private in the new mount namespace".into(),
+        error: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// `skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: waits for the go byte on stdin,
+/// then writes the maps with newuidmap/newgidmap, checking their exit status.
+pub fn map_ids_main(args: &[String]) -> i32 {
+    let [pid, uid, us, uc, gid, gs, gc] = args else {
+        eprintln!("usage: skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
+        return 2;
+    };
+    let mut go = [0u8; 2];
+    if std::io::stdin().read_exact(&mut go).is_err() {
+        return 1; // the parent went away before unsharing
+    }
+    for (prog, id, start, count) in [("newuidmap", uid, us, uc), ("newgidmap", gid, gs, gc)] {
+        let path = find_program(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
+        match Command::new(&path)
+            .args([pid.as_str(), "0", id, "1", "1", start, count])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!(
+                    "{prog} {pid} 0 {id} 1 1 {start} {count}: {} {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_table() {
+        let text =
+            "tuser:100000:65536\n1003:231072:65536\nbad line\nzero:1:0\nskiff-test:165536:65536\n";
+        let cases = [
+            ("tuser", 1000, Some((100000, 65536))),
+            ("other", 1003, Some((231072, 65536))),
+            ("skiff-test", 1004, Some((165536, 65536))),
+            ("zero", 1005, None),
+            ("nobody", 65534, None),
+        ];
+        for (user, uid, want) in cases {
+            assert_eq!(
+                parse_subid(text, user, uid).map(|r| (r.start, r.count)),
+                want,
+                "{user}"
+            );
+        }
+    }
+}
