@@ -60,6 +60,15 @@ fn resolve(store: &Store, input: &str) -> Result<Vec<ImageEntry>> {
     Ok(resolve_kind(store, input)?.0)
 }
 
+/// Exactly one image for the input.
+pub(super) fn resolve_one(store: &Store, input: &str) -> Result<ImageEntry> {
+    let mut hits = resolve(store, input)?;
+    if hits.len() > 1 {
+        bail!("{input} matches several images; use a longer ID or a name");
+    }
+    Ok(hits.remove(0))
+}
+
 /// Like `resolve`, also telling whether the input was a name (true) or an ID/digest.
 fn resolve_kind(store: &Store, input: &str) -> Result<(Vec<ImageEntry>, bool)> {
     let images = store.images()?;
@@ -250,7 +259,9 @@ async fn collect(store: &Store) -> Result<skiff::store::GcReport> {
     // Pulls wait while the lock is held, so no layer they are about to name disappears.
     let (report, _gc) = store.gc_holding_lock()?;
     let unused = store.unused_layers()?;
-    skiff::unpack::child::remove_paths(&unused).await?;
+    let mut paths = unused.clone();
+    paths.extend(store.stale_mounts());
+    skiff::unpack::child::remove_paths(&paths).await?;
     Ok(skiff::store::GcReport {
         removed_layers: unused.len(),
         ..report

@@ -4,6 +4,7 @@ mod images;
 pub mod internal;
 mod login;
 mod pull;
+mod rootless;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -57,6 +58,12 @@ pub enum Command {
     Prune,
     /// Verify every blob's digest and every image's completeness
     Fsck,
+    /// Flatten an image's layers into a plain directory (like umoci unpack)
+    Unpack(rootless::UnpackArgs),
+    /// Run a shell or command as root of the store's user namespace (like podman unshare)
+    Unshare(rootless::UnshareArgs),
+    /// Inside `skiff unshare`: mount an image's layers as overlay and print the path
+    Mount(rootless::MountArgs),
     /// Log in to a registry (verified against it; stored with mode 0600)
     Login(login::LoginArgs),
     /// Remove stored credentials for a registry
@@ -158,11 +165,18 @@ pub fn run(cli: Cli) -> Result<()> {
         root: cli.root.clone().unwrap_or_else(default_root),
         format: cli.format,
     };
+    // These enter a user namespace, which needs a process with a single thread: no runtime.
+    let command = match cli.command {
+        Command::Unpack(a) => return rootless::unpack(&ctx, a),
+        Command::Unshare(a) => return rootless::unshare(&ctx, a),
+        Command::Mount(a) => return rootless::mount(&ctx, a),
+        other => other,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Pull(a) => pull::run(&ctx, a).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),
@@ -172,6 +186,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Fsck => images::fsck(&ctx),
             Command::Login(a) => login::login(&ctx, a).await,
             Command::Logout(a) => login::logout(&ctx, a),
+            Command::Unpack(_) | Command::Unshare(_) | Command::Mount(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     })
 }

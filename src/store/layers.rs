@@ -112,4 +112,32 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Mount directories (`mounts/<id>-<session pid>`) whose `skiff unshare` session ended.
+    pub fn stale_mounts(&self) -> Vec<PathBuf> {
+        let Ok(rd) = std::fs::read_dir(self.root().join("mounts")) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+                pid.is_none_or(|p| !process_alive(p))
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+/// Alive and not a zombie waiting to be reaped.
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
 }

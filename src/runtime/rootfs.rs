@@ -1,0 +1,150 @@
+//! A container root from an image's layers: overlayfs with the layer directories as lowers
+//! (appended one by one with `fsconfig("lowerdir+")`, so depth is not bound by the 4 KiB
+//! mount-data page; classic `mount(2)` as fallback), `userxattr` so rootless overlay honours
+//! `user.overlay.*`; fuse-overlayfs where native overlay is refused; a flattened copy last.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("mounting overlay on {}: {reason}", merged.display())]
+    Mount { merged: PathBuf, reason: String },
+    #[error("{op} {}: {error}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Driver {
+    /// Kernel overlayfs through the new mount API (`lowerdir+`).
+    Native,
+    /// Kernel overlayfs through mount(2) with a lowerdir= option string.
+    NativeLegacy,
+    FuseOverlayfs,
+}
+
+/// Work directories of one overlay: `upper`, `work`, `merged` under `dir`.
+pub struct OverlayDirs {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+}
+
+impl OverlayDirs {
+    pub fn create(dir: &Path) -> Result<OverlayDirs, RootfsError> {
+        let d = OverlayDirs {
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("merged"),
+        };
+        for p in [&d.upper, &d.work, &d.merged] {
+            std::fs::create_dir_all(p).map_err(|e| RootfsError::Io {
+                op: "mkdir",
+                path: p.clone(),
+                error: e,
+            })?;
+        }
+        Ok(d)
+    }
+}
+
+/// Mounts `lowers` (top first) with `dirs`; `forced` picks a driver (SKIFF_OVERLAY).
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    dirs: &OverlayDirs,
+    forced: Option<&str>,
+) -> Result<Driver, RootfsError> {
+    let merged = dirs.merged.clone();
+    let fail = |reason: String| RootfsError::Mount {
+        merged: merged.clone(),
+        reason,
+    };
+    let mut errors = Vec::new();
+    if forced.is_none_or(|f| f == "native") {
+        match mount_new_api(lowers, dirs) {
+            Ok(()) => return Ok(Driver::Native),
+            Err(e) => errors.push(format!("fsconfig: {e}")),
+        }
+        match mount_legacy(lowers, dirs) {
+            Ok(()) => return Ok(Driver::NativeLegacy),
+            Err(e) => errors.push(format!("mount(2): {e}")),
+        }
+    }
+    if forced.is_none_or(|f| f == "fuse") {
+        match mount_fuse(lowers, dirs) {
+            Ok(()) => return Ok(Driver::FuseOverlayfs),
+            Err(e) => errors.push(format!("fuse-overlayfs: {e}")),
+        }
+    }
+    Err(fail(errors.join("; ")))
+}
+
+fn mount_new_api(lowers: &[PathBuf], dirs: &OverlayDirs) -> rustix::io::Result<()> {
+    use rustix::mount::*;
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+    }
+    fsconfig_set_string(&fs, "upperdir", dirs.upper.as_path())?;
+    fsconfig_set_string(&fs, "workdir", dirs.work.as_path())?;
+    fsconfig_set_flag(&fs, "userxattr")?;
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        dirs.merged.as_path(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+fn option_string(lowers: &[PathBuf], dirs: &OverlayDirs) -> String {
+    let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.join(":"),
+        dirs.upper.display(),
+        dirs.work.display()
+    )
+}
+
+fn mount_legacy(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<(), String> {
+    let data = option_string(lowers, dirs);
+    if data.len() >= 4096 {
+        return Err(format!("{} bytes of options exceed one page", data.len()));
+    }
+    nix::mount::mount(
+        Some("overlay"),
+        &dirs.merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn mount_fuse(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<(), String> {
+    let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        dirs.upper.display(),
+        dirs.work.display()
+    );
+    let out = Command::new("fuse-overlayfs")
+        .args(["-o", &opts])
+        .arg(&dirs.merged)
+        .output()
+        .map_err(|e| format!("{e} (install fuse-overlayfs)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
