@@ -1,7 +1,8 @@
 //! Rootless, as the unprivileged `skiff-test` user (created by scripts/setup with a subuid
 //! range): pulls unpack inside a user namespace with the full mapping, so image uid 1000 is
-//! a subordinate id on the host and 1000 inside `skiff unshare`; overlay mounts show
-//! whiteouts and opaque directories applied; rmi removes files owned by subordinate ids.
+//! a subordinate id on the host and 1000 inside `skiff unshare`; overlay mounts (and every
+//! fallback) show whiteouts and opaque directories applied; rmi removes files owned by
+//! subordinate ids. `skiff-nosubid` has no range: ownership is squashed, with a warning.
 
 mod common;
 
@@ -12,40 +13,47 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const USER: &str = "skiff-test";
+const NOSUBID: &str = "skiff-nosubid";
 
 struct User {
+    name: &'static str,
     dir: tempfile::TempDir,
     uid: u32,
     subuid: u32,
     skiff: PathBuf,
 }
 
-fn setup() -> Option<User> {
+fn setup(name: &'static str) -> Option<User> {
     if !common::require(&["docker-registry", "skopeo", "runuser", "newuidmap"]) {
         return None;
     }
-    let Some(pw) = nix::unistd::User::from_name(USER).ok().flatten() else {
+    let Some(pw) = nix::unistd::User::from_name(name).ok().flatten() else {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true and user {USER} is missing (scripts/setup creates it)");
+            panic!("CI=true and user {name} is missing (scripts/setup creates it)");
         }
-        eprintln!("SKIPPED: no user {USER}; run scripts/setup as root");
+        eprintln!("SKIPPED: no user {name}; run scripts/setup as root");
         return None;
     };
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: the rootless tests switch to {USER} and need root to do so");
+        eprintln!("SKIPPED: the rootless tests switch to {name} and need root to do so");
         return None;
     }
     let subuid = std::fs::read_to_string("/etc/subuid")
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .find_map(|l| {
-            l.strip_prefix(&format!("{USER}:"))?
+            l.strip_prefix(&format!("{name}:"))?
                 .split(':')
                 .next()?
                 .parse()
                 .ok()
         })
-        .expect("a subuid range for skiff-test");
+        .unwrap_or(0);
+    assert_eq!(
+        subuid == 0,
+        name == NOSUBID,
+        "/etc/subuid is not as scripts/setup makes it"
+    );
     let dir = tempfile::Builder::new()
         .prefix("skiff-rootless")
         .tempdir()
@@ -56,20 +64,13 @@ fn setup() -> Option<User> {
     // The user runs its own copy: the build tree may not be readable for it.
     let skiff = dir.path().join("bin/skiff");
     std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &skiff).unwrap();
-    let uid = pw.uid.as_raw();
-    for p in [
-        dir.path().to_path_buf(),
-        dir.path().join("home"),
-        dir.path().join("run"),
-        dir.path().join("store"),
-        dir.path().join("bin"),
-        skiff.clone(),
-    ] {
-        nix::unistd::chown(&p, Some(pw.uid), Some(pw.gid)).unwrap();
+    for d in ["", "home", "run", "store", "bin", "bin/skiff"] {
+        nix::unistd::chown(&dir.path().join(d), Some(pw.uid), Some(pw.gid)).unwrap();
     }
     Some(User {
+        name,
         dir,
-        uid,
+        uid: pw.uid.as_raw(),
         subuid,
         skiff,
     })
@@ -79,10 +80,11 @@ impl User {
     fn store(&self) -> PathBuf {
         self.dir.path().join("store")
     }
-    fn run(&self, args: &[&str]) -> Output {
+    fn run_env(&self, env: &[&str], args: &[&str]) -> Output {
         let d = self.dir.path();
         Command::new("runuser")
-            .args(["-u", USER, "--", "env", "-i"])
+            .args(["-u", self.name, "--", "env", "-i"])
+            .args(env)
             .arg(format!("HOME={}", d.join("home").display()))
             .arg(format!("XDG_RUNTIME_DIR={}", d.join("run").display()))
             .arg(format!("SKIFF_ROOT={}", self.store().display()))
@@ -93,15 +95,22 @@ impl User {
             .output()
             .unwrap()
     }
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(&[], args)
+    }
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "skiff {args:?} as {USER}: {}\n{}",
+            "skiff {args:?} as {}: {}\n{}",
+            self.name,
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).to_string()
+    }
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
     }
 }
 
@@ -111,25 +120,27 @@ fn layer_dirs(store: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[test]
-fn rootless_pull_ownership_overlay_and_cleanup() {
-    let Some(user) = setup() else { return };
+fn registry_with(image: &str) -> (Registry, String) {
     let reg = Registry::start(Auth::Anonymous);
-    push(
-        &images().layout,
-        "multi",
-        &format!("{}/test/multi:1", reg.addr()),
-        &[],
-    );
-    let name = format!("{}/test/multi:1", reg.addr());
-    let report: serde_json::Value =
-        serde_json::from_str(&user.ok(&["--format", "json", "pull", "--tls-verify=false", &name]))
-            .unwrap();
-    let base = report["layers"][0]["diff_id"]
+    let name = format!("{}/test/{image}:1", reg.addr());
+    push(&images().layout, image, &name, &[]);
+    (reg, name)
+}
+
+fn base_diff_id(report: &serde_json::Value) -> String {
+    report["layers"][0]["diff_id"]
         .as_str()
         .unwrap()
         .trim_start_matches("sha256:")
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn rootless_pull_ownership_overlay_and_cleanup() {
+    let Some(user) = setup(USER) else { return };
+    let (_reg, name) = registry_with("multi");
+    let report = user.json(&["--format", "json", "pull", "--tls-verify=false", &name]);
+    let base = base_diff_id(&report);
     let owned = user
         .store()
         .join("layers")
@@ -156,7 +167,7 @@ fn rootless_pull_ownership_overlay_and_cleanup() {
     assert_eq!(inside.trim(), "1000:1000");
     let map = user.ok(&["unshare", "cat", "/proc/self/uid_map"]);
     assert!(
-        map.contains(&format!("{}", user.subuid)),
+        map.contains(&user.subuid.to_string()),
         "full subordinate mapping: {map}"
     );
 
@@ -167,9 +178,32 @@ fn rootless_pull_ownership_overlay_and_cleanup() {
     );
     let out = user.ok(&["unshare", "sh", "-c", &script]);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "c.txt", "{out}");
-    assert_eq!(lines[1], "1000");
+    assert_eq!(&lines[..2], ["c.txt", "1000"], "{out}");
     assert_ne!(lines[2], "0", "an overlay mount exists inside the session");
+
+    // Every fallback gives the same view: mount(2), fuse-overlayfs, a flattened copy.
+    for driver in ["legacy", "fuse", "copy"] {
+        let script = format!(
+            "m=$({} mount {name}) && test ! -e $m/etc/motd && ls $m/data && stat -c %u $m/home/user/owned",
+            user.skiff.display()
+        );
+        let out = user.run_env(
+            &[&format!("SKIFF_OVERLAY={driver}")],
+            &["unshare", "sh", "-c", &script],
+        );
+        assert!(
+            out.status.success(),
+            "{driver}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            ["c.txt", "1000"],
+            "{driver}"
+        );
+    }
 
     // Writes inside a mount go to its upper dir only; the layers never change.
     let script = format!(
@@ -182,12 +216,9 @@ fn rootless_pull_ownership_overlay_and_cleanup() {
         std::fs::read_to_string(upper.join("data/c.txt")).unwrap(),
         "new\n"
     );
+    let wh = std::fs::symlink_metadata(upper.join("bin/sh")).unwrap();
     assert!(
-        std::os::unix::fs::FileTypeExt::is_char_device(
-            &std::fs::symlink_metadata(upper.join("bin/sh"))
-                .unwrap()
-                .file_type()
-        ),
+        std::os::unix::fs::FileTypeExt::is_char_device(&wh.file_type()),
         "a deletion is a whiteout in the upper dir"
     );
     assert!(
@@ -223,4 +254,78 @@ fn rootless_pull_ownership_overlay_and_cleanup() {
     );
     user.ok(&["unshare", "rm", "-rf", flat.to_str().unwrap()]);
     assert!(!flat.exists());
+}
+
+#[test]
+fn without_subordinate_ids_ownership_is_squashed_with_a_warning() {
+    let Some(user) = setup(NOSUBID) else { return };
+    let (_reg, name) = registry_with("multi");
+    let out = user.run(&["--format", "json", "pull", "--tls-verify=false", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let owned = user
+        .store()
+        .join("layers")
+        .join(base_diff_id(&report))
+        .join("home/user/owned");
+    assert_eq!(
+        std::fs::metadata(&owned).unwrap().uid(),
+        user.uid,
+        "squashed to the user"
+    );
+    let map = user.ok(&["unshare", "cat", "/proc/self/uid_map"]);
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", &user.uid.to_string(), "1"],
+        "single-id map"
+    );
+    let warn = user.run(&["unshare", "true"]);
+    assert!(
+        String::from_utf8_lossy(&warn.stderr).contains("single id"),
+        "{}",
+        String::from_utf8_lossy(&warn.stderr)
+    );
+}
+
+#[test]
+fn leftovers_of_a_killed_unpack_are_cleaned_by_the_next_run() {
+    let Some(user) = setup(USER) else { return };
+    let (_reg, name) = registry_with("busybox");
+    user.ok(&["pull", "-q", "--no-unpack", "--tls-verify=false", &name]);
+    let inspect = user.json(&["inspect", &name]);
+    let diff_id = inspect[0]["RootFS"]["diff_ids"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    // What a killed unpacker leaves: a temporary directory with subordinate-owned files.
+    let stale = user
+        .store()
+        .join("layers")
+        .join(format!("tmp-{diff_id}-4194304-1"));
+    let script = format!(
+        "mkdir -p {0}/home/u && echo x > {0}/home/u/f && chown -R 1000:1000 {0}/home/u",
+        stale.display()
+    );
+    user.ok(&["unshare", "sh", "-c", &script]);
+    assert_eq!(
+        std::fs::metadata(stale.join("home/u/f")).unwrap().uid(),
+        user.subuid + 999
+    );
+    user.ok(&["pull", "--policy", "missing", &name]);
+    assert!(
+        !stale.exists(),
+        "the next unpack of the layer removed the leftover"
+    );
+    assert!(
+        user.store()
+            .join("layers")
+            .join(&diff_id)
+            .join("bin/busybox")
+            .is_file()
+    );
 }

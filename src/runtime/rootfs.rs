@@ -70,6 +70,8 @@ pub fn mount_overlay(
             Ok(()) => return Ok(Driver::Native),
             Err(e) => errors.push(format!("fsconfig: {e}")),
         }
+    }
+    if forced.is_none_or(|f| f == "native" || f == "legacy") {
         match mount_legacy(lowers, dirs) {
             Ok(()) => return Ok(Driver::NativeLegacy),
             Err(e) => errors.push(format!("mount(2): {e}")),

@@ -22,6 +22,16 @@ pub fn unpack_into_store(
         .map_err(|e| io("lock", store.root(), std::io::Error::other(e.to_string())))?;
     let final_path = store.layer_path(diff_id);
     std::fs::create_dir_all(store.layers_dir()).map_err(|e| io("mkdir", &store.layers_dir(), e))?;
+    // Holding the unpacking lock, any other temporary directory of this layer is a leftover
+    // of a killed run: clean it now rather than waiting for a prune.
+    if let Ok(rd) = std::fs::read_dir(store.layers_dir()) {
+        let prefix = format!("tmp-{}-", diff_id.hex());
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
     let tmp = store.layer_tmp(diff_id);
     std::fs::create_dir(&tmp).map_err(|e| io("mkdir", &tmp, e))?;
     let result = unpack_verified(input, &tmp, opts, diff_id).and_then(|report| {
