@@ -6,25 +6,12 @@ mod common;
 use common::http::Server;
 use common::images::images;
 use common::registry::{Auth, Registry, Tls, push};
-use common::{Env, fails, json, require};
+use common::{Env, fails, json, openssl, require};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
 fn pki(dir: &Path) {

@@ -36,14 +36,7 @@ fn enter() -> Result<userns::Mapping> {
     userns::enter(&mapping)?;
     if mapping.is_root() {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .context("making / private")?;
+        userns::make_mounts_private()?;
     }
     Ok(mapping)
 }

@@ -540,7 +540,7 @@ impl Client {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| SendError::Retryable(describe(&e)))?;
+                .map_err(|e| SendError::Retryable(super::error_chain(&e)))?;
             if resp.status().is_redirection() {
                 if let Some(loc) = resp
                     .headers()
@@ -613,18 +613,6 @@ impl BlobSink for VecSink {
         self.0.clear();
         Ok(())
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 /// Bearer first, then Basic (containerd's priority); other schemes are ignored.

@@ -440,12 +440,7 @@ impl Puller {
                 &format!("Copying blob {short} skipped: already exists"),
             );
             if layer_lock.is_some() {
-                unpack_blob_file(
-                    self.store.root(),
-                    diff_id,
-                    &self.store.blob_path(&layer.digest),
-                )
-                .await?;
+                self.unpack_stored(layer, diff_id).await?;
                 report.unpacked = true;
             }
             return Ok(report);
@@ -511,12 +506,7 @@ impl Puller {
             (Some(u), true) => {
                 // The teed stream restarted mid-way: unpack from the verified blob instead.
                 u.abort().await;
-                unpack_blob_file(
-                    self.store.root(),
-                    diff_id,
-                    &self.store.blob_path(&layer.digest),
-                )
-                .await?;
+                self.unpack_stored(layer, diff_id).await?;
                 report.unpacked = true;
             }
             (None, _) => {}
@@ -526,6 +516,21 @@ impl Puller {
             None => self.say_line(None, &format!("Copying blob {short} done")),
         }
         Ok(report)
+    }
+
+    /// Unpacks a layer from its verified blob in the store.
+    async fn unpack_stored(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<(), RegistryError> {
+        unpack_blob_file(
+            self.store.root(),
+            diff_id,
+            &self.store.blob_path(&layer.digest),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Unpacks whatever layers of a stored image are not unpacked yet (pulled with
@@ -543,12 +548,7 @@ impl Puller {
                 r.diff_id = Some(diff_id.clone());
             }
             if self.claim_layer(&diff_id).await?.is_some() {
-                unpack_blob_file(
-                    self.store.root(),
-                    &diff_id,
-                    &self.store.blob_path(&desc.digest),
-                )
-                .await?;
+                self.unpack_stored(&desc, &diff_id).await?;
                 if let Some(r) = report.layers.get_mut(i) {
                     r.unpacked = true;
                 }

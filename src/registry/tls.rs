@@ -1,7 +1,7 @@
 //! TLS per registry host: system roots plus `certs.d/<host[:port]>` directories
 //! (`*.crt` CAs, `*.cert`+`*.key` client pairs). The first existing directory wins.
 
-use super::RegistryError;
+use super::{RegistryError, error_chain};
 use std::path::{Path, PathBuf};
 
 pub fn certs_dirs(host: &str) -> Vec<PathBuf> {
@@ -87,15 +87,4 @@ pub fn client_for(
         path: dir.unwrap_or_default(),
         reason: error_chain(&e),
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }

@@ -190,7 +190,11 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
         what: "setresuid(0)".into(),
         error: e.to_string(),
     })?;
-    // Our mounts stay ours: nothing propagates back to the host.
+    make_mounts_private()
+}
+
+/// Our mounts stay ours: nothing propagates back to the host's namespace.
+pub fn make_mounts_private() -> Result<(), UsernsError> {
     nix::mount::mount(
         None::<&str>,
         "/",

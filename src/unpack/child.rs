@@ -16,32 +16,35 @@ pub struct LayerUnpacker {
     broken: bool,
 }
 
-fn helper(store_root: &Path, diff_id: &Digest) -> Result<Command, UnpackError> {
-    let exe = std::env::current_exe().map_err(|e| UnpackError::Io {
+fn skiff_exe() -> Result<std::path::PathBuf, UnpackError> {
+    std::env::current_exe().map_err(|e| UnpackError::Io {
         op: "locate skiff",
         path: "/proc/self/exe".into(),
         error: e,
-    })?;
-    let mut c = Command::new(exe);
-    c.arg("__unpack-layer")
+    })
+}
+
+/// Starts `skiff __unpack-layer` reading the layer from `stdin`.
+fn spawn_helper(store_root: &Path, diff_id: &Digest, stdin: Stdio) -> Result<Child, UnpackError> {
+    Command::new(skiff_exe()?)
+        .arg("__unpack-layer")
         .arg(store_root)
         .arg(diff_id.to_string())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    Ok(c)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| UnpackError::Io {
+            op: "start unpacker",
+            path: store_root.to_path_buf(),
+            error: e,
+        })
 }
 
 impl LayerUnpacker {
     pub fn spawn(store_root: &Path, diff_id: &Digest) -> Result<LayerUnpacker, UnpackError> {
-        let mut child = helper(store_root, diff_id)?
-            .stdin(Stdio::piped())
-            .spawn()
-            .map_err(|e| UnpackError::Io {
-                op: "start unpacker",
-                path: store_root.to_path_buf(),
-                error: e,
-            })?;
+        let mut child = spawn_helper(store_root, diff_id, Stdio::piped())?;
         let stdin = child.stdin.take();
         Ok(LayerUnpacker {
             child,
@@ -100,14 +103,7 @@ pub async fn unpack_blob_file(
         path: blob.to_path_buf(),
         error: e,
     })?;
-    let child = helper(store_root, diff_id)?
-        .stdin(Stdio::from(file))
-        .spawn()
-        .map_err(|e| UnpackError::Io {
-            op: "start unpacker",
-            path: store_root.to_path_buf(),
-            error: e,
-        })?;
+    let child = spawn_helper(store_root, diff_id, Stdio::from(file))?;
     wait(child, diff_id).await
 }
 
@@ -116,11 +112,7 @@ pub async fn remove_paths(paths: &[std::path::PathBuf]) -> Result<(), UnpackErro
     if paths.is_empty() {
         return Ok(());
     }
-    let exe = std::env::current_exe().map_err(|e| UnpackError::Io {
-        op: "locate skiff",
-        path: "/proc/self/exe".into(),
-        error: e,
-    })?;
+    let exe = skiff_exe()?;
     let out = Command::new(exe)
         .arg("__remove")
         .args(paths)

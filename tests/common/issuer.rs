@@ -7,7 +7,6 @@ use base64::Engine as _;
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -29,22 +28,10 @@ pub struct Issuer {
     pub state: Arc<Mutex<IssuerState>>,
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Issuer {
     pub fn start(dir: &Path, state: IssuerState) -> Issuer {
-        openssl(
+        super::openssl(
+            dir,
             &[
                 "req",
                 "-x509",
@@ -60,20 +47,19 @@ impl Issuer {
                 "-subj",
                 "/CN=skiff-test-issuer",
             ],
-            dir,
         );
-        openssl(
+        super::openssl(
+            dir,
             &[
                 "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out",
                 "key.der",
             ],
-            dir,
         );
-        openssl(
+        super::openssl(
+            dir,
             &[
                 "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
             ],
-            dir,
         );
         let key =
             ring::signature::RsaKeyPair::from_pkcs8(&std::fs::read(dir.join("key.der")).unwrap())

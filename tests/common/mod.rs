@@ -132,6 +132,20 @@ pub fn fsck_ok(env: &Env) {
     assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report}");
 }
 
+/// Runs openssl in `dir`, asserting success.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
 }
