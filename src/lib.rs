@@ -1,8 +1,10 @@
 //! skiff: a daemonless, rootless OCI executor for CI jobs.
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod auth;
 pub mod digest;
+pub mod helper;
 pub mod reference;
 pub mod registry;
 pub mod runtime;

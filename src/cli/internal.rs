@@ -52,9 +52,13 @@ fn enter() -> Result<userns::Mapping, String> {
 /// `__unpack-layer STORE DIFF_ID`: the layer stream on stdin, the report on stdout.
 fn unpack_layer(args: &[String]) -> Result<(), String> {
     let [root, diff_id] = args else {
-        return Err("usage: skiff __unpack-layer STORE DIFF_ID".into());
+        return Err("usage: skiff __unpack-layer STORE DIFF_ID|-".into());
     };
-    let diff_id: Digest = diff_id.parse().map_err(|e| format!("{e}"))?;
+    // "-": not known in advance (an import); the layer is named by what it hashes to.
+    let diff_id: Option<Digest> = match diff_id.as_str() {
+        "-" => None,
+        d => Some(d.parse().map_err(|e| format!("{e}"))?),
+    };
     let mapping = enter()?;
     let store = Store::open(&PathBuf::from(root)).map_err(|e| e.to_string())?;
     let stdin = std::fs::File::from(
@@ -64,7 +68,7 @@ fn unpack_layer(args: &[String]) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let opts = Options::overlay(mapping.can_chown(), mapping.is_root());
-    let report = unpack::layer::unpack_into_store(&store, &diff_id, stdin, &opts)
+    let report = unpack::layer::unpack_into_store(&store, diff_id.as_ref(), stdin, &opts)
         .map_err(|e| e.to_string())?;
     println!(
         "{}",

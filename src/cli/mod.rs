@@ -1,5 +1,6 @@
 //! Command line: clap definitions, settings resolution, one file per command group.
 
+mod archive;
 mod images;
 pub mod internal;
 mod login;
@@ -58,6 +59,11 @@ pub enum Command {
     Prune,
     /// Verify every blob's digest and every image's completeness
     Fsck,
+    /// Make an image from a root filesystem tarball, named exactly as given
+    Import(archive::ImportArgs),
+    /// GitLab Runner helper image: resolve its name and source, import prebuilt tarballs
+    #[command(subcommand)]
+    Helper(archive::HelperCommand),
     /// Flatten an image's layers into a plain directory (like umoci unpack)
     Unpack(rootless::UnpackArgs),
     /// Run a shell or command as root of the store's user namespace (like podman unshare)
@@ -170,6 +176,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unpack(a) => return rootless::unpack(&ctx, a),
         Command::Unshare(a) => return rootless::unshare(&ctx, a),
         Command::Mount(a) => return rootless::mount(&ctx, a),
+        Command::Import(a) => return archive::import_cmd(&ctx, a),
+        Command::Helper(c) => return archive::helper_cmd(&ctx, c),
         other => other,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -186,7 +194,11 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Fsck => images::fsck(&ctx),
             Command::Login(a) => login::login(&ctx, a).await,
             Command::Logout(a) => login::logout(&ctx, a),
-            Command::Unpack(_) | Command::Unshare(_) | Command::Mount(_) => {
+            Command::Unpack(_)
+            | Command::Unshare(_)
+            | Command::Mount(_)
+            | Command::Import(_)
+            | Command::Helper(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }

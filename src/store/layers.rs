@@ -36,19 +36,25 @@ impl Store {
         FileLock::exclusive(&p).map_err(|e| self.io("lock", &p, e))
     }
 
+    /// Imports do not know their diff_id in advance: they share one lock (shared mode), so
+    /// their temporary directories are stale only when no import is running.
+    pub fn lock_unpacking_anonymous(&self) -> Result<FileLock, StoreError> {
+        let p = self.unpacking_lock_path("anon");
+        FileLock::shared(&p).map_err(|e| self.io("lock", &p, e))
+    }
+
     fn unpacking_lock_path(&self, hex: &str) -> PathBuf {
         self.root().join("locks").join(format!("unpack-{hex}.lock"))
     }
 
-    pub fn layer_tmp(&self, diff_id: &Digest) -> PathBuf {
+    pub fn layer_tmp(&self, diff_id: Option<&Digest>) -> PathBuf {
+        let hex = diff_id.map(|d| d.hex()).unwrap_or("anon");
         self.layers_dir().join(format!(
-            "tmp-{}-{}-{}",
-            diff_id.hex(),
+            "tmp-{hex}-{}-{}",
             std::process::id(),
             super::unique()
         ))
     }
-
     /// An image's layers with their diff_ids, lowest first.
     pub fn image_layers(
         &self,

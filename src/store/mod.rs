@@ -245,15 +245,81 @@ impl Store {
             .read_index()?
             .manifests
             .into_iter()
-            .filter_map(|d| {
-                let name = d.annotations.as_ref()?.get(REF_NAME)?.clone();
-                Some(ImageEntry { name, manifest: d })
+            .map(|d| {
+                // An image without a name (imported or loaded untagged) has an empty one.
+                let name = d
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .cloned()
+                    .unwrap_or_default();
+                ImageEntry { name, manifest: d }
             })
             .collect())
     }
 
     pub fn find(&self, name: &str) -> Result<Option<ImageEntry>, StoreError> {
-        Ok(self.images()?.into_iter().find(|e| e.name == name))
+        Ok(self
+            .images()?
+            .into_iter()
+            .find(|e| !name.is_empty() && e.name == name))
+    }
+
+    /// Keeps an image without a name (like podman's `<none>`), once per manifest.
+    pub fn add_untagged(
+        &self,
+        mut manifest: Descriptor,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        if !self.has_blob(&manifest.digest) {
+            return Err(StoreError::MissingBlob(manifest.digest));
+        }
+        let blobs = self.root.join("blobs/sha256");
+        sync_dir(&blobs).map_err(|e| self.io("fsync", &blobs, e))?;
+        manifest.annotations = Some(annotations).filter(|a| !a.is_empty());
+        let _guard = self.index_lock()?;
+        let mut index = self.read_index()?;
+        let already = index.manifests.iter().any(|d| d.digest == manifest.digest);
+        if !already {
+            index.manifests.push(manifest);
+            self.write_index(&index)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the unnamed entries of a manifest; returns how many there were.
+    pub fn remove_untagged(&self, digest: &Digest) -> Result<usize, StoreError> {
+        let _guard = self.index_lock()?;
+        let mut index = self.read_index()?;
+        let before = index.manifests.len();
+        index.manifests.retain(|d| {
+            !(d.digest == *digest
+                && d.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME))
+                    .is_none())
+        });
+        let removed = before - index.manifests.len();
+        if removed > 0 {
+            self.write_index(&index)?;
+        }
+        Ok(removed)
+    }
+
+    /// A blob whose digest is known only at the end (an import's uncompressed layer).
+    pub fn ingest_any(&self) -> Result<IngestAny, StoreError> {
+        let path =
+            self.root
+                .join("ingest")
+                .join(format!("any.{}.{}", std::process::id(), unique()));
+        let file = File::create(&path).map_err(|e| self.io("create", &path, e))?;
+        Ok(IngestAny {
+            store: self.clone(),
+            file: Some(file),
+            digester: Some(Digester::new(Algorithm::Sha256)),
+            written: 0,
+            path,
+        })
     }
 
     /// Names `manifest` as `name`, replacing what the name pointed at before.
@@ -538,6 +604,46 @@ impl crate::registry::client::BlobSink for Ingest {
     }
     async fn reset(&mut self) -> Result<(), crate::registry::RegistryError> {
         Ok(self.restart()?)
+    }
+}
+
+/// Like `Ingest`, named by its content on commit.
+pub struct IngestAny {
+    store: Store,
+    file: Option<File>,
+    digester: Option<Digester>,
+    written: u64,
+    path: PathBuf,
+}
+
+impl IngestAny {
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let file = self.file.as_mut().expect("open until commit");
+        file.write_all(bytes)
+            .map_err(|e| self.store.io("write", &self.path, e))?;
+        self.digester.as_mut().expect("open").update(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// fsync, then rename to `blobs/sha256/<digest>`; returns the digest and size.
+    pub fn commit(mut self) -> Result<(Digest, u64), StoreError> {
+        let digest = self.digester.take().expect("open").finish();
+        let file = self.file.take().expect("open");
+        file.sync_all()
+            .map_err(|e| self.store.io("fsync", &self.path, e))?;
+        drop(file);
+        let dest = self.store.blob_path(&digest);
+        std::fs::rename(&self.path, &dest).map_err(|e| self.store.io("rename", &dest, e))?;
+        Ok((digest, self.written))
+    }
+}
+
+impl Drop for IngestAny {
+    fn drop(&mut self) {
+        if self.path.exists() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

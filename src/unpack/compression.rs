@@ -39,7 +39,20 @@ pub fn decompress<'a, R: Read + 'a>(
             zstd::stream::read::Decoder::with_buffer(buffered)
                 .map_err(|e| UnpackError::Decompress(e.to_string()))?,
         ),
-        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(buffered)),
+        Compression::Xz => {
+            // Threaded decoding where the file has several blocks (xz -T); one thread otherwise.
+            // memlimit_threading must be set or liblzma quietly stays single-threaded.
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
+            let stream = liblzma::stream::MtStreamBuilder::new()
+                .threads(threads)
+                .memlimit_threading(u64::MAX)
+                .memlimit_stop(u64::MAX)
+                .decoder()
+                .map_err(|e| UnpackError::Decompress(format!("xz: {e}")))?;
+            Box::new(liblzma::bufread::XzDecoder::new_stream(buffered, stream))
+        }
     };
     Ok((reader, kind))
 }

@@ -1,0 +1,29 @@
+//! Images from files: rootfs tarballs (`import`), with podman's `--change` instructions.
+
+pub mod changes;
+pub mod import;
+
+use crate::digest::Digest;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{}: {reason}", source_name)]
+    Read { source_name: String, reason: String },
+    #[error("invalid --change {instruction:?}: {reason}")]
+    Change { instruction: String, reason: String },
+    #[error("{0}")]
+    Name(#[from] crate::reference::ReferenceError),
+    #[error("{}: not a root filesystem tarball: {reason}", source_name)]
+    NotRootfs { source_name: String, reason: String },
+    #[error("layer {0}: the unpacked content hashes differently from the stored blob")]
+    Mismatch(Digest),
+    #[error("{op} {}: {error}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
