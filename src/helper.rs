@@ -145,7 +145,8 @@ pub fn find_prebuilt(dirs: &[PathBuf], spec: &HelperSpec) -> Option<(PathBuf, Pr
     None
 }
 
-/// Every `prebuilt-*.tar.xz` in the directories, with the spec its name stands for.
+/// Every `prebuilt-*.docker.tar.zst` and `prebuilt-*.tar.xz` in the directories, with the
+/// spec its name stands for; per flavor and arch the first found wins (the zst first).
 pub fn list_prebuilt(
     dirs: &[PathBuf],
     version: Option<&str>,
@@ -158,7 +159,8 @@ pub fn list_prebuilt(
             continue;
         };
         let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        names.sort();
+        // The runner prefers .docker.tar.zst over .tar.xz of the same name.
+        names.sort_by_key(|p| (p.to_string_lossy().ends_with(".tar.xz"), p.clone()));
         for p in names {
             let Some(spec) = parse_prebuilt_name(&p, version, revision) else {
                 continue;
@@ -178,7 +180,10 @@ fn parse_prebuilt_name(
     revision: Option<&str>,
 ) -> Option<HelperSpec> {
     let name = p.file_name()?.to_str()?;
-    let stem = name.strip_prefix("prebuilt-")?.strip_suffix(".tar.xz")?;
+    let stem = name.strip_prefix("prebuilt-")?;
+    let stem = stem
+        .strip_suffix(".docker.tar.zst")
+        .or_else(|| stem.strip_suffix(".tar.xz"))?;
     let (stem, pwsh) = match stem.strip_suffix("-pwsh") {
         Some(s) => (s, true),
         None => (stem, false),

@@ -214,12 +214,48 @@ fn unpack_child(
     stdin: Stdio,
     feed: impl FnOnce(std::process::ChildStdin) -> Result<(), ArchiveError>,
 ) -> Result<Report, ArchiveError> {
+    unpack_child_for(store, source_name, None, stdin, feed)
+}
+
+/// Unpacks every layer of a stored image that is not unpacked yet, from its blob.
+pub fn unpack_image_layers(
+    store: &Store,
+    entry: &crate::store::ImageEntry,
+) -> Result<(), ArchiveError> {
+    for (desc, diff_id) in store.image_layers(entry)? {
+        if store.has_layer(&diff_id) {
+            continue;
+        }
+        let _lock = store.lock_layer(&diff_id)?;
+        if store.has_layer(&diff_id) {
+            continue;
+        }
+        let path = store.blob_path(&desc.digest);
+        let blob = std::fs::File::open(&path).map_err(|e| io_err("open", &path, e))?;
+        unpack_child_for(
+            store,
+            &entry.name,
+            Some(&diff_id),
+            Stdio::from(blob),
+            |_| Ok(()),
+        )?;
+    }
+    Ok(())
+}
+
+fn unpack_child_for(
+    store: &Store,
+    source_name: &str,
+    diff_id: Option<&Digest>,
+    stdin: Stdio,
+    feed: impl FnOnce(std::process::ChildStdin) -> Result<(), ArchiveError>,
+) -> Result<Report, ArchiveError> {
     let exe = std::env::current_exe()
         .map_err(|e| io_err("locate", std::path::Path::new("/proc/self/exe"), e))?;
     let mut child = Command::new(exe)
         .arg("__unpack-layer")
         .arg(store.root())
-        .arg("-")
+        .arg(diff_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()))
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,6 +2,8 @@
 
 pub mod changes;
 pub mod import;
+pub mod load;
+pub mod save;
 
 use crate::digest::Digest;
 use std::path::PathBuf;

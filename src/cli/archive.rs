@@ -29,6 +29,29 @@ pub struct ImportArgs {
     pub quiet: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// docker-archive or oci-archive (plain, .gz, .xz, .zst), or - for stdin
+    #[arg(long, short, default_value = "-")]
+    pub input: String,
+    /// Add this name to every loaded image (as GitLab Runner tags a loaded helper)
+    #[arg(long)]
+    pub tag: Option<String>,
+    #[arg(long)]
+    pub no_unpack: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Archive to write
+    #[arg(long, short)]
+    pub output: PathBuf,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum HelperCommand {
     /// Print the helper image reference, the source that would provide it, and why
@@ -145,7 +168,7 @@ pub fn import_cmd(ctx: &Context, a: ImportArgs) -> Result<()> {
     )?;
     match ctx.format {
         Format::Json => print_json(&report)?,
-        Format::Text => {
+        _ => {
             if !a.quiet {
                 if let Some(n) = &report.name {
                     eprintln!(
@@ -209,9 +232,7 @@ fn resolve(ctx: &Context, a: HelperArgs) -> Result<()> {
             PrebuiltKind::RootfsXz => {
                 "imported under that name with the runner's ENTRYPOINT re-added"
             }
-            PrebuiltKind::DockerArchiveZst => {
-                "a docker-archive; loading it is not supported yet (skiff load), so it cannot be used"
-            }
+            PrebuiltKind::DockerArchiveZst => "a docker-archive, loaded and tagged with that name",
         };
         (
             default_ref,
@@ -278,13 +299,103 @@ fn helper_import(ctx: &Context, a: HelperArgs) -> Result<()> {
             }
         );
         let source = path.to_string_lossy().to_string();
+        if source.ends_with(".docker.tar.zst") {
+            // What the runner does: load the archive, then tag what it loaded.
+            load_file(ctx, &source, Some(name), true)
+                .with_context(|| format!("loading {source}"))?;
+            eprintln!("Loaded {reference} from {}", path.display());
+            out.push(serde_json::json!({"name": reference, "source": source}));
+            continue;
+        }
         let report = import_file(ctx, &source, Some(name), changes, Some(&platform), true)
             .with_context(|| format!("importing {source}"))?;
         eprintln!("Imported {reference} from {}", path.display());
-        out.push(report);
+        out.push(serde_json::to_value(&report)?);
     }
     if ctx.format == Format::Json {
         print_json(&out)?;
     }
+    Ok(())
+}
+
+pub fn load_file(
+    ctx: &Context,
+    input: &str,
+    tag: Option<ImageRef>,
+    unpack: bool,
+) -> Result<skiff::archive::load::LoadReport> {
+    let store = ctx.store()?;
+    let platform = platform_or_host(None)?;
+    let report = if input == "-" {
+        skiff::archive::load::load(
+            &store,
+            "stdin",
+            std::io::stdin().lock(),
+            tag.as_ref(),
+            &platform,
+        )?
+    } else {
+        let f = std::fs::File::open(input).with_context(|| format!("opening {input}"))?;
+        skiff::archive::load::load(&store, input, f, tag.as_ref(), &platform)?
+    };
+    if unpack {
+        for img in &report.images {
+            let entry = store
+                .images()?
+                .into_iter()
+                .find(|e| e.manifest.digest == img.manifest_digest)
+                .context("a loaded image vanished")?;
+            skiff::archive::import::unpack_image_layers(&store, &entry)?;
+        }
+    }
+    Ok(report)
+}
+
+pub fn load_cmd(ctx: &Context, a: LoadArgs) -> Result<()> {
+    let tag = a.tag.as_deref().map(ImageRef::parse_local).transpose()?;
+    let report = load_file(ctx, &a.input, tag, !a.no_unpack)?;
+    if ctx.format == Format::Json {
+        return print_json(&report);
+    }
+    for img in &report.images {
+        if img.names.is_empty() {
+            println!("Loaded image ID: sha256:{}", img.id.hex());
+        }
+        for n in &img.names {
+            println!("Loaded image: {n}");
+        }
+    }
+    Ok(())
+}
+
+pub fn save_cmd(ctx: &Context, a: SaveArgs) -> Result<()> {
+    use skiff::archive::save::{ArchiveFormat, save};
+    // The global --format: docker-archive (default) or oci-archive, as podman save takes it.
+    let format = match ctx.format {
+        Format::OciArchive => ArchiveFormat::OciArchive,
+        _ => ArchiveFormat::DockerArchive,
+    };
+    let store = ctx.store()?;
+    let all = store.images()?;
+    let mut images = Vec::new();
+    for input in &a.images {
+        let (mut hits, by_name) = super::images::resolve_kind(&store, input)?;
+        if hits.len() > 1 {
+            bail!("{input} matches several images; use a longer ID or a name");
+        }
+        let entry = hits.remove(0);
+        // Given by name: that name; given by ID: every name the image has.
+        let names: Vec<String> = if by_name {
+            vec![entry.name.clone()]
+        } else {
+            all.iter()
+                .filter(|e| e.manifest.digest == entry.manifest.digest && !e.name.is_empty())
+                .map(|e| e.name.clone())
+                .collect()
+        };
+        images.push((entry, names));
+    }
+    save(&store, &images, format, &a.output)?;
+    eprintln!("Saved {} image(s) to {}", images.len(), a.output.display());
     Ok(())
 }

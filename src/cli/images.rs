@@ -70,7 +70,7 @@ pub(super) fn resolve_one(store: &Store, input: &str) -> Result<ImageEntry> {
 }
 
 /// Like `resolve`, also telling whether the input was a name (true) or an ID/digest.
-fn resolve_kind(store: &Store, input: &str) -> Result<(Vec<ImageEntry>, bool)> {
+pub(super) fn resolve_kind(store: &Store, input: &str) -> Result<(Vec<ImageEntry>, bool)> {
     let images = store.images()?;
     let mut names = vec![input.to_string()];
     for r in [ImageRef::parse_local(input), ImageRef::parse(input)]
@@ -317,7 +317,8 @@ pub async fn prune(ctx: &Context) -> Result<()> {
     let report = collect(&ctx.store()?).await?;
     match ctx.format {
         Format::Json => print_json(&report),
-        Format::Text => {
+        // Archive formats are refused for every command but save, before it runs.
+        _ => {
             println!(
                 "Removed {} blobs ({} bytes), {} layer directories and {} interrupted downloads",
                 report.removed_blobs,

@@ -41,6 +41,10 @@ pub struct Cli {
 pub enum Format {
     Text,
     Json,
+    /// skiff save only: docker save's layout (the default for save)
+    DockerArchive,
+    /// skiff save only: an OCI layout in a tar
+    OciArchive,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +65,10 @@ pub enum Command {
     Fsck,
     /// Make an image from a root filesystem tarball, named exactly as given
     Import(archive::ImportArgs),
+    /// Load images from a docker-archive or oci-archive, with their names
+    Load(archive::LoadArgs),
+    /// Write images to a docker-archive or oci-archive
+    Save(archive::SaveArgs),
     /// GitLab Runner helper image: resolve its name and source, import prebuilt tarballs
     #[command(subcommand)]
     Helper(archive::HelperCommand),
@@ -171,12 +179,19 @@ pub fn run(cli: Cli) -> Result<()> {
         root: cli.root.clone().unwrap_or_else(default_root),
         format: cli.format,
     };
+    if matches!(ctx.format, Format::DockerArchive | Format::OciArchive)
+        && !matches!(cli.command, Command::Save(_))
+    {
+        anyhow::bail!("--format docker-archive and oci-archive apply to skiff save only");
+    }
     // These enter a user namespace, which needs a process with a single thread: no runtime.
     let command = match cli.command {
         Command::Unpack(a) => return rootless::unpack(&ctx, a),
         Command::Unshare(a) => return rootless::unshare(&ctx, a),
         Command::Mount(a) => return rootless::mount(&ctx, a),
         Command::Import(a) => return archive::import_cmd(&ctx, a),
+        Command::Load(a) => return archive::load_cmd(&ctx, a),
+        Command::Save(a) => return archive::save_cmd(&ctx, a),
         Command::Helper(c) => return archive::helper_cmd(&ctx, c),
         other => other,
     };
@@ -198,6 +213,8 @@ pub fn run(cli: Cli) -> Result<()> {
             | Command::Unshare(_)
             | Command::Mount(_)
             | Command::Import(_)
+            | Command::Load(_)
+            | Command::Save(_)
             | Command::Helper(_) => {
                 unreachable!("handled before the runtime starts")
             }

@@ -52,7 +52,8 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
         .with_context(|| format!("pulling {}", a.image))?;
     match ctx.format {
         Format::Json => print_json(&report)?,
-        Format::Text => {
+        // Archive formats are refused for every command but save, before it runs.
+        _ => {
             if !a.quiet && !report.pulled {
                 eprintln!("Using {} from the store (policy {})", report.name, a.policy);
             }

@@ -627,15 +627,23 @@ impl IngestAny {
     }
 
     /// fsync, then rename to `blobs/sha256/<digest>`; returns the digest and size.
-    pub fn commit(mut self) -> Result<(Digest, u64), StoreError> {
+    pub fn commit(self) -> Result<(Digest, u64), StoreError> {
+        self.commit_new().map(|(d, n, _)| (d, n))
+    }
+
+    /// `commit`, also telling whether the blob is new to the store.
+    pub fn commit_new(mut self) -> Result<(Digest, u64, bool), StoreError> {
         let digest = self.digester.take().expect("open").finish();
+        let dest = self.store.blob_path(&digest);
+        if dest.exists() {
+            return Ok((digest, self.written, false)); // the temp file goes with Drop
+        }
         let file = self.file.take().expect("open");
         file.sync_all()
             .map_err(|e| self.store.io("fsync", &self.path, e))?;
         drop(file);
-        let dest = self.store.blob_path(&digest);
         std::fs::rename(&self.path, &dest).map_err(|e| self.store.io("rename", &dest, e))?;
-        Ok((digest, self.written))
+        Ok((digest, self.written, true))
     }
 }
 
