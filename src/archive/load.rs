@@ -73,7 +73,14 @@ fn load_inner(
         .entries()
         .map_err(|e| read_err(format!("not a tar archive: {e}")))?
     {
-        let mut entry = entry.map_err(|e| read_err(format!("{e} (truncated or corrupt?)")))?;
+        let mut entry = entry.map_err(|e| {
+            if members.is_empty() {
+                read_err(format!("not a tar archive ({e})"))
+            } else {
+                read_err(format!("{e} (truncated or corrupt?)"))
+            }
+        })?;
+
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
