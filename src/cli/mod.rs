@@ -5,6 +5,7 @@ mod images;
 pub mod internal;
 mod login;
 mod pull;
+mod push;
 mod rootless;
 
 use anyhow::{Context as _, Result};
@@ -51,6 +52,8 @@ pub enum Format {
 pub enum Command {
     /// Pull an image from a registry into the store
     Pull(pull::PullArgs),
+    /// Push an image to a registry (same credentials and TLS rules as pull)
+    Push(push::PushArgs),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -201,6 +204,7 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match command {
             Command::Pull(a) => pull::run(&ctx, a).await,
+            Command::Push(a) => push::run(&ctx, a).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),
             Command::Tag(a) => images::tag(&ctx, a),

@@ -562,6 +562,244 @@ impl Client {
         ))))
     }
 
+    // ---- push -------------------------------------------------------------------------
+
+    fn push_scope(repo: &str) -> String {
+        format!("repository:{repo}:pull,push")
+    }
+
+    fn location(&self, resp: &Response) -> Result<Url, RegistryError> {
+        let loc = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| {
+                RegistryError::Other(format!("{}: upload reply without Location", self.registry))
+            })?;
+        self.base.join(loc).map_err(|e| {
+            RegistryError::Other(format!("{}: bad Location {loc:?}: {e}", self.registry))
+        })
+    }
+
+    /// Sends a request with a body, rebuilt by `body` for the one re-authentication a 401
+    /// may need (a body stream cannot be replayed).
+    async fn send_body(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        scope: &str,
+        body: impl Fn() -> Result<reqwest::Body, RegistryError>,
+    ) -> Result<Response, RegistryError> {
+        let mut reauthenticated = false;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .header("Docker-Distribution-API-Version", "registry/2.0")
+                .body(body()?);
+            if url.origin() == self.base.origin() {
+                match self.authorization(Some(scope)).await {
+                    Ok(Some(a)) => req = req.header(header::AUTHORIZATION, a),
+                    Ok(None) => {}
+                    Err(SendError::Fatal(e)) => return Err(e),
+                    Err(SendError::Retryable(e)) => return Err(RegistryError::Other(e)),
+                }
+            }
+            let resp = req.send().await.map_err(|e| RegistryError::Connection {
+                registry: self.registry.clone(),
+                method: method.to_string(),
+                url: url.to_string(),
+                error: super::error_chain(&e),
+            })?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
+                reauthenticated = true;
+                if self.reauthenticate(&resp, scope).await {
+                    continue;
+                }
+            }
+            return Ok(resp);
+        }
+    }
+
+    pub async fn blob_exists(
+        &self,
+        repo: &str,
+        digest: &crate::digest::Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self
+            .send_scoped(
+                Method::HEAD,
+                url,
+                HeaderMap::new(),
+                Some(Self::push_scope(repo)),
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error("HEAD", resp).await),
+        }
+    }
+
+    /// Cross-repository mount; `Ok(None)` when mounted, else the upload it started instead.
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &crate::digest::Digest,
+        from: &str,
+    ) -> Result<Option<Url>, RegistryError> {
+        {
+            // The token must also allow reading the source repository.
+            let mut extra = self.extra_scopes.lock().expect("lock");
+            let want = format!("repository:{from}:pull");
+            if !extra.contains(&want) {
+                extra.push(want);
+            }
+        }
+        let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let resp = self
+            .send_body(
+                Method::POST,
+                url,
+                HeaderMap::new(),
+                &Self::push_scope(repo),
+                || Ok(reqwest::Body::from("")),
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(None),
+            StatusCode::ACCEPTED => Ok(Some(self.location(&resp)?)),
+            _ => Err(self.status_error("POST", resp).await),
+        }
+    }
+
+    pub async fn start_upload(&self, repo: &str) -> Result<Url, RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let resp = self
+            .send_body(
+                Method::POST,
+                url,
+                HeaderMap::new(),
+                &Self::push_scope(repo),
+                || Ok(reqwest::Body::from("")),
+            )
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error("POST", resp).await);
+        }
+        self.location(&resp)
+    }
+
+    /// Uploads `path` to an upload session: one PUT, or PATCHes of `chunk` bytes then a PUT.
+    pub async fn upload_blob(
+        &self,
+        repo: &str,
+        mut location: Url,
+        digest: &crate::digest::Digest,
+        path: &std::path::Path,
+        chunk: Option<u64>,
+    ) -> Result<(), RegistryError> {
+        let scope = Self::push_scope(repo);
+        let size = std::fs::metadata(path)
+            .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?
+            .len();
+        let read_range = |start: u64, len: u64| -> Result<Vec<u8>, RegistryError> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(path)
+                .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+            f.seek(SeekFrom::Start(start))
+                .map_err(|e| RegistryError::Other(e.to_string()))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf)
+                .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+            Ok(buf)
+        };
+        let octet = |len: u64| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h
+        };
+        let mut sent = 0u64;
+        if let Some(chunk) = chunk.filter(|c| *c > 0 && *c < size) {
+            while sent < size {
+                let len = chunk.min(size - sent);
+                let mut h = octet(len);
+                h.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("{}-{}", sent, sent + len - 1)).expect("ascii"),
+                );
+                let resp = self
+                    .send_body(Method::PATCH, location.clone(), h, &scope, || {
+                        Ok(reqwest::Body::from(read_range(sent, len)?))
+                    })
+                    .await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(self.status_error("PATCH", resp).await);
+                }
+                location = self.location(&resp)?;
+                sent += len;
+            }
+        }
+        location
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let rest = size - sent;
+        let resp = self
+            .send_body(Method::PUT, location, octet(rest), &scope, || {
+                if rest == 0 {
+                    return Ok(reqwest::Body::from(""));
+                }
+                let f = std::fs::File::open(path)
+                    .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+                Ok(reqwest::Body::from(tokio::fs::File::from_std(f)))
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error("PUT", resp).await);
+        }
+        Ok(())
+    }
+
+    /// Puts a manifest; returns the digest the registry reports (or ours, if it says none).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Option<String>, RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Other(e.to_string()))?,
+        );
+        let body = bytes.to_vec();
+        let resp = self
+            .send_body(Method::PUT, url, h, &Self::push_scope(repo), || {
+                Ok(reqwest::Body::from(body.clone()))
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.status_error("PUT", resp).await);
+        }
+        Ok(resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
     pub async fn status_error(&self, method: &str, resp: Response) -> RegistryError {
         let status = resp.status().as_u16();
         let url = resp.url().to_string();

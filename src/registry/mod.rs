@@ -5,6 +5,7 @@ pub mod client;
 pub mod manifest;
 pub mod mirrors;
 pub mod pull;
+pub mod push;
 pub mod tls;
 
 use crate::auth::AuthError;

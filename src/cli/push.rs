@@ -1,0 +1,50 @@
+use super::{Context, Format, RegistryArgs, print_json};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use skiff::reference::ImageRef;
+use skiff::registry::push::Pusher;
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Image in the store (name or ID)
+    pub image: String,
+    /// Where to push [default: the image's name]
+    pub destination: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Upload blobs larger than this many bytes in chunks (PATCH), instead of one PUT
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub async fn run(ctx: &Context, a: PushArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let entry = super::images::resolve_one(&store, &a.image)?;
+    let dest = match (&a.destination, entry.name.as_str()) {
+        (Some(d), _) => ImageRef::parse(d)?,
+        (None, "") => bail!("{} has no name: give a destination", a.image),
+        (None, n) => ImageRef::parse(n)?,
+    };
+    if dest.digest.is_some() {
+        bail!("{dest}: push to a tag, not a digest");
+    }
+    let pusher = Pusher {
+        store,
+        credentials: a.registry.credential_resolver()?,
+        registries: a.registry.registries()?,
+        client_options: a.registry.client_options(),
+        chunk_size: a.chunk_size,
+        quiet: a.quiet || ctx.format == Format::Json,
+    };
+    let report = pusher
+        .push(&entry, &dest)
+        .await
+        .with_context(|| format!("pushing {} to {dest}", a.image))?;
+    match ctx.format {
+        Format::Json => print_json(&report)?,
+        _ => println!("{}", report.manifest_digest),
+    }
+    Ok(())
+}
