@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod auth;
 pub mod digest;
+pub mod gitlab;
 pub mod helper;
 pub mod reference;
 pub mod registry;

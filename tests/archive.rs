@@ -381,3 +381,79 @@ fn broken_archives_change_nothing() {
     );
     assert!(e.contains("lowercase"), "{e}");
 }
+
+#[test]
+fn a_bundle_carries_every_image_of_a_pipeline() {
+    if !require(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let reg = common::registry::Registry::start(common::registry::Auth::Anonymous);
+    common::registry::push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    common::registry::push(
+        &images().layout,
+        "multi",
+        &format!("{}/test/multi:1", reg.addr()),
+        &[],
+    );
+    let env = Env::new();
+    env.write(
+        "registries.conf",
+        &format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.addr()
+        ),
+    );
+    let ci = env.write(
+        ".gitlab-ci.yml",
+        &format!(
+            "variables:\n  REG: {}\nimage: $REG/test/busybox:1\ntest:\n  services:\n    - name: ${{REG}}/test/multi:1\n      alias: db\n  script: [true]\nother:\n  image: $NOT_SET/x:1\n  script: [true]\n",
+            reg.addr()
+        ),
+    );
+    // The helper comes from the store (as `skiff helper import` leaves it).
+    let arch = skiff::helper::runner_arch("");
+    let helper =
+        format!("registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:{arch}-v17.9.0");
+    skopeo(&[
+        &layout("busybox"),
+        &format!("docker-archive:{}:x/y:1", env.path("h.tar").display()),
+    ]);
+    loaded(&env, &env.path("h.tar"), &["--tag", &helper]);
+    let bundle = env.path("bundle.tar");
+    let out = run(env
+        .skiff()
+        .args(["bundle", "create", "-o"])
+        .arg(&bundle)
+        .arg("--ci-file")
+        .arg(&ci)
+        .args(["--helper-version", "17.9.0"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("$NOT_SET/x:1"),
+        "an unresolvable name is reported: {err}"
+    );
+
+    // Into a fresh store, with no registry: every name is there.
+    let addr = reg.addr();
+    drop(reg);
+    let env2 = Env::new();
+    let out = loaded(&env2, &bundle, &[]);
+    let want = [
+        format!("{addr}/test/busybox:1"),
+        format!("{addr}/test/multi:1"),
+        helper.clone(),
+    ];
+    for w in &want {
+        assert!(out.contains(w.as_str()), "{w} in {out}");
+    }
+    for n in names(&env2) {
+        ok(env2.skiff().args(["pull", "--policy", "never", &n]));
+    }
+    assert_eq!(names(&env2).len(), 3);
+}

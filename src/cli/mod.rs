@@ -1,6 +1,7 @@
 //! Command line: clap definitions, settings resolution, one file per command group.
 
 mod archive;
+mod bundle;
 mod images;
 pub mod internal;
 mod login;
@@ -54,6 +55,9 @@ pub enum Command {
     Pull(pull::PullArgs),
     /// Push an image to a registry (same credentials and TLS rules as pull)
     Push(push::PushArgs),
+    /// One archive with every image a pipeline needs, for an air-gapped network
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -205,6 +209,7 @@ pub fn run(cli: Cli) -> Result<()> {
         match command {
             Command::Pull(a) => pull::run(&ctx, a).await,
             Command::Push(a) => push::run(&ctx, a).await,
+            Command::Bundle(c) => bundle::run(&ctx, c).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),
             Command::Tag(a) => images::tag(&ctx, a),

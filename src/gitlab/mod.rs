@@ -1,0 +1,3 @@
+//! GitLab CI: the `.gitlab-ci.yml` subset skiff understands.
+
+pub mod ci;
