@@ -314,6 +314,16 @@ fn helper_image_from_a_prebuilt_tarball_without_any_network() {
         compress(&rootfs_tar(), "tar.xz"),
     )
     .unwrap();
+    // The runner's newer form: a docker-archive, zstd-compressed, loaded then tagged.
+    if common::which("skopeo").is_some() {
+        let layout = format!("oci:{}:busybox", common::images::images().layout.display());
+        let archive = env.path("helper-docker.tar");
+        ok(Command::new("skopeo")
+            .args(["copy", "-q", &layout])
+            .arg(format!("docker-archive:{}:some/name:1", archive.display())));
+        let zst = zstd::encode_all(&std::fs::read(&archive).unwrap()[..], 3).unwrap();
+        std::fs::write(dir.join("prebuilt-alpine-arm64.docker.tar.zst"), zst).unwrap();
+    }
     let offline = |args: &[&str]| {
         let c = env.skiff();
         let prog = c.get_program().to_owned();
@@ -374,6 +384,16 @@ fn helper_image_from_a_prebuilt_tarball_without_any_network() {
         d,
     ]));
     assert!(out.contains("source: store"), "{out}");
+    if common::which("skopeo").is_some() {
+        let i = json(&mut offline(&[
+            "inspect",
+            &format!("{helper}:arm64-v17.9.0"),
+        ]));
+        assert_eq!(
+            i[0]["Architecture"], "amd64",
+            "the loaded archive's own config is kept"
+        );
+    }
     for tag in ["x86_64-v17.9.0", "ubuntu-x86_64-v17.9.0"] {
         let i = json(&mut offline(&["inspect", &format!("{helper}:{tag}")]));
         assert_eq!(
