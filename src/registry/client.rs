@@ -663,15 +663,7 @@ impl Client {
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
-        let resp = self
-            .send_body(
-                Method::POST,
-                url,
-                HeaderMap::new(),
-                &Self::push_scope(repo),
-                || Ok(reqwest::Body::from("")),
-            )
-            .await?;
+        let resp = self.post_empty(repo, url).await?;
         match resp.status() {
             StatusCode::CREATED => Ok(None),
             StatusCode::ACCEPTED => Ok(Some(self.location(&resp)?)),
@@ -679,17 +671,21 @@ impl Client {
         }
     }
 
+    /// The bodiless POST that starts an upload session (or asks for a mount).
+    async fn post_empty(&self, repo: &str, url: Url) -> Result<Response, RegistryError> {
+        self.send_body(
+            Method::POST,
+            url,
+            HeaderMap::new(),
+            &Self::push_scope(repo),
+            || Ok(reqwest::Body::from("")),
+        )
+        .await
+    }
+
     pub async fn start_upload(&self, repo: &str) -> Result<Url, RegistryError> {
         let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let resp = self
-            .send_body(
-                Method::POST,
-                url,
-                HeaderMap::new(),
-                &Self::push_scope(repo),
-                || Ok(reqwest::Body::from("")),
-            )
-            .await?;
+        let resp = self.post_empty(repo, url).await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.status_error("POST", resp).await);
         }
