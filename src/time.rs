@@ -10,6 +10,13 @@ pub fn now_rfc3339() -> String {
     rfc3339(secs as i64)
 }
 
+pub fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// Civil date from days since the epoch (Howard Hinnant's algorithm).
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);

@@ -32,6 +32,10 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         "__map-ids" => return userns::map_ids_main(args),
         "__unpack-layer" => unpack_layer(args),
         "__remove" => remove(args),
+        "__shim" => match args {
+            [dir] => return skiff::runtime::shim::shim_main(std::path::Path::new(dir)),
+            _ => Err("usage: skiff __shim CONTAINER_DIR".into()),
+        },
         other => Err(format!("unknown internal command {other}")),
     };
     match result {

@@ -8,6 +8,7 @@ mod login;
 mod pull;
 mod push;
 mod rootless;
+pub mod run;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,6 +59,8 @@ pub enum Command {
     /// One archive with every image a pipeline needs, for an air-gapped network
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Run a container from an image, rootless, without a daemon
+    Run(run::RunArgs),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -209,6 +212,7 @@ pub fn run(cli: Cli) -> Result<()> {
         match command {
             Command::Pull(a) => pull::run(&ctx, a).await,
             Command::Push(a) => push::run(&ctx, a).await,
+            Command::Run(a) => run::run(&ctx, a).await,
             Command::Bundle(c) => bundle::run(&ctx, c).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),

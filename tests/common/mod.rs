@@ -7,6 +7,7 @@ pub mod http;
 pub mod images;
 pub mod issuer;
 pub mod registry;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

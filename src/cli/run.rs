@@ -1,0 +1,173 @@
+//! `skiff run`: pulls if needed, writes the container's plan, and starts its shim, which
+//! owns the container; this process only forwards signals and reports the exit status.
+
+use super::{Context, RegistryArgs, platform_or_host};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use skiff::registry::pull::{ProgressMode, Puller, parse_policies};
+use skiff::runtime::spec::{Network, RunPlan};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container's files when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// KEY=VALUE (or KEY, taken from this environment)
+    #[arg(long, short)]
+    pub env: Vec<String>,
+    #[arg(long, short)]
+    pub workdir: Option<String>,
+    /// Replace the image's entrypoint (docker's rule: its Cmd is dropped too)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// USER[:GROUP], names or numbers, through the image's /etc/passwd and /etc/group
+    #[arg(long, short)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// host, or none (a network namespace with only loopback)
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// OCI runtime binary
+    #[arg(long, default_value = "crun")]
+    pub runtime: String,
+    /// Pull policy for the image
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// The container's exit status, to become skiff's own.
+#[derive(Debug)]
+pub struct ExitStatus(pub i32);
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "container exited with {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitStatus {}
+
+fn find_runtime(name: &str) -> Result<PathBuf> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| format!("OCI runtime {name} not found in $PATH (Debian package crun)"))
+}
+
+pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
+    let network = match a.network.as_str() {
+        "host" => Network::Host,
+        "none" => Network::None,
+        other => bail!("--network {other}: this build supports host and none"),
+    };
+    let runtime = find_runtime(&a.runtime)?;
+    let store = ctx.store()?;
+    let puller = Puller {
+        store: store.clone(),
+        credentials: a.registry.credential_resolver()?,
+        registries: a.registry.registries()?,
+        platform: platform_or_host(None)?,
+        client_options: a.registry.client_options(),
+        jobs: 4,
+        progress: ProgressMode::Quiet,
+        unpack: true,
+    };
+    let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
+    let report = puller
+        .ensure(&a.image, &policies)
+        .await
+        .with_context(|| format!("image {}", a.image))?;
+    let entry = store
+        .find(&report.name)?
+        .with_context(|| format!("{} vanished", report.name))?;
+    let layers = store.image_layers(&entry)?;
+    let lowers: Vec<PathBuf> = layers
+        .iter()
+        .rev()
+        .map(|(_, d)| store.layer_path(d))
+        .collect();
+    let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&report.id)?)?;
+    let id = match &a.name {
+        Some(n) => n.clone(),
+        None => format!(
+            "{:016x}",
+            (std::process::id() as u64) << 32 ^ skiff::time::now_nanos()
+        ),
+    };
+    let dir = ctx.root.join("containers").join(&id);
+    if dir.exists() {
+        bail!("a container named {id} exists; remove it or pick another --name");
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let env: Vec<String> = a
+        .env
+        .iter()
+        .map(|e| {
+            if e.contains('=') {
+                e.clone()
+            } else {
+                format!("{e}={}", std::env::var(e).unwrap_or_default())
+            }
+        })
+        .collect();
+    let plan = RunPlan {
+        id: id.clone(),
+        image: entry.name.clone(),
+        image_config: config.get("config").cloned().unwrap_or_default(),
+        lowers,
+        dir: dir.clone(),
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id.chars().take(12).collect()),
+        network,
+        runtime,
+    };
+    std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("__shim")
+        .arg(&dir)
+        .spawn()
+        .context("starting the shim")?;
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s?,
+            _ = term.recv() => { if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM); } }
+            _ = int.recv() => { if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGINT); } }
+        }
+    };
+    let code = {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    };
+    if a.rm {
+        skiff::unpack::child::remove_paths(&[dir]).await?;
+    }
+    if code != 0 {
+        return Err(ExitStatus(code).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The per-container shim: `skiff __shim DIR`, single-threaded, no tokio. It enters the
+//! store's user namespace (with its own mount namespace), shows the runtime a pure cgroup2
+//! hierarchy on hybrid hosts, mounts the overlay root, writes the bundle, then execs the OCI
+//! runtime, so the mounts live exactly as long as the container does.
+
+use super::rootfs::{self, OverlayDirs};
+use super::spec::{self, Network, RunPlan};
+use super::userns;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
+    eprintln!("skiff shim: {what}: {e}");
+    125
+}
+
+pub fn shim_main(dir: &Path) -> i32 {
+    let plan: RunPlan = match std::fs::read(dir.join("plan.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return fail("reading plan.json", e),
+    };
+    let mapping = userns::detect();
+    if let Err(e) = userns::enter(&mapping) {
+        return fail("entering the user namespace", e);
+    }
+    if mapping.is_root() {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| e.to_string())
+            .and_then(|_| userns::make_mounts_private().map_err(|e| e.to_string()))
+        {
+            return fail("creating a mount namespace", e);
+        }
+    }
+    // Hybrid hosts: the runtime must see cgroup v2 only (crun refuses hybrid mode).
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.controllers").exists() {
+        if let Err(e) = nix::mount::mount(
+            Some(unified),
+            "/sys/fs/cgroup",
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            return fail("binding cgroup2 over /sys/fs/cgroup", e);
+        }
+    }
+    let dirs = match OverlayDirs::create(dir) {
+        Ok(d) => d,
+        Err(e) => return fail("creating overlay directories", e),
+    };
+    if let Err(e) = rootfs::mount_overlay(
+        &plan.lowers,
+        &dirs,
+        std::env::var("SKIFF_OVERLAY").ok().as_deref(),
+    ) {
+        return fail("mounting the root filesystem", e);
+    }
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+        plan.hostname
+    );
+    for (name, body) in [
+        ("hosts", hosts),
+        (
+            "resolv.conf",
+            if plan.network == Network::Host {
+                resolv
+            } else {
+                String::new()
+            },
+        ),
+        ("hostname", format!("{}\n", plan.hostname)),
+    ] {
+        if let Err(e) = std::fs::write(dir.join(name), body) {
+            return fail(name, e);
+        }
+    }
+    let spec = match spec::build(&plan, &dirs.merged) {
+        Ok(s) => s,
+        Err(e) => return fail("building the runtime spec", e),
+    };
+    // The working directory is created if the image lacks it (in the upper layer).
+    let cwd = spec
+        .process()
+        .as_ref()
+        .map(|p| p.cwd().clone())
+        .unwrap_or_else(|| "/".into());
+    let _ = std::fs::create_dir_all(dirs.merged.join(cwd.strip_prefix("/").unwrap_or(&cwd)));
+    let bundle = dir.join("bundle");
+    if let Err(e) = std::fs::create_dir_all(&bundle)
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            spec.save(bundle.join("config.json"))
+                .map_err(|e| e.to_string())
+        })
+    {
+        return fail("writing config.json", e);
+    }
+    let err = std::process::Command::new(&plan.runtime)
+        .arg("--root")
+        .arg(dir.join("runtime"))
+        .arg("--cgroup-manager=disabled")
+        .arg("run")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg(&plan.id)
+        .exec();
+    fail(&format!("running {}", plan.runtime.display()), err)
+}

@@ -1,0 +1,179 @@
+//! `skiff run` through the shim and crun, as root and rootless (as skiff-test): exit codes,
+//! env, working directory, entrypoint, user by name, image ownership, writes landing in the
+//! container's upper directory only, two containers isolated, --rm cleanup.
+
+mod common;
+
+use common::images::images;
+use common::registry::{Auth, Registry, push};
+use common::user::{USER, setup};
+use common::{Env, require, run};
+use std::process::Output;
+
+const TOOLS: &[&str] = &["docker-registry", "skopeo", "crun"];
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The same checks, whoever runs skiff.
+fn check(skiff: &dyn Fn(&[&str]) -> Output, name: &str, store: &std::path::Path) {
+    let r = |args: &[&str]| skiff(args);
+    let sh = |script: &str| {
+        let mut a = vec!["run", "--rm", "--tls-verify=false", name, "sh", "-c"];
+        a.push(script);
+        r(&a)
+    };
+    let o = sh("exit 42");
+    assert_eq!(
+        o.status.code(),
+        Some(42),
+        "exit status: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = r(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-e",
+        "B=two words",
+        "-w",
+        "/made/here",
+        name,
+        "sh",
+        "-c",
+        "echo $A/$B/$(pwd)/$HOME",
+    ]);
+    assert_eq!(
+        text(&o),
+        "1/two words//made/here//root",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = r(&[
+        "run",
+        "--rm",
+        "-u",
+        "user",
+        name,
+        "sh",
+        "-c",
+        "id -u; id -g; echo $HOME; cat /home/user/owned; stat -c %u /home/user/owned",
+    ]);
+    assert_eq!(
+        text(&o).lines().collect::<Vec<_>>(),
+        ["1000", "1000", "/home/user", "mine", "1000"],
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = r(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/echo",
+        name,
+        "via",
+        "entrypoint",
+    ]);
+    assert_eq!(text(&o), "via entrypoint");
+    let o = r(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        name,
+        "sh",
+        "-c",
+        "cat /etc/hostname; ls /sys/class/net",
+    ]);
+    assert!(
+        text(&o).lines().any(|l| l == "lo"),
+        "a network namespace of its own: {}",
+        text(&o)
+    );
+
+    // Writes go to the upper dir; a second container does not see them; the layers never change.
+    let o = r(&[
+        "run",
+        "--name",
+        "first",
+        name,
+        "sh",
+        "-c",
+        "echo one > /tmp/mine && rm /bin/ls && echo done",
+    ]);
+    assert_eq!(text(&o), "done", "{}", String::from_utf8_lossy(&o.stderr));
+    let upper = store.join("containers/first/upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("tmp/mine")).unwrap(),
+        "one\n"
+    );
+    let o = sh("test -e /tmp/mine && echo leaked; test -e /bin/ls && echo intact");
+    assert_eq!(text(&o), "intact");
+    let o = r(&["run", "--name", "first", name, "true"]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("exists"),
+        "names are unique"
+    );
+    // --rm leaves nothing.
+    assert_eq!(
+        common::count_files(&store.join("containers")),
+        1,
+        "only the named container remains"
+    );
+}
+
+#[test]
+fn run_as_root() {
+    if !require(TOOLS) {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return; // the rootless path is run_rootless
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    let env = Env::new();
+    let name = format!("{}/test/busybox:1", reg.addr());
+    let skiff = |args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        if a[0] == "run" && !a.contains(&"--tls-verify=false") {
+            a.insert(1, "--tls-verify=false");
+        }
+        run(env.skiff().args(&a))
+    };
+    check(&skiff, &name, &env.store());
+}
+
+#[test]
+fn run_rootless() {
+    if !require(TOOLS) {
+        return;
+    }
+    let Some(user) = setup(USER) else { return };
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    let name = format!("{}/test/busybox:1", reg.addr());
+    let skiff = |args: &[&str]| {
+        let mut a: Vec<&str> = args.to_vec();
+        if a[0] == "run" && !a.contains(&"--tls-verify=false") {
+            a.insert(1, "--tls-verify=false");
+        }
+        user.run(&a)
+    };
+    check(&skiff, &name, &user.store());
+    // Inside the container the full subordinate map is in force.
+    let o = skiff(&["run", "--rm", &name, "cat", "/proc/self/uid_map"]);
+    assert!(text(&o).contains(&user.subuid.to_string()), "{}", text(&o));
+}
