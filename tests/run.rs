@@ -177,3 +177,62 @@ fn run_rootless() {
     let o = skiff(&["run", "--rm", &name, "cat", "/proc/self/uid_map"]);
     assert!(text(&o).contains(&user.subuid.to_string()), "{}", text(&o));
 }
+
+#[test]
+fn sigterm_reaches_the_container_and_rm_still_cleans_up() {
+    if !require(TOOLS) || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    let env = Env::new();
+    let name = format!("{}/test/busybox:1", reg.addr());
+    assert!(
+        run(env
+            .skiff()
+            .args(["run", "--rm", "--tls-verify=false", &name, "true"]))
+        .status
+        .success()
+    );
+    let mut child = env
+        .skiff()
+        .args([
+            "run",
+            "--rm",
+            &name,
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(9),
+        "the container's trap decided the exit status"
+    );
+    assert_eq!(
+        common::count_files(&env.store().join("containers")),
+        0,
+        "--rm cleaned up after the signal"
+    );
+}

@@ -140,6 +140,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
             .unwrap_or_else(|| id.chars().take(12).collect()),
         network,
         runtime,
+        remove: a.rm,
     };
     std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
@@ -163,7 +164,8 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
     };
-    if a.rm {
+    if a.rm && dir.exists() {
+        // The shim removes it from inside the namespace; this only catches a shim that died.
         skiff::unpack::child::remove_paths(&[dir]).await?;
     }
     if code != 0 {

@@ -6,7 +6,6 @@
 use super::rootfs::{self, OverlayDirs};
 use super::spec::{self, Network, RunPlan};
 use super::userns;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
@@ -100,7 +99,28 @@ pub fn shim_main(dir: &Path) -> i32 {
     {
         return fail("writing config.json", e);
     }
-    let err = std::process::Command::new(&plan.runtime)
+    // The runtime runs as our child, so that after it exits we can still clean up from
+    // inside the namespace; signals are relayed to it through a signalfd.
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::SignalFd;
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        mask.add(s);
+    }
+    if let Err(e) = mask.thread_block() {
+        return fail("blocking signals", e);
+    }
+    let signals = match SignalFd::new(&mask) {
+        Ok(fd) => fd,
+        Err(e) => return fail("signalfd", e),
+    };
+    // std resets the signal mask in the child, so the runtime sees signals normally.
+    let mut child = match std::process::Command::new(&plan.runtime)
         .arg("--root")
         .arg(dir.join("runtime"))
         .arg("--cgroup-manager=disabled")
@@ -108,6 +128,33 @@ pub fn shim_main(dir: &Path) -> i32 {
         .arg("--bundle")
         .arg(&bundle)
         .arg(&plan.id)
-        .exec();
-    fail(&format!("running {}", plan.runtime.display()), err)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("running {}", plan.runtime.display()), e),
+    };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let code = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            use std::os::unix::process::ExitStatusExt;
+            break status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        }
+        match signals.read_signal() {
+            Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+            }
+            _ => {}
+        }
+    };
+    if plan.remove {
+        let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
+        if let Err(e) = crate::unpack::remove_tree(dir) {
+            eprintln!("skiff shim: removing {}: {e}", dir.display());
+        }
+    }
+    code
 }

@@ -50,6 +50,9 @@ pub struct RunPlan {
     pub hostname: String,
     pub network: Network,
     pub runtime: PathBuf,
+    /// Remove the container's directory when it exits (run --rm), from inside the namespace.
+    #[serde(default)]
+    pub remove: bool,
 }
 
 /// `user[:group]` (names or numbers) through the image's /etc/passwd and /etc/group:
@@ -373,6 +376,7 @@ mod tests {
             hostname: "h".into(),
             network: Network::Host,
             runtime: "crun".into(),
+            remove: false,
         }
     }
 
