@@ -228,3 +228,31 @@ fn leftovers_of_a_killed_unpack_are_cleaned_by_the_next_run() {
             .is_file()
     );
 }
+
+#[test]
+fn info_reports_the_mapping_and_says_what_is_missing() {
+    let Some(with) = setup(USER) else { return };
+    let Some(without) = setup(NOSUBID) else {
+        return;
+    };
+    let a = with.json(&["--format", "json", "info"]);
+    assert_eq!(a["id_mapping"]["kind"], "full");
+    assert_eq!(a["id_mapping"]["subuid"]["start"], with.subuid);
+    assert!(
+        a["runtimes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("crun"))
+    );
+    let b = without.json(&["--format", "json", "info"]);
+    assert_eq!(b["id_mapping"]["kind"], "single");
+    assert!(
+        b["hints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h.as_str().unwrap().contains("usermod --add-subuids")),
+        "{b}"
+    );
+}

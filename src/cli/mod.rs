@@ -3,6 +3,7 @@
 mod archive;
 mod bundle;
 mod images;
+mod info;
 pub mod internal;
 mod login;
 mod pull;
@@ -59,6 +60,8 @@ pub enum Command {
     /// One archive with every image a pipeline needs, for an air-gapped network
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// What this host offers for rootless containers, and what to fix
+    Info,
     /// Run a container from an image, rootless, without a daemon
     Run(run::RunArgs),
     /// List images in the store
@@ -197,6 +200,7 @@ pub fn run(cli: Cli) -> Result<()> {
     // These enter a user namespace, which needs a process with a single thread: no runtime.
     let command = match cli.command {
         Command::Unpack(a) => return rootless::unpack(&ctx, a),
+        Command::Info => return info::run(&ctx),
         Command::Unshare(a) => return rootless::unshare(&ctx, a),
         Command::Mount(a) => return rootless::mount(&ctx, a),
         Command::Import(a) => return archive::import_cmd(&ctx, a),
@@ -223,6 +227,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Login(a) => login::login(&ctx, a).await,
             Command::Logout(a) => login::logout(&ctx, a),
             Command::Unpack(_)
+            | Command::Info
             | Command::Unshare(_)
             | Command::Mount(_)
             | Command::Import(_)
