@@ -236,3 +236,120 @@ fn sigterm_reaches_the_container_and_rm_still_cleans_up() {
         "--rm cleaned up after the signal"
     );
 }
+
+fn detached(skiff: &dyn Fn(&[&str]) -> Output, name: &str) {
+    let ok = |args: &[&str]| {
+        let o = skiff(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text(&o)
+    };
+    let id = ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        name,
+        "sh",
+        "-c",
+        "trap 'echo stopping; exit 3' TERM; echo started; while true; do sleep 0.1; done",
+    ]);
+    assert_eq!(id, "svc");
+    let start = std::time::Instant::now();
+    while !ok(&["logs", "svc"]).contains("started") {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the detached container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ps: serde_json::Value = serde_json::from_str(&ok(&["--format", "json", "ps"])).unwrap();
+    assert_eq!(ps[0]["id"], "svc");
+    assert_eq!(ps[0]["status"], "running");
+    ok(&["stop", "-t", "5", "svc"]);
+    assert!(
+        ok(&["logs", "svc"]).contains("stopping"),
+        "SIGTERM reached the container's trap"
+    );
+    let ps: serde_json::Value =
+        serde_json::from_str(&ok(&["--format", "json", "ps", "-a"])).unwrap();
+    assert_eq!(ps[0]["exit_code"], 3);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&ok(&["--format", "json", "ps"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // One that ignores SIGTERM is killed after the timeout; rm -f kills a running one.
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        name,
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&["stop", "-t", "1", "stubborn"]);
+    ok(&["run", "-d", "--name", "busy", name, "sleep", "60"]);
+    let o = skiff(&["rm", "busy"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("running"));
+    ok(&["rm", "-f", "busy", "svc", "stubborn"]);
+    assert_eq!(
+        ok(&["ps", "-a"]).lines().count(),
+        1,
+        "only the header is left"
+    );
+}
+
+#[test]
+fn detached_ps_logs_stop_rm_as_root() {
+    if !require(TOOLS) || !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    let env = Env::new();
+    let name = format!("{}/test/busybox:1", reg.addr());
+    assert!(
+        run(env
+            .skiff()
+            .args(["pull", "-q", "--tls-verify=false", &name]))
+        .status
+        .success()
+    );
+    detached(&|args: &[&str]| run(env.skiff().args(args)), &name);
+}
+
+#[test]
+fn detached_ps_logs_stop_rm_rootless() {
+    if !require(TOOLS) {
+        return;
+    }
+    let Some(user) = setup(USER) else { return };
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    let name = format!("{}/test/busybox:1", reg.addr());
+    assert!(
+        user.run(&["pull", "-q", "--tls-verify=false", &name])
+            .status
+            .success()
+    );
+    detached(&|args: &[&str]| user.run(args), &name);
+}

@@ -20,7 +20,9 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         .with_ansi(false)
         .try_init();
     // A helper never outlives the skiff process that started it (not even a kill -9 of it).
-    if cmd != "__map-ids" {
+    // A detached container's shim must outlive the `skiff run -d` that started it.
+    let detached = cmd == "__shim" && std::env::var_os("SKIFF_DETACHED").is_some();
+    if cmd != "__map-ids" && !detached {
         let parent = rustix::process::getppid();
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));

@@ -2,6 +2,7 @@
 
 mod archive;
 mod bundle;
+mod containers;
 mod images;
 mod info;
 pub mod internal;
@@ -60,6 +61,16 @@ pub enum Command {
     /// One archive with every image a pipeline needs, for an air-gapped network
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// List containers (running; -a: all)
+    Ps(containers::PsArgs),
+    /// Print a detached container's output
+    Logs(containers::LogsArgs),
+    /// Send a signal to a container
+    Kill(containers::KillArgs),
+    /// SIGTERM, then SIGKILL after the timeout
+    Stop(containers::StopArgs),
+    /// Remove containers (-f: kill running ones first)
+    Rm(containers::RmArgs),
     /// What this host offers for rootless containers, and what to fix
     Info,
     /// Run a container from an image, rootless, without a daemon
@@ -201,6 +212,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let command = match cli.command {
         Command::Unpack(a) => return rootless::unpack(&ctx, a),
         Command::Info => return info::run(&ctx),
+        Command::Ps(a) => return containers::ps(&ctx, a),
+        Command::Logs(a) => return containers::logs(&ctx, a),
+        Command::Kill(a) => return containers::kill(&ctx, a),
+        Command::Stop(a) => return containers::stop(&ctx, a),
         Command::Unshare(a) => return rootless::unshare(&ctx, a),
         Command::Mount(a) => return rootless::mount(&ctx, a),
         Command::Import(a) => return archive::import_cmd(&ctx, a),
@@ -217,6 +232,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Pull(a) => pull::run(&ctx, a).await,
             Command::Push(a) => push::run(&ctx, a).await,
             Command::Run(a) => run::run(&ctx, a).await,
+            Command::Rm(a) => containers::rm(&ctx, a).await,
             Command::Bundle(c) => bundle::run(&ctx, c).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),
@@ -228,6 +244,10 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Logout(a) => login::logout(&ctx, a),
             Command::Unpack(_)
             | Command::Info
+            | Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Kill(_)
+            | Command::Stop(_)
             | Command::Unshare(_)
             | Command::Mount(_)
             | Command::Import(_)

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::registry::pull::{ProgressMode, Puller, parse_policies};
 use skiff::runtime::spec::{Network, RunPlan};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -13,6 +14,9 @@ pub struct RunArgs {
     /// Remove the container's files when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background: print the ID, log to `skiff logs`
+    #[arg(long, short)]
+    pub detach: bool,
     #[arg(long)]
     pub name: Option<String>,
     /// KEY=VALUE (or KEY, taken from this environment)
@@ -143,6 +147,37 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         remove: a.rm,
     };
     std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
+    if a.detach {
+        // Its own process group, output to the log, no parent-death signal: it lives on.
+        let log = std::fs::File::create(dir.join("log")).context("creating the log")?;
+        let shim = std::process::Command::new(std::env::current_exe()?)
+            .arg("__shim")
+            .arg(&dir)
+            .env("SKIFF_DETACHED", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting the shim")?;
+        // Running from now on, before the shim says so itself: a `rm` right after this
+        // must not mistake a starting container for a stopped one. (Unless the shim was
+        // quicker: then its state stands.)
+        if !dir.join("state.json").exists() {
+            skiff::runtime::shim::write_state(
+                &dir,
+                &skiff::runtime::shim::State {
+                    status: "running".into(),
+                    shim_pid: shim.id(),
+                    exit_code: None,
+                    image: plan.image.clone(),
+                    command: skiff::runtime::spec::command_line(&plan).unwrap_or_default(),
+                },
+            );
+        }
+        println!("{id}");
+        return Ok(());
+    }
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .arg("__shim")
         .arg(&dir)

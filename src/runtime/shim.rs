@@ -134,6 +134,16 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(e) => return fail(&format!("running {}", plan.runtime.display()), e),
     };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    write_state(
+        dir,
+        &State {
+            status: "running".into(),
+            shim_pid: std::process::id(),
+            exit_code: None,
+            image: plan.image.clone(),
+            command: spec::command_line(&plan).unwrap_or_default(),
+        },
+    );
     let code = loop {
         if let Ok(Some(status)) = child.try_wait() {
             use std::os::unix::process::ExitStatusExt;
@@ -150,6 +160,16 @@ pub fn shim_main(dir: &Path) -> i32 {
             _ => {}
         }
     };
+    write_state(
+        dir,
+        &State {
+            status: "exited".into(),
+            shim_pid: std::process::id(),
+            exit_code: Some(code),
+            image: plan.image.clone(),
+            command: spec::command_line(&plan).unwrap_or_default(),
+        },
+    );
     if plan.remove {
         let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
         if let Err(e) = crate::unpack::remove_tree(dir) {
@@ -157,4 +177,40 @@ pub fn shim_main(dir: &Path) -> i32 {
         }
     }
     code
+}
+
+/// `containers/<id>/state.json`, replaced atomically by the shim as the container runs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct State {
+    pub status: String,
+    pub shim_pid: u32,
+    pub exit_code: Option<i32>,
+    pub image: String,
+    pub command: Vec<String>,
+}
+
+pub fn write_state(dir: &Path, state: &State) {
+    let tmp = dir.join("state.json.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec(state).unwrap_or_default()).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join("state.json"));
+    }
+}
+
+/// A container's state, reconciled: "running" with a dead shim means the shim crashed.
+pub fn read_state(dir: &Path) -> Option<State> {
+    let mut s: State = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
+    if s.status == "running" {
+        let alive = std::fs::read_to_string(format!("/proc/{}/stat", s.shim_pid))
+            .map(|st| {
+                st.rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next())
+                    != Some("Z")
+            })
+            .unwrap_or(false);
+        if !alive {
+            s.status = "exited (shim died)".into();
+        }
+    }
+    Some(s)
 }
