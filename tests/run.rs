@@ -266,6 +266,33 @@ fn detached(skiff: &dyn Fn(&[&str]) -> Output, name: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // exec: into the same namespaces, with the exit status, env, workdir and user asked for.
+    let o = skiff(&["exec", "svc", "sh", "-c", "exit 4"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "svc",
+            "sh",
+            "-c",
+            "echo $X $(pwd)"
+        ]),
+        "1 /tmp"
+    );
+    assert_eq!(ok(&["exec", "-u", "user", "svc", "id", "-u"]), "1000");
+    assert!(
+        ok(&["exec", "svc", "cat", "/proc/1/cmdline"]).starts_with("sh"),
+        "pid 1 is the container's process"
+    );
     let ps: serde_json::Value = serde_json::from_str(&ok(&["--format", "json", "ps"])).unwrap();
     assert_eq!(ps[0]["id"], "svc");
     assert_eq!(ps[0]["status"], "running");

@@ -209,3 +209,87 @@ pub async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// KEY=VALUE
+    #[arg(long, short)]
+    pub env: Vec<String>,
+    #[arg(long, short)]
+    pub workdir: Option<String>,
+    /// UID[:GID] (numbers, or names from the image's /etc/passwd)
+    #[arg(long, short)]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Joins the container's user namespace (the shim's: the container has none of its own),
+/// becomes root there, and execs `crun exec`. Single-threaded: setns(CLONE_NEWUSER) needs it.
+pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let (d, s) = dir(ctx, &a.container)?;
+    let s = s
+        .filter(|s| s.status == "running")
+        .with_context(|| format!("{} is not running", a.container))?;
+    let plan: skiff::runtime::spec::RunPlan =
+        serde_json::from_slice(&std::fs::read(d.join("plan.json"))?)?;
+    let user = match &a.user {
+        None => None,
+        Some(u) => {
+            // Names go through the image's files (the top-most layer that has them).
+            let rootfs = plan
+                .lowers
+                .iter()
+                .find(|l| l.join("etc/passwd").exists())
+                .cloned()
+                .unwrap_or_default();
+            let (uid, gid, _, _) = skiff::runtime::spec::resolve_user(&rootfs, u)?;
+            Some(format!("{uid}:{gid}"))
+        }
+    };
+    if !nix::unistd::geteuid().is_root() {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/user", s.shim_pid))
+            .context("opening the container's user namespace")?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .context("joining the container's user namespace")?;
+        let root = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root)?;
+        let root = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root)?;
+    }
+    let id = d
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .to_string();
+    let mut cmd = std::process::Command::new(&plan.runtime);
+    cmd.arg("--root").arg(d.join("runtime")).arg("exec");
+    // crun exec starts from an empty environment once --env is given: pass the container's
+    // own first (PATH and all), then the overrides.
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("bundle/config.json")).unwrap_or_default())
+            .unwrap_or_default();
+    let base = config
+        .pointer("/process/env")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for e in base
+        .iter()
+        .filter_map(|e| e.as_str())
+        .chain(a.env.iter().map(String::as_str))
+    {
+        cmd.arg("--env").arg(e);
+    }
+    if let Some(w) = &a.workdir {
+        cmd.arg("--cwd").arg(w);
+    }
+    if let Some(u) = &user {
+        cmd.arg("--user").arg(u);
+    }
+    cmd.arg(&id).args(&a.command);
+    let err = cmd.exec();
+    bail!("running {}: {err}", plan.runtime.display())
+}

@@ -61,6 +61,8 @@ pub enum Command {
     /// One archive with every image a pipeline needs, for an air-gapped network
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Run a command in a running container
+    Exec(containers::ExecArgs),
     /// List containers (running; -a: all)
     Ps(containers::PsArgs),
     /// Print a detached container's output
@@ -213,6 +215,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Unpack(a) => return rootless::unpack(&ctx, a),
         Command::Info => return info::run(&ctx),
         Command::Ps(a) => return containers::ps(&ctx, a),
+        Command::Exec(a) => return containers::exec(&ctx, a),
         Command::Logs(a) => return containers::logs(&ctx, a),
         Command::Kill(a) => return containers::kill(&ctx, a),
         Command::Stop(a) => return containers::stop(&ctx, a),
@@ -245,6 +248,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Unpack(_)
             | Command::Info
             | Command::Ps(_)
+            | Command::Exec(_)
             | Command::Logs(_)
             | Command::Kill(_)
             | Command::Stop(_)
