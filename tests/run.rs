@@ -266,6 +266,53 @@ fn detached(skiff: &dyn Fn(&[&str]) -> Output, name: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Private networks: loopback works inside, and two containers listen on one port at once.
+    let o = skiff(&[
+        "run",
+        "--rm",
+        "--network",
+        "private",
+        name,
+        "sh",
+        "-c",
+        "(nc -l -p 8080 -e echo pong &); sleep 0.3; echo ping | nc 127.0.0.1 8080",
+    ]);
+    assert_eq!(text(&o), "pong", "{}", String::from_utf8_lossy(&o.stderr));
+    for n in ["l1", "l2"] {
+        ok(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--network",
+            "private",
+            name,
+            "nc",
+            "-ll",
+            "-p",
+            "8080",
+            "-e",
+            "echo",
+            "hi",
+        ]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let ps: serde_json::Value = serde_json::from_str(&ok(&["--format", "json", "ps"])).unwrap();
+    let listening: Vec<&str> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["id"] == "l1" || c["id"] == "l2")
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listening,
+        ["running", "running"],
+        "both listen on port 8080 in their own namespaces: {ps} {} {}",
+        ok(&["logs", "l1"]),
+        ok(&["logs", "l2"])
+    );
+    ok(&["rm", "-f", "l1", "l2"]);
     // exec: into the same namespaces, with the exit status, env, workdir and user asked for.
     let o = skiff(&["exec", "svc", "sh", "-c", "exit 4"]);
     assert_eq!(

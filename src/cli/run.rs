@@ -32,7 +32,7 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub hostname: Option<String>,
-    /// host, or none (a network namespace with only loopback)
+    /// host, private (own namespace, loopback up) or none (own namespace, loopback down)
     #[arg(long, default_value = "host")]
     pub network: String,
     /// OCI runtime binary
@@ -75,7 +75,8 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let network = match a.network.as_str() {
         "host" => Network::Host,
         "none" => Network::None,
-        other => bail!("--network {other}: this build supports host and none"),
+        "private" => Network::Private,
+        other => bail!("--network {other}: this build supports host, private and none"),
     };
     let runtime = find_runtime(&a.runtime)?;
     let store = ctx.store()?;

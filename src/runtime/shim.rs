@@ -33,6 +33,20 @@ pub fn shim_main(dir: &Path) -> i32 {
             return fail("creating a mount namespace", e);
         }
     }
+    // A private network: the shim's own namespace with loopback up; the container inherits it.
+    if plan.network == Network::Private {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            return fail("creating a network namespace", e);
+        }
+        match std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            Ok(s) => return fail("ip link set lo up", s),
+            Err(e) => return fail("ip link set lo up (package iproute2)", e),
+        }
+    }
     // Hybrid hosts: the runtime must see cgroup v2 only (crun refuses hybrid mode).
     let unified = Path::new("/sys/fs/cgroup/unified");
     if unified.join("cgroup.controllers").exists() {

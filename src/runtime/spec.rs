@@ -28,8 +28,10 @@ pub enum SpecError {
 pub enum Network {
     /// The host's network namespace.
     Host,
-    /// A new network namespace (loopback only).
+    /// A new network namespace (loopback only, down).
     None,
+    /// A new network namespace made by the shim, loopback up.
+    Private,
 }
 
 /// Everything the shim needs, written by `skiff run` as `plan.json`.
@@ -272,7 +274,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .build()
         .map_err(build_err)?;
     linux.set_resources(None);
-    let sys = if plan.network == Network::None {
+    let sys = if plan.network != Network::Host {
         mount(
             "/sys",
             "sysfs",

@@ -16,6 +16,7 @@ pub struct TestImages {
 const MTIME: u64 = 1_700_000_000;
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "id", "true", "false", "sleep", "env", "mkdir", "rm", "touch", "wc",
+    "nc",
 ];
 
 enum Entry<'a> {
