@@ -237,7 +237,19 @@ fn sigterm_reaches_the_container_and_rm_still_cleans_up() {
     );
 }
 
+/// Removes the test's detached containers even when an assertion fails first.
+struct Cleanup<'a>(&'a dyn Fn(&[&str]) -> Output);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for c in ["svc", "stubborn", "busy", "l1", "l2"] {
+            let _ = (self.0)(&["rm", "-f", c]);
+        }
+    }
+}
+
 fn detached(skiff: &dyn Fn(&[&str]) -> Output, name: &str) {
+    let _cleanup = Cleanup(skiff);
     let ok = |args: &[&str]| {
         let o = skiff(args);
         assert!(
