@@ -12,6 +12,14 @@ use std::process::Output;
 
 const TOOLS: &[&str] = &["docker-registry", "skopeo", "crun"];
 
+/// A registry on loopback holding the busybox test image; the name to pull it by.
+fn busybox_registry() -> (Registry, String) {
+    let reg = Registry::start(Auth::Anonymous);
+    let name = format!("{}/test/busybox:1", reg.addr());
+    push(&images().layout, "busybox", &name, &[]);
+    (reg, name)
+}
+
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
@@ -132,15 +140,8 @@ fn run_as_root() {
     if !nix::unistd::geteuid().is_root() {
         return; // the rootless path is run_rootless
     }
-    let reg = Registry::start(Auth::Anonymous);
-    push(
-        &images().layout,
-        "busybox",
-        &format!("{}/test/busybox:1", reg.addr()),
-        &[],
-    );
+    let (_reg, name) = busybox_registry();
     let env = Env::new();
-    let name = format!("{}/test/busybox:1", reg.addr());
     let skiff = |args: &[&str]| {
         let mut a: Vec<&str> = args.to_vec();
         if a[0] == "run" && !a.contains(&"--tls-verify=false") {
@@ -157,14 +158,7 @@ fn run_rootless() {
         return;
     }
     let Some(user) = setup(USER) else { return };
-    let reg = Registry::start(Auth::Anonymous);
-    push(
-        &images().layout,
-        "busybox",
-        &format!("{}/test/busybox:1", reg.addr()),
-        &[],
-    );
-    let name = format!("{}/test/busybox:1", reg.addr());
+    let (_reg, name) = busybox_registry();
     let skiff = |args: &[&str]| {
         let mut a: Vec<&str> = args.to_vec();
         if a[0] == "run" && !a.contains(&"--tls-verify=false") {
@@ -183,15 +177,8 @@ fn sigterm_reaches_the_container_and_rm_still_cleans_up() {
     if !require(TOOLS) || !nix::unistd::geteuid().is_root() {
         return;
     }
-    let reg = Registry::start(Auth::Anonymous);
-    push(
-        &images().layout,
-        "busybox",
-        &format!("{}/test/busybox:1", reg.addr()),
-        &[],
-    );
+    let (_reg, name) = busybox_registry();
     let env = Env::new();
-    let name = format!("{}/test/busybox:1", reg.addr());
     assert!(
         run(env
             .skiff()
@@ -399,15 +386,8 @@ fn detached_ps_logs_stop_rm_as_root() {
     if !require(TOOLS) || !nix::unistd::geteuid().is_root() {
         return;
     }
-    let reg = Registry::start(Auth::Anonymous);
-    push(
-        &images().layout,
-        "busybox",
-        &format!("{}/test/busybox:1", reg.addr()),
-        &[],
-    );
+    let (_reg, name) = busybox_registry();
     let env = Env::new();
-    let name = format!("{}/test/busybox:1", reg.addr());
     assert!(
         run(env
             .skiff()
@@ -424,14 +404,7 @@ fn detached_ps_logs_stop_rm_rootless() {
         return;
     }
     let Some(user) = setup(USER) else { return };
-    let reg = Registry::start(Auth::Anonymous);
-    push(
-        &images().layout,
-        "busybox",
-        &format!("{}/test/busybox:1", reg.addr()),
-        &[],
-    );
-    let name = format!("{}/test/busybox:1", reg.addr());
+    let (_reg, name) = busybox_registry();
     assert!(
         user.run(&["pull", "-q", "--tls-verify=false", &name])
             .status

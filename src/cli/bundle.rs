@@ -1,11 +1,11 @@
 //! `skiff bundle create`: every image a pipeline needs (job images, services, the helper) in
 //! one docker-archive, to carry into an air-gapped network; `skiff load` reads it back.
 
-use super::{Context, RegistryArgs, platform_or_host};
+use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use skiff::helper::{self, HelperSpec};
-use skiff::registry::pull::{Policy, ProgressMode, Puller};
+use skiff::registry::pull::{Policy, ProgressMode};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -51,16 +51,9 @@ pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<()> {
         bail!("nothing to bundle: give --ci-file, images or --helper-version");
     }
     let store = ctx.store()?;
-    let puller = Puller {
-        store: store.clone(),
-        credentials: a.registry.credential_resolver()?,
-        registries: a.registry.registries()?,
-        platform: platform_or_host(None)?,
-        client_options: a.registry.client_options(),
-        jobs: 4,
-        progress: ProgressMode::Lines,
-        unpack: false,
-    };
+    let puller = a
+        .registry
+        .puller(store.clone(), ProgressMode::Lines, false)?;
     let mut names = Vec::new();
     for image in &wanted {
         let report = puller

@@ -149,6 +149,25 @@ impl RegistryArgs {
         Ok(RegistriesConf::load(self.registries_conf.as_deref())?)
     }
 
+    /// A puller with these options, for commands that fetch images as a side effect.
+    pub fn puller(
+        &self,
+        store: Store,
+        progress: skiff::registry::pull::ProgressMode,
+        unpack: bool,
+    ) -> Result<skiff::registry::pull::Puller> {
+        Ok(skiff::registry::pull::Puller {
+            store,
+            credentials: self.credential_resolver()?,
+            registries: self.registries()?,
+            platform: platform_or_host(None)?,
+            client_options: self.client_options(),
+            jobs: 4,
+            progress,
+            unpack,
+        })
+    }
+
     pub fn client_options(&self) -> ClientOptions {
         ClientOptions {
             insecure: self.tls_verify == Some(false),

@@ -1,10 +1,10 @@
 //! `skiff run`: pulls if needed, writes the container's plan, and starts its shim, which
 //! owns the container; this process only forwards signals and reports the exit status.
 
-use super::{Context, RegistryArgs, platform_or_host};
+use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use skiff::registry::pull::{ProgressMode, Puller, parse_policies};
+use skiff::registry::pull::{ProgressMode, parse_policies};
 use skiff::runtime::spec::{Network, RunPlan};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -80,16 +80,9 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     };
     let runtime = find_runtime(&a.runtime)?;
     let store = ctx.store()?;
-    let puller = Puller {
-        store: store.clone(),
-        credentials: a.registry.credential_resolver()?,
-        registries: a.registry.registries()?,
-        platform: platform_or_host(None)?,
-        client_options: a.registry.client_options(),
-        jobs: 4,
-        progress: ProgressMode::Quiet,
-        unpack: true,
-    };
+    let puller = a
+        .registry
+        .puller(store.clone(), ProgressMode::Quiet, true)?;
     let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
     let report = puller
         .ensure(&a.image, &policies)
