@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Env, fails, json, ok, require, run};
+use common::{Env, fails, json, ok, require, require_root, run};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -296,8 +296,7 @@ fn helper_image_from_a_prebuilt_tarball_without_any_network() {
     if !require(&["busybox", "unshare"]) {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: needs root for a network namespace without any route");
+    if !require_root("a network namespace without any route") {
         return;
     }
     let env = Env::new();

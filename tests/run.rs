@@ -7,7 +7,7 @@ mod common;
 use common::images::images;
 use common::registry::{Auth, Registry, push};
 use common::user::{USER, setup};
-use common::{Env, require, run};
+use common::{Env, require, require_root, run};
 use std::process::Output;
 
 const TOOLS: &[&str] = &["docker-registry", "skopeo", "crun"];
@@ -137,8 +137,8 @@ fn run_as_root() {
     if !require(TOOLS) {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        return; // the rootless path is run_rootless
+    if !require_root("root mode; the rootless path is run_rootless") {
+        return;
     }
     let (_reg, name) = busybox_registry();
     let env = Env::new();
@@ -174,7 +174,7 @@ fn run_rootless() {
 
 #[test]
 fn sigterm_reaches_the_container_and_rm_still_cleans_up() {
-    if !require(TOOLS) || !nix::unistd::geteuid().is_root() {
+    if !require(TOOLS) || !require_root("root mode") {
         return;
     }
     let (_reg, name) = busybox_registry();
@@ -383,7 +383,7 @@ fn detached(skiff: &dyn Fn(&[&str]) -> Output, name: &str) {
 
 #[test]
 fn detached_ps_logs_stop_rm_as_root() {
-    if !require(TOOLS) || !nix::unistd::geteuid().is_root() {
+    if !require(TOOLS) || !require_root("root mode") {
         return;
     }
     let (_reg, name) = busybox_registry();

@@ -7,7 +7,7 @@ mod common;
 
 use common::images::images;
 use common::registry::{Auth, Registry, push};
-use common::{Env, ok, require};
+use common::{Env, ok, require, require_root};
 use skiff::digest::Digest;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -104,10 +104,7 @@ fn flattened_unpack_equals_umoci() {
     ]) {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED: umoci keeps owners only as root; the rootless path is in tests/rootless.rs"
-        );
+    if !require_root("umoci keeps owners only as root; the rootless path is in tests/rootless.rs") {
         return;
     }
     let reg = Registry::start(Auth::Anonymous);

@@ -29,6 +29,18 @@ pub fn require(tools: &[&str]) -> bool {
     false
 }
 
+/// Whether this test runs as root; under `CI=true` (run as root) not being root is a failure.
+pub fn require_root(why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but not root: {why}");
+    }
+    eprintln!("SKIPPED: needs root: {why}");
+    false
+}
+
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -25,8 +25,7 @@ pub fn setup(name: &'static str) -> Option<User> {
         eprintln!("SKIPPED: no user {name}; run scripts/setup as root");
         return None;
     };
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: the rootless tests switch to {name} and need root to do so");
+    if !super::require_root(&format!("the rootless tests switch to {name}")) {
         return None;
     }
     let subuid = std::fs::read_to_string("/etc/subuid")
