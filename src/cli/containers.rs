@@ -131,24 +131,14 @@ fn signal(name: &str) -> Result<nix::sys::signal::Signal> {
     Ok(format!("SIG{n}").parse::<nix::sys::signal::Signal>()?)
 }
 
-/// Signals the container: through its shim (which relays), or for KILL through the runtime.
+/// Signals the container: through its shim, which relays; SIGKILL (which cannot be relayed)
+/// straight to the container's init, whose pid the runtime recorded. From the host's user
+/// namespace, its owner may signal every process in it.
 fn send(d: &std::path::Path, s: &State, sig: nix::sys::signal::Signal) -> Result<()> {
-    if sig == nix::sys::signal::Signal::SIGKILL {
-        // SIGKILL cannot be relayed: ask the runtime to deliver it to the container.
-        let id = d
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let out = std::process::Command::new("crun")
-            .arg("--root")
-            .arg(d.join("runtime"))
-            .args(["kill", &id, "KILL"])
-            .output()?;
-        if out.status.success() {
-            return Ok(());
-        }
-        tracing::debug!("crun kill: {}", String::from_utf8_lossy(&out.stderr));
+    if sig == nix::sys::signal::Signal::SIGKILL
+        && let Some(pid) = skiff::runtime::shim::container_pid(d)
+    {
+        return nix::sys::signal::kill(pid, sig).context("killing the container's init");
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.shim_pid as i32), sig)
         .context("signalling the container's shim")?;
@@ -226,9 +216,9 @@ pub struct ExecArgs {
 }
 
 /// Joins the container's user namespace (the shim's: the container has none of its own),
-/// becomes root there, and execs `crun exec`. Single-threaded: setns(CLONE_NEWUSER) needs it.
+/// becomes root there, and has the container's runtime start the process. Single-threaded:
+/// setns(CLONE_NEWUSER) and libcontainer both need it.
 pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
-    use std::os::unix::process::CommandExt;
     let (d, s) = dir(ctx, &a.container)?;
     let s = s
         .filter(|s| s.status == "running")
@@ -246,7 +236,7 @@ pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
                 .cloned()
                 .unwrap_or_default();
             let (uid, gid, _, _) = skiff::runtime::spec::resolve_user(&rootfs, u)?;
-            Some(format!("{uid}:{gid}"))
+            Some((uid, gid))
         }
     };
     if !nix::unistd::geteuid().is_root() {
@@ -259,37 +249,32 @@ pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
         let root = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresuid(root, root, root)?;
     }
+    // The shim's mount namespace: the runtime must see what the shim showed it (cgroup2
+    // only on hybrid hosts, the mounted root), or it would try the host's v1 cgroups.
+    let ns = std::fs::File::open(format!("/proc/{}/ns/mnt", s.shim_pid))
+        .context("opening the container's mount namespace")?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("joining the container's mount namespace")?;
     let id = d
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .to_string();
-    let mut cmd = std::process::Command::new(&plan.runtime);
-    cmd.arg("--root").arg(d.join("runtime")).arg("exec");
-    // crun exec starts from an empty environment once --env is given: pass the container's
-    // own first (PATH and all), then the overrides.
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("bundle/config.json")).unwrap_or_default())
-            .unwrap_or_default();
-    let base = config
-        .pointer("/process/env")
-        .and_then(|e| e.as_array())
-        .cloned()
-        .unwrap_or_default();
-    for e in base
-        .iter()
-        .filter_map(|e| e.as_str())
-        .chain(a.env.iter().map(String::as_str))
-    {
-        cmd.arg("--env").arg(e);
+    let request = skiff::runtime::backend::ExecRequest {
+        args: a.command.clone(),
+        env: a.env.clone(),
+        cwd: a.workdir.clone(),
+        user,
+    };
+    let (bundle, state, pid_file) = (d.join("bundle"), d.join("runtime"), d.join("container.pid"));
+    let paths = skiff::runtime::backend::Paths {
+        bundle: &bundle,
+        state: &state,
+        pid_file: &pid_file,
+    };
+    let code = plan.runtime.backend().exec(&id, &paths, &request)?;
+    if code != 0 {
+        return Err(super::run::ExitStatus(code).into());
     }
-    if let Some(w) = &a.workdir {
-        cmd.arg("--cwd").arg(w);
-    }
-    if let Some(u) = &user {
-        cmd.arg("--user").arg(u);
-    }
-    cmd.arg(&id).args(&a.command);
-    let err = cmd.exec();
-    bail!("running {}: {err}", plan.runtime.display())
+    Ok(())
 }

@@ -12,7 +12,11 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
     let level = std::env::var("SKIFF_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_new(format!(
+                "{level},{}",
+                super::quiet_runtime(&level)
+            ))
+            .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .without_time()

@@ -210,9 +210,23 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// libcontainer logs every failure at ERROR on its way up; skiff reports the error itself
+/// once, with context. Its logs show with debug and trace.
+pub fn quiet_runtime(level: &str) -> &'static str {
+    if matches!(level, "debug" | "trace") {
+        ""
+    } else {
+        "libcontainer=off,libcgroups=off"
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("skiff={0},{0}", cli.log_level))
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new("warn"))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "skiff={0},{0},{1}",
+        cli.log_level,
+        quiet_runtime(&cli.log_level)
+    ))
+    .or_else(|_| tracing_subscriber::EnvFilter::try_new("warn"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,6 +5,7 @@ use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::registry::pull::{ProgressMode, parse_policies};
+use skiff::runtime::backend::RuntimeChoice;
 use skiff::runtime::spec::{Network, RunPlan};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -35,8 +36,8 @@ pub struct RunArgs {
     /// host, private (own namespace, loopback up) or none (own namespace, loopback down)
     #[arg(long, default_value = "host")]
     pub network: String,
-    /// OCI runtime binary
-    #[arg(long, default_value = "crun")]
+    /// libcontainer (embedded), or an OCI runtime binary: crun, runc or a path
+    #[arg(long, default_value = "libcontainer")]
     pub runtime: String,
     /// Pull policy for the image
     #[arg(long, default_value = "missing")]
@@ -60,17 +61,6 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
-fn find_runtime(name: &str) -> Result<PathBuf> {
-    if name.contains('/') {
-        return Ok(PathBuf::from(name));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .with_context(|| format!("OCI runtime {name} not found in $PATH (Debian package crun)"))
-}
-
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let network = match a.network.as_str() {
         "host" => Network::Host,
@@ -78,7 +68,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         "private" => Network::Private,
         other => bail!("--network {other}: this build supports host, private and none"),
     };
-    let runtime = find_runtime(&a.runtime)?;
+    let runtime = RuntimeChoice::parse(&a.runtime)?;
     let store = ctx.store()?;
     let puller = a
         .registry
@@ -144,30 +134,29 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     if a.detach {
         // Its own process group, output to the log, no parent-death signal: it lives on.
         let log = std::fs::File::create(dir.join("log")).context("creating the log")?;
-        let shim = std::process::Command::new(std::env::current_exe()?)
+        // The shim reports "started" on this pipe, so that `run -d` returns once the
+        // container runs (an `exec` right after it finds it) or fails with the shim's error.
+        let (ready_r, ready_w) = rustix::pipe::pipe().context("creating a pipe")?;
+        rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)?;
+        use std::os::fd::AsRawFd;
+        std::process::Command::new(std::env::current_exe()?)
             .arg("__shim")
             .arg(&dir)
             .env("SKIFF_DETACHED", "1")
+            .env("SKIFF_READY_FD", ready_w.as_raw_fd().to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0)
             .spawn()
             .context("starting the shim")?;
-        // Running from now on, before the shim says so itself: a `rm` right after this
-        // must not mistake a starting container for a stopped one. (Unless the shim was
-        // quicker: then its state stands.)
-        if !dir.join("state.json").exists() {
-            skiff::runtime::shim::write_state(
-                &dir,
-                &skiff::runtime::shim::State {
-                    status: "running".into(),
-                    shim_pid: shim.id(),
-                    exit_code: None,
-                    image: plan.image.clone(),
-                    command: skiff::runtime::spec::command_line(&plan).unwrap_or_default(),
-                },
-            );
+        drop(ready_w);
+        let mut byte = [0u8; 1];
+        let started =
+            std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1);
+        if !started {
+            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            bail!("container {id} did not start: {}", log.trim());
         }
         println!("{id}");
         return Ok(());

@@ -3,6 +3,7 @@
 //! hierarchy on hybrid hosts, mounts the overlay root, writes the bundle, then execs the OCI
 //! runtime, so the mounts live exactly as long as the container does.
 
+use super::backend::Paths;
 use super::rootfs::{self, OverlayDirs};
 use super::spec::{self, Network, RunPlan};
 use super::userns;
@@ -20,6 +21,13 @@ pub fn shim_main(dir: &Path) -> i32 {
     {
         Ok(p) => p,
         Err(e) => return fail("reading plan.json", e),
+    };
+    let mut ready = take_ready_pipe();
+    // Before anything else: if this process is SIGKILLed from here on, the guardian takes
+    // the container down with it.
+    let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
+        Ok(g) => g,
+        Err(e) => return fail("starting the guardian", e),
     };
     let mapping = userns::detect();
     if let Err(e) = userns::enter(&mapping) {
@@ -113,8 +121,8 @@ pub fn shim_main(dir: &Path) -> i32 {
     {
         return fail("writing config.json", e);
     }
-    // The runtime runs as our child, so that after it exits we can still clean up from
-    // inside the namespace; signals are relayed to it through a signalfd.
+    // The container runs as our child (or its runtime does), so that after it exits we can
+    // still clean up from inside the namespace; signals are relayed through a signalfd.
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::SignalFd;
     let mut mask = SigSet::empty();
@@ -133,21 +141,31 @@ pub fn shim_main(dir: &Path) -> i32 {
         Ok(fd) => fd,
         Err(e) => return fail("signalfd", e),
     };
-    // std resets the signal mask in the child, so the runtime sees signals normally.
-    let mut child = match std::process::Command::new(&plan.runtime)
-        .arg("--root")
-        .arg(dir.join("runtime"))
-        .arg("--cgroup-manager=disabled")
-        .arg("run")
-        .arg("--bundle")
-        .arg(&bundle)
-        .arg(&plan.id)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("running {}", plan.runtime.display()), e),
+    let state_dir = dir.join("runtime");
+    let pid_file = dir.join("container.pid");
+    let paths = Paths {
+        bundle: &bundle,
+        state: &state_dir,
+        pid_file: &pid_file,
     };
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut backend = plan.runtime.backend();
+    // std resets the signal mask in children, so the runtime sees signals normally.
+    let pid = match backend.start(&plan.id, &paths) {
+        Ok(p) => p,
+        Err(e) => {
+            // The shells' and docker's codes: 127 command not found, 126 not executable.
+            let text = e.to_string();
+            let code = if text.contains("not found") || text.contains("No such file") {
+                127
+            } else if text.contains("ermission denied") {
+                126
+            } else {
+                125
+            };
+            fail("starting the container", e);
+            return code;
+        }
+    };
     write_state(
         dir,
         &State {
@@ -158,12 +176,17 @@ pub fn shim_main(dir: &Path) -> i32 {
             command: spec::command_line(&plan).unwrap_or_default(),
         },
     );
+    if let Some(mut r) = ready.take() {
+        use std::io::Write;
+        let _ = r.write_all(b"r");
+    }
     let code = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            use std::os::unix::process::ExitStatusExt;
-            break status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => break fail("waiting for the container", e),
         }
         match signals.read_signal() {
             Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
@@ -174,6 +197,8 @@ pub fn shim_main(dir: &Path) -> i32 {
             _ => {}
         }
     };
+    backend.delete(&plan.id, &paths);
+    guardian.dismiss();
     write_state(
         dir,
         &State {
@@ -227,4 +252,27 @@ pub fn read_state(dir: &Path) -> Option<State> {
         }
     }
     Some(s)
+}
+
+/// The container init's pid as the runtime recorded it, if that process still exists.
+pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
+    let pid: i32 = std::fs::read_to_string(dir.join("container.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid > 1 && Path::new(&format!("/proc/{pid}")).exists())
+        .then(|| nix::unistd::Pid::from_raw(pid))
+}
+
+/// `skiff run -d` waits on this pipe until the container has started (one byte), or sees it
+/// close when the shim gives up. Reopened close-on-exec so that no runtime inherits it.
+fn take_ready_pipe() -> Option<std::fs::File> {
+    let fd: i32 = std::env::var("SKIFF_READY_FD").ok()?.parse().ok()?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .ok();
+    let _ = nix::unistd::close(fd);
+    file
 }

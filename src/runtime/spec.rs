@@ -51,7 +51,7 @@ pub struct RunPlan {
     pub user: Option<String>,
     pub hostname: String,
     pub network: Network,
-    pub runtime: PathBuf,
+    pub runtime: super::backend::RuntimeChoice,
     /// Remove the container's directory when it exits (run --rm), from inside the namespace.
     #[serde(default)]
     pub remove: bool,
@@ -244,7 +244,9 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             UserBuilder::default()
                 .uid(uid)
                 .gid(gid)
-                .additional_gids(extra_gids)
+                // The primary group too, as docker and podman do: an empty list would
+                // leave the runtime's own groups in place.
+                .additional_gids(std::iter::once(gid).chain(extra_gids).collect::<Vec<_>>())
                 .build()
                 .map_err(build_err)?,
         )
@@ -377,7 +379,7 @@ mod tests {
             user: None,
             hostname: "h".into(),
             network: Network::Host,
-            runtime: "crun".into(),
+            runtime: crate::runtime::backend::RuntimeChoice::Libcontainer,
             remove: false,
         }
     }

@@ -1,0 +1,117 @@
+//! The few raw process operations the shim needs that have no safe wrapper: the one place
+//! in skiff with `unsafe`.
+#![allow(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+/// What the guardian is told when the container ended normally: nothing left to kill.
+const DONE: u8 = b'd';
+
+/// Forks a guardian: a process in its own session (so killing the shim's process group
+/// does not reach it) that waits on a pipe. When the shim exits without saying "done" (it
+/// was SIGKILLed), the guardian SIGKILLs the container's init, whose pid the runtime wrote
+/// to `pid_file`; as the init of its PID namespace, it takes every container process with
+/// it. OCI runtimes put the container in a session of its own, so without this a killed
+/// shim would leave the container running.
+///
+/// Must be called while the process is single-threaded.
+pub fn spawn_guardian(pid_file: PathBuf) -> std::io::Result<Guardian> {
+    let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: the shim is single-threaded here (it runs before any thread is started), so
+    // the child may allocate and run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            drop(write_end);
+            let _ = nix::unistd::setsid();
+            detach_files(&read_end);
+            guard(read_end, &pid_file);
+            std::process::exit(0);
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(read_end);
+            Ok(Guardian(Some(write_end)))
+        }
+    }
+}
+
+/// The guardian holds nothing of the shim's: no log, no terminal, no readiness pipe, so
+/// that readers of those see their end when the shim's side closes.
+fn detach_files(keep: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && fd != keep.as_raw_fd() {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
+fn guard(read_end: OwnedFd, pid_file: &std::path::Path) {
+    let mut pipe = std::fs::File::from(read_end);
+    let mut byte = [0u8; 1];
+    if matches!(pipe.read(&mut byte), Ok(1) if byte[0] == DONE) {
+        return;
+    }
+    if let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// The shim's end of the guardian's pipe.
+pub struct Guardian(Option<OwnedFd>);
+
+impl Guardian {
+    /// The container has exited and been reaped: the guardian goes away quietly.
+    pub fn dismiss(mut self) {
+        if let Some(fd) = self.0.take() {
+            let _ = std::fs::File::from(fd).write_all(&[DONE]);
+        }
+    }
+}
+
+/// Runs `f` (which clones the container's processes) with the signal state a freshly exec'd
+/// program expects: nothing blocked, SIGPIPE at its default. Children inherit both, and
+/// libcontainer clones without resetting them (std's spawn does reset them), so without this
+/// the container would start with SIGTERM blocked and SIGPIPE ignored. Restored afterwards.
+pub fn with_default_signals<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, signal};
+    let mut blocked = SigSet::empty();
+    let _ = pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        Some(&mut blocked),
+    );
+    // SAFETY: installs no handler (SIG_DFL), so no code of ours runs in signal context.
+    let pipe = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let result = f();
+    if let Ok(previous) = pipe {
+        // SAFETY: puts back the disposition read above, SIG_IGN as std set it.
+        let _ = unsafe { signal(Signal::SIGPIPE, previous) };
+    }
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&blocked), None);
+    result
+}
