@@ -25,7 +25,8 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         .try_init();
     // A helper never outlives the skiff process that started it (not even a kill -9 of it).
     // A detached container's shim must outlive the `skiff run -d` that started it.
-    let detached = cmd == "__shim" && std::env::var_os("SKIFF_DETACHED").is_some();
+    let detached =
+        cmd == "__pod" || (cmd == "__shim" && std::env::var_os("SKIFF_DETACHED").is_some());
     if cmd != "__map-ids" && !detached {
         let parent = rustix::process::getppid();
         let _ =
@@ -38,6 +39,11 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         "__map-ids" => return userns::map_ids_main(args),
         "__unpack-layer" => unpack_layer(args),
         "__remove" => remove(args),
+        "__net-helper" => return skiff::runtime::network::helper_main(args),
+        "__pod" => match args {
+            [dir] => return skiff::runtime::pod::pod_main(std::path::Path::new(dir)),
+            _ => Err("usage: skiff __pod POD_DIR".into()),
+        },
         "__shim" => match args {
             [dir] => return skiff::runtime::shim::shim_main(std::path::Path::new(dir)),
             _ => Err("usage: skiff __shim CONTAINER_DIR".into()),

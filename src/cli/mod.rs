@@ -7,6 +7,7 @@ mod images;
 mod info;
 pub mod internal;
 mod login;
+mod pods;
 mod pull;
 mod push;
 mod rootless;
@@ -75,8 +76,14 @@ pub enum Command {
     Rm(containers::RmArgs),
     /// What this host offers for rootless containers, and what to fix
     Info,
+    /// Pods: several containers in one network namespace
+    #[command(subcommand)]
+    Pod(pods::PodCommand),
+    /// Maintenance: `system cleanup` after crashes
+    #[command(subcommand)]
+    System(pods::SystemCommand),
     /// Run a container from an image, rootless, without a daemon
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -267,8 +274,10 @@ pub fn run(cli: Cli) -> Result<()> {
         match command {
             Command::Pull(a) => pull::run(&ctx, a).await,
             Command::Push(a) => push::run(&ctx, a).await,
-            Command::Run(a) => run::run(&ctx, a).await,
+            Command::Run(a) => run::run(&ctx, *a).await,
             Command::Rm(a) => containers::rm(&ctx, a).await,
+            Command::Pod(c) => pods::run(&ctx, c).await,
+            Command::System(pods::SystemCommand::Cleanup) => pods::cleanup(&ctx).await,
             Command::Bundle(c) => bundle::run(&ctx, c).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::registry::pull::{ProgressMode, parse_policies};
 use skiff::runtime::backend::RuntimeChoice;
-use skiff::runtime::spec::{Network, RunPlan};
+use skiff::runtime::spec::{Limits, Network, RunPlan, Volume};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
@@ -33,9 +33,49 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub hostname: Option<String>,
-    /// host, private (own namespace, loopback up) or none (own namespace, loopback down)
+    /// host, none, private (own namespace, loopback up), slirp4netns[:allow_host_loopback=true]
+    /// or pasta[:ARGS] (private, with outbound access)
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// Join a pod made by `skiff pod create`: its network, its /etc/hosts
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// NAME:IP lines for /etc/hosts (in a pod: for every member)
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Read KEY=VALUE lines from a file (before -e)
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Bind mount SRC:DST[:ro]
+    #[arg(long, short)]
+    pub volume: Vec<String>,
+    /// A tmpfs at DST[:OPTIONS]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Root filesystem read-only (tmpfs on /tmp, /var/tmp and /run, as podman does)
+    #[arg(long)]
+    pub read_only: bool,
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Keep stdin open (attach it to the container)
+    #[arg(long, short)]
+    pub interactive: bool,
+    /// Allocate a terminal (not supported yet: refused with an error)
+    #[arg(long, short)]
+    pub tty: bool,
+    /// Memory limit (bytes, or with k, m, g)
+    #[arg(long, short)]
+    pub memory: Option<String>,
+    /// CPU limit, in CPUs (1.5)
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
     /// libcontainer (embedded), or an OCI runtime binary: crun, runc or a path
     #[arg(long, default_value = "libcontainer")]
     pub runtime: String,
@@ -47,6 +87,21 @@ pub struct RunArgs {
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `512m`, `1g`, `1048576`: podman's units (b, k, m, g), binary multiples.
+fn parse_bytes(text: &str) -> Result<i64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.strip_suffix('b').unwrap_or(&t) {
+        s if s.ends_with('k') => (&s[..s.len() - 1], 1i64 << 10),
+        s if s.ends_with('m') => (&s[..s.len() - 1], 1 << 20),
+        s if s.ends_with('g') => (&s[..s.len() - 1], 1 << 30),
+        s => (s, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--memory {text:?}: expected a size like 512m or 1g"))?;
+    Ok((n * mult as f64) as i64)
 }
 
 /// The container's exit status, to become skiff's own.
@@ -62,12 +117,51 @@ impl std::fmt::Display for ExitStatus {
 impl std::error::Error for ExitStatus {}
 
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
-    let network = match a.network.as_str() {
-        "host" => Network::Host,
-        "none" => Network::None,
-        "private" => Network::Private,
-        other => bail!("--network {other}: this build supports host, private and none"),
+    if a.tty {
+        bail!("--tty is not supported yet: run without -t (stdin with -i works)");
+    }
+    let mut network = Network::parse(&a.network)?;
+    let pod = match &a.pod {
+        Some(name) => {
+            let pod_dir = ctx.root.join("pods").join(name);
+            let (state, _) = skiff::runtime::pod::running(&pod_dir)?;
+            network = state.network;
+            Some(pod_dir)
+        }
+        None => None,
     };
+    let hosts = a
+        .add_host
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, ip)| (n.to_string(), ip.to_string()))
+                .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let volumes = a
+        .volume
+        .iter()
+        .map(|v| Volume::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    for v in &volumes {
+        if !v.source.exists() {
+            bail!("-v {}: no such file or directory", v.source.display());
+        }
+    }
+    let limits = Limits {
+        memory: a.memory.as_deref().map(parse_bytes).transpose()?,
+        cpus: a.cpus,
+        pids: a.pids_limit,
+    };
+    if !limits.is_empty()
+        && let Err(why) = skiff::runtime::spec::cgroup_delegation()
+    {
+        eprintln!(
+            "WARNING: --memory/--cpus/--pids-limit are NOT enforced: {why}. \
+             Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you."
+        );
+    }
     let runtime = RuntimeChoice::parse(&a.runtime)?;
     let store = ctx.store()?;
     let puller = a
@@ -100,9 +194,20 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         bail!("a container named {id} exists; remove it or pick another --name");
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let env: Vec<String> = a
-        .env
+    let mut from_files = vec![];
+    for f in &a.env_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        from_files.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    let env: Vec<String> = from_files
         .iter()
+        .chain(&a.env)
         .map(|e| {
             if e.contains('=') {
                 e.clone()
@@ -129,7 +234,23 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         network,
         runtime,
         remove: a.rm,
+        volumes,
+        tmpfs: a.tmpfs.clone(),
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        dns: a.dns.clone(),
+        hosts: hosts.clone(),
+        pod: pod.clone(),
+        limits,
     };
+    if let Some(pod_dir) = &pod {
+        // Every member finds this one by its name, and by the hosts it adds.
+        let mut entries = vec![(id.clone(), "127.0.0.1".to_string())];
+        entries.extend(hosts);
+        skiff::runtime::network::append_hosts(&pod_dir.join("hosts"), &entries)
+            .context("adding to the pod's /etc/hosts")?;
+    }
     std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
     if a.detach {
         // Its own process group, output to the log, no parent-death signal: it lives on.
@@ -164,6 +285,11 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .arg("__shim")
         .arg(&dir)
+        .stdin(if a.interactive {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()
         .context("starting the shim")?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));

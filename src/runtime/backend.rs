@@ -209,10 +209,19 @@ impl External {
     fn command(&self, state: &Path) -> std::process::Command {
         let mut cmd = std::process::Command::new(&self.path);
         cmd.arg("--root").arg(state);
-        // crun must not try cgroups it cannot use (rootless, no delegation); runc skips
-        // them by itself and rejects the flag.
+        // crun must not try cgroups it cannot use (rootless, no delegation), unless the
+        // spec asks for limits (then skiff found a delegated cgroup). runc skips them by
+        // itself and rejects the flag.
         if self.path.file_name().is_some_and(|n| n == "crun") {
-            cmd.arg("--cgroup-manager=disabled");
+            let limits = std::fs::read(state.with_file_name("bundle").join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|c| !c.pointer("/linux/resources").is_none_or(|r| r.is_null()));
+            cmd.arg(if limits {
+                "--cgroup-manager=cgroupfs"
+            } else {
+                "--cgroup-manager=disabled"
+            });
         }
         cmd
     }

@@ -1,6 +1,8 @@
 //! Running things rootless: user namespaces with the user's subordinate ids.
 
 pub mod backend;
+pub mod network;
+pub mod pod;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;

@@ -4,8 +4,9 @@
 //! runtime, so the mounts live exactly as long as the container does.
 
 use super::backend::Paths;
+use super::network;
 use super::rootfs::{self, OverlayDirs};
-use super::spec::{self, Network, RunPlan};
+use super::spec::{self, RunPlan};
 use super::userns;
 use std::path::Path;
 
@@ -30,29 +31,53 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(e) => return fail("starting the guardian", e),
     };
     let mapping = userns::detect();
-    if let Err(e) = userns::enter(&mapping) {
-        return fail("entering the user namespace", e);
-    }
-    if mapping.is_root() {
-        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| e.to_string())
-            .and_then(|_| userns::make_mounts_private().map_err(|e| e.to_string()))
-        {
-            return fail("creating a mount namespace", e);
+    // In a pod: its user and network namespaces, a mount namespace of our own. Otherwise
+    // our own namespaces, with a user-mode network helper spawned while we are still in
+    // the host's and attached once the network namespace exists.
+    let mut _net_helper = None;
+    if let Some(pod_dir) = &plan.pod {
+        let pid = match super::pod::running(pod_dir) {
+            Ok((_, pid)) => pid,
+            Err(e) => return fail("joining the pod", e),
+        };
+        if let Err(e) = userns::join(pid, &mapping) {
+            return fail("joining the pod's user namespace", e);
         }
-    }
-    // A private network: the shim's own namespace with loopback up; the container inherits it.
-    if plan.network == Network::Private {
-        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-            return fail("creating a network namespace", e);
+        if let Err(e) = network::join(pid) {
+            return fail("joining the pod's network", e);
         }
-        match std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-        {
-            Ok(s) if s.success() => {}
-            Ok(s) => return fail("ip link set lo up", s),
-            Err(e) => return fail("ip link set lo up (package iproute2)", e),
+    } else {
+        let pending = match network::prepare_helper(
+            &plan.network,
+            std::process::id(),
+            !mapping.is_root(),
+            &dir.join("network.log"),
+        ) {
+            Ok(p) => p,
+            Err(e) => return fail("network", e),
+        };
+        if let Err(e) = userns::enter(&mapping) {
+            return fail("entering the user namespace", e);
+        }
+        if mapping.is_root() {
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| e.to_string())
+                .and_then(|_| userns::make_mounts_private().map_err(|e| e.to_string()))
+            {
+                return fail("creating a mount namespace", e);
+            }
+        }
+        // The container inherits the shim's network namespace.
+        if plan.network.is_private() {
+            if let Err(e) = network::enter_private() {
+                return fail("network", e);
+            }
+        }
+        if let Some(p) = pending {
+            match p.attach(std::time::Duration::from_secs(10)) {
+                Ok(h) => _net_helper = Some(h),
+                Err(e) => return fail("network", e),
+            }
         }
     }
     // Hybrid hosts: the runtime must see cgroup v2 only (crun refuses hybrid mode).
@@ -79,23 +104,19 @@ pub fn shim_main(dir: &Path) -> i32 {
     ) {
         return fail("mounting the root filesystem", e);
     }
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-        plan.hostname
-    );
-    for (name, body) in [
-        ("hosts", hosts),
-        (
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // A pod's members share its hosts file (and its resolv.conf unless --dns is given).
+    let mut files = vec![("hostname", format!("{}\n", plan.hostname))];
+    if plan.pod.is_none() {
+        files.push(("hosts", network::hosts_file(&plan.hostname, &plan.hosts)));
+    }
+    if plan.pod.is_none() || !plan.dns.is_empty() {
+        files.push((
             "resolv.conf",
-            if plan.network == Network::Host {
-                resolv
-            } else {
-                String::new()
-            },
-        ),
-        ("hostname", format!("{}\n", plan.hostname)),
-    ] {
+            network::resolv_conf(&plan.network, &plan.dns, &host_resolv),
+        ));
+    }
+    for (name, body) in files {
         if let Err(e) = std::fs::write(dir.join(name), body) {
             return fail(name, e);
         }
@@ -235,21 +256,23 @@ pub fn write_state(dir: &Path, state: &State) {
     }
 }
 
+/// Whether `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|st| {
+            st.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
 /// A container's state, reconciled: "running" with a dead shim means the shim crashed.
 pub fn read_state(dir: &Path) -> Option<State> {
     let mut s: State = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
-    if s.status == "running" {
-        let alive = std::fs::read_to_string(format!("/proc/{}/stat", s.shim_pid))
-            .map(|st| {
-                st.rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().next())
-                    != Some("Z")
-            })
-            .unwrap_or(false);
-        if !alive {
-            s.status = "exited (shim died)".into();
-        }
+    if s.status == "running" && !process_alive(s.shim_pid) {
+        s.status = "exited (shim died)".into();
     }
     Some(s)
 }
@@ -267,7 +290,7 @@ pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
 
 /// `skiff run -d` waits on this pipe until the container has started (one byte), or sees it
 /// close when the shim gives up. Reopened close-on-exec so that no runtime inherits it.
-fn take_ready_pipe() -> Option<std::fs::File> {
+pub fn take_ready_pipe() -> Option<std::fs::File> {
     let fd: i32 = std::env::var("SKIFF_READY_FD").ok()?.parse().ok()?;
     let file = std::fs::OpenOptions::new()
         .write(true)

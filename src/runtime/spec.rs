@@ -21,9 +21,15 @@ pub enum SpecError {
     NoCommand,
     #[error("building the runtime spec: {0}")]
     Build(String),
+    #[error("{option} {value:?}: expected {expected}")]
+    BadOption {
+        option: String,
+        value: String,
+        expected: &'static str,
+    },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Network {
     /// The host's network namespace.
@@ -32,6 +38,130 @@ pub enum Network {
     None,
     /// A new network namespace made by the shim, loopback up.
     Private,
+    /// Private, with outbound access through slirp4netns (user-mode TCP/IP). The host's
+    /// loopback stays out of reach unless asked for, as in podman.
+    Slirp4netns { allow_host_loopback: bool },
+    /// Private, with outbound access through pasta (package passt); extra pasta arguments
+    /// as podman takes them (`pasta:--map-gw`).
+    Pasta { args: Vec<String> },
+}
+
+impl Network {
+    /// podman's syntax: `host`, `none`, `private`, `slirp4netns[:allow_host_loopback=true]`,
+    /// `pasta[:ARG,ARG...]`.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let (name, options) = text.split_once(':').unwrap_or((text, ""));
+        let bad = |expected| SpecError::BadOption {
+            option: "--network".into(),
+            value: text.into(),
+            expected,
+        };
+        Ok(match (name, options) {
+            ("host", "") => Self::Host,
+            ("none", "") => Self::None,
+            ("private", "") => Self::Private,
+            ("slirp4netns", o) => Self::Slirp4netns {
+                allow_host_loopback: match o {
+                    "" | "allow_host_loopback=false" => false,
+                    "allow_host_loopback=true" => true,
+                    _ => return Err(bad("slirp4netns[:allow_host_loopback=true|false]")),
+                },
+            },
+            ("pasta", o) => Self::Pasta {
+                args: o
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            },
+            _ => {
+                return Err(bad(
+                    "host, none, private, slirp4netns[:allow_host_loopback=true] or pasta[:ARGS]",
+                ));
+            }
+        })
+    }
+    /// Whether the shim makes a network namespace and brings loopback up in it.
+    pub fn is_private(&self) -> bool {
+        matches!(
+            self,
+            Self::Private | Self::Slirp4netns { .. } | Self::Pasta { .. }
+        )
+    }
+}
+
+/// A bind mount from `-v SRC:DST[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+impl Volume {
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let bad = || SpecError::BadOption {
+            option: "-v".into(),
+            value: text.into(),
+            expected: "SRC:DST[:ro|rw], both absolute",
+        };
+        let mut parts = text.split(':');
+        let (source, destination) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let read_only = match parts.next() {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(_) => return Err(bad()),
+        };
+        if parts.next().is_some() || !source.starts_with('/') || !destination.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(Self {
+            source: source.into(),
+            destination: destination.into(),
+            read_only,
+        })
+    }
+}
+
+/// `--tmpfs DST[:OPTIONS]`, podman's defaults when no options are given.
+pub fn tmpfs_mount(text: &str) -> Result<Mount, SpecError> {
+    let (dest, opts) = text.split_once(':').unwrap_or((text, "rw,nosuid,nodev"));
+    if !dest.starts_with('/') {
+        return Err(SpecError::BadOption {
+            option: "--tmpfs".into(),
+            value: text.into(),
+            expected: "an absolute path, then :OPTIONS",
+        });
+    }
+    let opts: Vec<&str> = opts.split(',').filter(|o| !o.is_empty()).collect();
+    mount(dest, "tmpfs", "tmpfs", &opts)
+}
+
+/// `--cap-add`/`--cap-drop` names: `NET_ADMIN`, `cap_net_admin` or `ALL`.
+pub fn parse_caps(names: &[String]) -> Result<Vec<Capability>, SpecError> {
+    let mut caps = vec![];
+    for name in names {
+        let upper = name.to_ascii_uppercase();
+        if upper == "ALL" {
+            caps.extend(ALL_CAPS.iter().copied());
+            continue;
+        }
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        let cap: Capability =
+            serde_json::from_value(serde_json::Value::String(full)).map_err(|_| {
+                SpecError::BadOption {
+                    option: "capability".into(),
+                    value: name.clone(),
+                    expected: "a capability name such as NET_ADMIN, or ALL",
+                }
+            })?;
+        caps.push(cap);
+    }
+    Ok(caps)
 }
 
 /// Everything the shim needs, written by `skiff run` as `plan.json`.
@@ -55,6 +185,78 @@ pub struct RunPlan {
     /// Remove the container's directory when it exits (run --rm), from inside the namespace.
     #[serde(default)]
     pub remove: bool,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--dns` servers; empty: what the network gives.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--add-host NAME:IP` entries and pod aliases, written to /etc/hosts.
+    #[serde(default)]
+    pub hosts: Vec<(String, String)>,
+    /// The pod whose user and network namespaces the container joins.
+    #[serde(default)]
+    pub pod: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `--memory`, `--cpus`, `--pids-limit`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.cpus.is_none() && self.pids.is_none()
+    }
+}
+
+/// Whether this process may set cgroup v2 limits: a cgroup2 hierarchy with the memory, cpu
+/// and pids controllers, and our own cgroup writable (delegated). The reason when not.
+pub fn cgroup_delegation() -> Result<PathBuf, String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+        })
+        .ok_or("no cgroup v2 hierarchy (cgroup v1 only)")?;
+    let mount = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(Path::new)
+        .find(|m| m.join("cgroup.controllers").exists())
+        .ok_or("no cgroup2 file system mounted")?;
+    let dir = mount.join(own.trim_start_matches('/'));
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let missing: Vec<&str> = ["memory", "cpu", "pids"]
+        .into_iter()
+        .filter(|c| !controllers.split_whitespace().any(|x| x == *c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "cgroup v2 at {} lacks the {} controller(s) (on this host they are on cgroup v1)",
+            dir.display(),
+            missing.join(", ")
+        ));
+    }
+    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
+        return Err(format!(
+            "{} is not delegated to you (not writable)",
+            dir.display()
+        ));
+    }
+    Ok(dir)
 }
 
 /// `user[:group]` (names or numbers) through the image's /etc/passwd and /etc/group:
@@ -172,6 +374,51 @@ pub const DEFAULT_CAPS: &[Capability] = &[
     Capability::SysChroot,
 ];
 
+/// Every capability, for `--cap-add ALL`.
+const ALL_CAPS: &[Capability] = &[
+    Capability::AuditControl,
+    Capability::AuditRead,
+    Capability::AuditWrite,
+    Capability::BlockSuspend,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::DacReadSearch,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::Kill,
+    Capability::Lease,
+    Capability::LinuxImmutable,
+    Capability::MacAdmin,
+    Capability::MacOverride,
+    Capability::Mknod,
+    Capability::NetAdmin,
+    Capability::NetBindService,
+    Capability::NetBroadcast,
+    Capability::NetRaw,
+    Capability::Perfmon,
+    Capability::Setfcap,
+    Capability::Setgid,
+    Capability::Setpcap,
+    Capability::Setuid,
+    Capability::SysAdmin,
+    Capability::SysBoot,
+    Capability::SysChroot,
+    Capability::SysModule,
+    Capability::SysNice,
+    Capability::SysPacct,
+    Capability::SysPtrace,
+    Capability::SysRawio,
+    Capability::SysResource,
+    Capability::SysTime,
+    Capability::SysTtyConfig,
+    Capability::Syslog,
+    Capability::WakeAlarm,
+];
+
 pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
     let build_err = |e: oci_spec::OciSpecError| SpecError::Build(e.to_string());
     let user = plan.user.clone().or_else(|| {
@@ -218,7 +465,12 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "/".into());
-    let caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    let mut caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    // A private network needs CAP_NET_ADMIN in no case: the shim configures it.
+    caps.extend(parse_caps(&plan.cap_add)?);
+    for c in parse_caps(&plan.cap_drop)? {
+        caps.remove(&c);
+    }
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -261,7 +513,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Mount,
     ];
-    if plan.network == Network::None {
+    if plan.network == Network::None && plan.pod.is_none() {
         namespaces.push(LinuxNamespaceType::Network);
     }
     let namespaces = namespaces
@@ -275,8 +527,55 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .readonly_paths(get_default_readonly_paths())
         .build()
         .map_err(build_err)?;
+    // Rootless without delegation, resources must be None (writing devices.allow fails).
     linux.set_resources(None);
-    let sys = if plan.network != Network::Host {
+    if !plan.limits.is_empty()
+        && let Ok(own) = cgroup_delegation()
+    {
+        use oci_spec::runtime::{
+            LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+        };
+        let mut r = LinuxResourcesBuilder::default();
+        if let Some(m) = plan.limits.memory {
+            r = r.memory(
+                LinuxMemoryBuilder::default()
+                    .limit(m)
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        if let Some(c) = plan.limits.cpus {
+            let period = 100_000u64;
+            r = r.cpu(
+                LinuxCpuBuilder::default()
+                    .quota((c * period as f64) as i64)
+                    .period(period)
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        if let Some(p) = plan.limits.pids {
+            r = r.pids(
+                LinuxPidsBuilder::default()
+                    .limit(p)
+                    .build()
+                    .map_err(build_err)?,
+            );
+        }
+        linux.set_resources(Some(r.build().map_err(build_err)?));
+        // Absolute, under our own delegated cgroup.
+        let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find(|m| own.starts_with(m))
+            .unwrap_or("/sys/fs/cgroup");
+        let relative = own.strip_prefix(mount).unwrap_or(&own);
+        linux.set_cgroups_path(Some(
+            Path::new("/")
+                .join(relative)
+                .join(format!("skiff-{}", plan.id)),
+        ));
+    }
+    let sys = if plan.network != Network::Host || plan.pod.is_some() {
         mount(
             "/sys",
             "sysfs",
@@ -292,6 +591,18 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         )?
     };
     let dir = plan.dir.display().to_string();
+    // A pod's members share its hosts file, and its resolv.conf unless --dns is given.
+    let (hosts, resolv) = match &plan.pod {
+        Some(pod) => (
+            pod.join("hosts").display().to_string(),
+            if plan.dns.is_empty() {
+                pod.join("resolv.conf").display().to_string()
+            } else {
+                format!("{dir}/resolv.conf")
+            },
+        ),
+        None => (format!("{dir}/hosts"), format!("{dir}/resolv.conf")),
+    };
     let mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -325,18 +636,8 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             &["nosuid", "noexec", "nodev"],
         )?,
         sys,
-        mount(
-            "/etc/hosts",
-            "none",
-            &format!("{dir}/hosts"),
-            &["rbind", "rw"],
-        )?,
-        mount(
-            "/etc/resolv.conf",
-            "none",
-            &format!("{dir}/resolv.conf"),
-            &["rbind", "rw"],
-        )?,
+        mount("/etc/hosts", "none", &hosts, &["rbind", "rw"])?,
+        mount("/etc/resolv.conf", "none", &resolv, &["rbind", "rw"])?,
         mount(
             "/etc/hostname",
             "none",
@@ -344,12 +645,39 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             &["rbind", "rw"],
         )?,
     ];
+    let mut mounts = mounts;
+    for v in &plan.volumes {
+        let mut opts = vec!["rbind"];
+        opts.push(if v.read_only { "ro" } else { "rw" });
+        mounts.push(mount(
+            &v.destination,
+            "none",
+            &v.source.display().to_string(),
+            &opts,
+        )?);
+    }
+    // podman's --read-only: the root is read-only, with scratch space where programs expect it.
+    if plan.read_only {
+        for dest in ["/tmp", "/var/tmp", "/run"] {
+            if !plan.tmpfs.iter().any(|t| t.split(':').next() == Some(dest)) {
+                mounts.push(mount(
+                    dest,
+                    "tmpfs",
+                    "tmpfs",
+                    &["rw", "nosuid", "nodev", "mode=1777"],
+                )?);
+            }
+        }
+    }
+    for t in &plan.tmpfs {
+        mounts.push(tmpfs_mount(t)?);
+    }
     SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
                 .path(rootfs)
-                .readonly(false)
+                .readonly(plan.read_only)
                 .build()
                 .map_err(build_err)?,
         )
@@ -381,6 +709,15 @@ mod tests {
             network: Network::Host,
             runtime: crate::runtime::backend::RuntimeChoice::Libcontainer,
             remove: false,
+            volumes: vec![],
+            tmpfs: vec![],
+            read_only: false,
+            cap_add: vec![],
+            cap_drop: vec![],
+            dns: vec![],
+            hosts: vec![],
+            pod: None,
+            limits: Limits::default(),
         }
     }
 
@@ -403,6 +740,74 @@ mod tests {
             "--entrypoint drops the image Cmd"
         );
         assert!(command_line(&plan(serde_json::json!({}))).is_err());
+    }
+
+    #[test]
+    fn option_tables() {
+        let nets: &[(&str, Option<Network>)] = &[
+            ("host", Some(Network::Host)),
+            ("private", Some(Network::Private)),
+            (
+                "slirp4netns",
+                Some(Network::Slirp4netns {
+                    allow_host_loopback: false,
+                }),
+            ),
+            (
+                "slirp4netns:allow_host_loopback=true",
+                Some(Network::Slirp4netns {
+                    allow_host_loopback: true,
+                }),
+            ),
+            (
+                "pasta:--map-gw,-4",
+                Some(Network::Pasta {
+                    args: vec!["--map-gw".into(), "-4".into()],
+                }),
+            ),
+            ("bridge", None),
+            ("host:x", None),
+            ("slirp4netns:nonsense", None),
+        ];
+        for (text, want) in nets {
+            assert_eq!(Network::parse(text).ok(), *want, "{text}");
+        }
+        type VolumeCase<'a> = (&'a str, Option<(&'a str, &'a str, bool)>);
+        let vols: &[VolumeCase] = &[
+            ("/a:/b", Some(("/a", "/b", false))),
+            ("/a:/b:ro", Some(("/a", "/b", true))),
+            ("/a:/b:rw", Some(("/a", "/b", false))),
+            ("a:/b", None),
+            ("/a", None),
+            ("/a:/b:xx", None),
+            ("/a:/b:ro:x", None),
+        ];
+        for (text, want) in vols {
+            let got = Volume::parse(text).ok();
+            let want = want.map(|(s, d, ro)| Volume {
+                source: s.into(),
+                destination: d.into(),
+                read_only: ro,
+            });
+            assert_eq!(got, want, "{text}");
+        }
+        let caps =
+            |names: &[&str]| parse_caps(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            caps(&["NET_ADMIN", "cap_sys_time"]).unwrap(),
+            [Capability::NetAdmin, Capability::SysTime]
+        );
+        assert_eq!(caps(&["ALL"]).unwrap().len(), ALL_CAPS.len());
+        assert!(caps(&["NOT_A_CAP"]).is_err());
+        assert!(tmpfs_mount("relative").is_err());
+        assert_eq!(
+            tmpfs_mount("/t:size=1m")
+                .unwrap()
+                .options()
+                .clone()
+                .unwrap(),
+            ["size=1m"]
+        );
     }
 
     #[test]

@@ -193,6 +193,29 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
     make_mounts_private()
 }
 
+/// Joins the user namespace of `pid` (a pod's) as its root, then makes a mount namespace of
+/// our own there. As root there is no user namespace to join. Single-threaded callers only.
+pub fn join(pid: u32, m: &Mapping) -> Result<(), UsernsError> {
+    use nix::sched::{CloneFlags, setns, unshare};
+    let sys = |what: &str, e: &dyn std::fmt::Display| UsernsError::Sys {
+        what: format!("{what} of pid {pid}"),
+        error: e.to_string(),
+    };
+    if !m.is_root() {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map_err(|e| sys("opening the user namespace", &e))?;
+        setns(ns, CloneFlags::CLONE_NEWUSER).map_err(|e| sys("joining the user namespace", &e))?;
+        let root = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root)
+            .map_err(|e| sys("setresgid(0) in the namespace", &e))?;
+        let root = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root)
+            .map_err(|e| sys("setresuid(0) in the namespace", &e))?;
+    }
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| sys("creating a mount namespace beside", &e))?;
+    make_mounts_private()
+}
+
 /// Our mounts stay ours: nothing propagates back to the host's namespace.
 pub fn make_mounts_private() -> Result<(), UsernsError> {
     nix::mount::mount(

@@ -1,0 +1,318 @@
+//! `skiff pod create|rm|ls`: namespaces shared by several containers, held by an infra
+//! process; and `skiff system cleanup`, which removes what a killed shim left behind.
+
+use super::{Context, Format, print_json};
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use skiff::runtime::pod::{self, PodState};
+use skiff::runtime::shim::{container_pid, process_alive, read_state};
+use skiff::runtime::spec::{Network, RunPlan};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand, Debug)]
+pub enum PodCommand {
+    /// Create a pod: a network namespace (and user namespace) for several containers
+    Create(CreateArgs),
+    /// Remove pods and their containers (-f: also running ones)
+    Rm(RmArgs),
+    /// List pods
+    Ls,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub name: Option<String>,
+    /// private (loopback only), slirp4netns[:allow_host_loopback=true] or pasta[:ARGS]
+    #[arg(long, default_value = "private")]
+    pub network: String,
+    /// NAME:IP lines for every member's /etc/hosts
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// The pod's name (instead of --name)
+    pub pod: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(long, short)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub pods: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Remove what killed shims left behind: container processes, --rm containers' files,
+    /// pods whose infra process is gone
+    Cleanup,
+}
+
+pub async fn run(ctx: &Context, c: PodCommand) -> Result<()> {
+    match c {
+        PodCommand::Create(a) => create(ctx, a),
+        PodCommand::Rm(a) => rm(ctx, a).await,
+        PodCommand::Ls => ls(ctx),
+    }
+}
+
+fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
+    let network = Network::parse(&a.network)?;
+    if !network.is_private() {
+        bail!(
+            "--network {}: a pod has a network of its own (private, slirp4netns or pasta)",
+            a.network
+        );
+    }
+    let name = a
+        .name
+        .or(a.pod)
+        .unwrap_or_else(|| format!("pod-{:012x}", skiff::time::now_nanos() & 0xffff_ffff_ffff));
+    let hosts = a
+        .add_host
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, ip)| (n.to_string(), ip.to_string()))
+                .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dir = ctx.root.join("pods").join(&name);
+    if dir.exists() {
+        bail!("a pod named {name} exists; remove it or pick another name");
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    pod::write(
+        &dir,
+        &PodState {
+            name: name.clone(),
+            network,
+            hosts,
+            dns: a.dns,
+            infra_pid: None,
+        },
+    )?;
+    let log = std::fs::File::create(dir.join("log"))?;
+    let (ready_r, ready_w) = rustix::pipe::pipe().context("creating a pipe")?;
+    rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)?;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(std::env::current_exe()?)
+        .arg("__pod")
+        .arg(&dir)
+        .env("SKIFF_READY_FD", ready_w.as_raw_fd().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the pod's infra process")?;
+    drop(ready_w);
+    let mut byte = [0u8; 1];
+    let ready =
+        std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1);
+    if !ready {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        bail!("pod {name} did not start: {}", log.trim());
+    }
+    println!("{name}");
+    Ok(())
+}
+
+/// The containers whose plan names this pod directory.
+fn members(ctx: &Context, pod_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(ctx.root.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|d| {
+            std::fs::read(d.join("plan.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<RunPlan>(&b).ok())
+                .is_some_and(|p| p.pod.as_deref() == Some(pod_dir))
+        })
+        .collect()
+}
+
+/// SIGKILLs a container's init and waits for its shim to record the exit.
+fn kill_container(d: &Path) -> bool {
+    if let Some(pid) = container_pid(d) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if read_state(d).is_none_or(|s| s.status != "running") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn stop_infra(state: &PodState) {
+    if let Some(pid) = state.infra_pid.filter(|p| process_alive(*p)) {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while process_alive(pid.as_raw() as u32) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
+    for name in &a.pods {
+        let dir = ctx.root.join("pods").join(name);
+        if !dir.join("pod.json").exists() {
+            bail!("no pod {name}");
+        }
+        let state = pod::read(&dir)?;
+        let containers = members(ctx, &dir);
+        let running: Vec<&PathBuf> = containers
+            .iter()
+            .filter(|d| read_state(d).is_some_and(|s| s.status == "running"))
+            .collect();
+        if !running.is_empty() && !a.force {
+            bail!(
+                "pod {name} has {} running container(s): stop them first or use --force",
+                running.len()
+            );
+        }
+        for d in running {
+            if !kill_container(d) {
+                bail!("a container of pod {name} ({}) did not stop", d.display());
+            }
+        }
+        skiff::unpack::child::remove_paths(&containers).await?;
+        stop_infra(&state);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        println!("{name}");
+    }
+    Ok(())
+}
+
+fn ls(ctx: &Context) -> Result<()> {
+    let mut rows = vec![];
+    for e in std::fs::read_dir(ctx.root.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(state) = pod::read(&e.path()) else {
+            continue;
+        };
+        let status = if state.infra_pid.is_some_and(process_alive) {
+            "running"
+        } else {
+            "dead"
+        };
+        let containers = members(ctx, &e.path()).len();
+        rows.push(serde_json::json!({"name": state.name, "status": status, "network": state.network, "containers": containers}));
+    }
+    if ctx.format == Format::Json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<24} {:<10} {:<12} CONTAINERS",
+        "POD", "STATUS", "NETWORK"
+    );
+    for r in rows {
+        let net = match &r["network"] {
+            serde_json::Value::String(s) => s.clone(),
+            v => v
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_default(),
+        };
+        println!(
+            "{:<24} {:<10} {:<12} {}",
+            r["name"].as_str().unwrap_or_default(),
+            r["status"].as_str().unwrap_or_default(),
+            net,
+            r["containers"]
+        );
+    }
+    Ok(())
+}
+
+/// Containers whose shim is gone: their processes are killed (the guardian normally did
+/// that already), --rm ones are removed, the others are kept as exited. Pods whose infra
+/// process is gone are removed. Mounts need nothing: they lived in the dead shims'
+/// namespaces.
+pub async fn cleanup(ctx: &Context) -> Result<()> {
+    let mut remove = vec![];
+    let mut report = vec![];
+    for e in std::fs::read_dir(ctx.root.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let d = e.path();
+        let id = e.file_name().to_string_lossy().to_string();
+        let plan: Option<RunPlan> = std::fs::read(d.join("plan.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let dead = match read_state(&d) {
+            Some(s) => s.status == "exited (shim died)",
+            // No state: the shim died before it wrote any, or is starting right now.
+            None => std::fs::metadata(d.join("plan.json"))
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
+                .unwrap_or(true),
+        };
+        if !dead {
+            continue;
+        }
+        if let Some(pid) = container_pid(&d) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            report.push(format!("killed the processes of container {id}"));
+        }
+        if plan.as_ref().is_none_or(|p| p.remove) {
+            remove.push(d);
+            report.push(format!("removed container {id}"));
+        } else if let Some(mut s) = read_state(&d) {
+            s.status = "exited".into();
+            skiff::runtime::shim::write_state(&d, &s);
+            report.push(format!("marked container {id} exited (its shim died)"));
+        }
+    }
+    for e in std::fs::read_dir(ctx.root.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(state) = pod::read(&e.path()) else {
+            continue;
+        };
+        if !state.infra_pid.is_some_and(process_alive) {
+            // Its members cannot run without it.
+            for d in members(ctx, &e.path()) {
+                if let Some(pid) = container_pid(&d) {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+                remove.push(d);
+            }
+            remove.push(e.path());
+            report.push(format!(
+                "removed pod {} (its infra process was gone)",
+                state.name
+            ));
+        }
+    }
+    remove.sort();
+    remove.dedup();
+    skiff::unpack::child::remove_paths(&remove).await?;
+    for line in &report {
+        println!("{line}");
+    }
+    if report.is_empty() {
+        println!("nothing to clean up");
+    }
+    Ok(())
+}

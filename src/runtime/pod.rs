@@ -1,0 +1,134 @@
+//! Pods: a user and network namespace that several containers share, held open by a small
+//! infra process (`skiff __pod DIR`, detached, like a container's shim). Members reach each
+//! other on 127.0.0.1, by the names in the pod's shared /etc/hosts; two pods can listen on
+//! the same port at once.
+
+use super::network::{self, Helper};
+use super::spec::Network;
+use super::userns;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("no pod {name}")]
+    NotFound { name: String },
+    #[error("pod {name} is not running (its infra process is gone): remove it with `skiff pod rm`")]
+    NotRunning { name: String },
+    #[error("reading {path}: {error}")]
+    Read { path: PathBuf, error: String },
+}
+
+/// `pods/<name>/pod.json`: written by `pod create`, completed by the infra process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodState {
+    pub name: String,
+    pub network: Network,
+    /// `--add-host` entries given at creation.
+    #[serde(default)]
+    pub hosts: Vec<(String, String)>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// The infra process, once it holds the namespaces.
+    #[serde(default)]
+    pub infra_pid: Option<u32>,
+}
+
+pub fn read(dir: &Path) -> Result<PodState, PodError> {
+    let path = dir.join("pod.json");
+    let bytes = std::fs::read(&path).map_err(|e| PodError::Read {
+        path: path.clone(),
+        error: e.to_string(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| PodError::Read {
+        path,
+        error: e.to_string(),
+    })
+}
+
+pub fn write(dir: &Path, state: &PodState) -> std::io::Result<()> {
+    let tmp = dir.join("pod.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
+    std::fs::rename(tmp, dir.join("pod.json"))
+}
+
+/// The running pod in `dir`: its state with a live infra pid.
+pub fn running(dir: &Path) -> Result<(PodState, u32), PodError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if !dir.join("pod.json").exists() {
+        return Err(PodError::NotFound { name });
+    }
+    let state = read(dir)?;
+    match state.infra_pid.filter(|p| super::shim::process_alive(*p)) {
+        Some(pid) => Ok((state, pid)),
+        None => Err(PodError::NotRunning { name }),
+    }
+}
+
+/// `skiff __pod DIR`: makes the namespaces, reports ready, then waits for SIGTERM.
+pub fn pod_main(dir: &Path) -> i32 {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        eprintln!("skiff pod: {what}: {e}");
+        125
+    };
+    let mut state = match read(dir) {
+        Ok(s) => s,
+        Err(e) => return fail("reading the pod", &e),
+    };
+    let mut ready = super::shim::take_ready_pipe();
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    if let Err(e) = mask.thread_block() {
+        return fail("blocking signals", &e);
+    }
+    let mapping = userns::detect();
+    let pending = match network::prepare_helper(
+        &state.network,
+        std::process::id(),
+        !mapping.is_root(),
+        &dir.join("network.log"),
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail("network", &e),
+    };
+    if let Err(e) = userns::enter(&mapping) {
+        return fail("entering the user namespace", &e);
+    }
+    if let Err(e) = network::enter_private() {
+        return fail("network", &e);
+    }
+    let _helper: Option<Helper> = match pending.map(|p| p.attach(Duration::from_secs(10))) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => return fail("network", &e),
+    };
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (file, body) in [
+        ("hosts", network::hosts_file(&state.name, &state.hosts)),
+        (
+            "resolv.conf",
+            network::resolv_conf(&state.network, &state.dns, &host_resolv),
+        ),
+    ] {
+        if let Err(e) = std::fs::write(dir.join(file), body) {
+            return fail(file, &e);
+        }
+    }
+    state.infra_pid = Some(std::process::id());
+    if let Err(e) = write(dir, &state) {
+        return fail("writing pod.json", &e);
+    }
+    if let Some(mut r) = ready.take() {
+        use std::io::Write;
+        let _ = r.write_all(b"r");
+    }
+    let _ = mask.wait();
+    0
+}
