@@ -273,6 +273,7 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             report.push(format!("killed the processes of container {id}"));
         }
+        remove_cgroup(&id);
         if plan.as_ref().is_none_or(|p| p.remove) {
             remove.push(d);
             report.push(format!("removed container {id}"));
@@ -315,4 +316,23 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         println!("nothing to clean up");
     }
     Ok(())
+}
+
+/// The empty cgroup a root container's runtime made (it could not delete it after a crash).
+fn remove_cgroup(id: &str) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let path = skiff::runtime::shim::cgroup_path(id);
+    let relative = path.strip_prefix("/").unwrap_or(&path);
+    for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let dir = Path::new(mount).join(relative);
+        if dir.join("cgroup.procs").exists() {
+            // Processes may take a moment to leave after SIGKILL.
+            let start = Instant::now();
+            while std::fs::remove_dir(&dir).is_err() && start.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }

@@ -248,6 +248,17 @@ impl Backend for External {
             .arg(id)
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        // Started means the runtime has recorded the container (an `exec` right after
+        // `run -d` must find it): wait for its pid file, or for the runtime to give up.
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            let written =
+                std::fs::read_to_string(paths.pid_file).is_ok_and(|p| !p.trim().is_empty());
+            if written || !super::shim::process_alive(child.id()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         Ok(Pid::from_raw(child.id() as i32))
     }
 
@@ -286,6 +297,10 @@ impl Backend for External {
         }
         if let Some((uid, gid)) = request.user {
             cmd.arg("--user").arg(format!("{uid}:{gid}"));
+            // runc keeps the container's supplementary groups otherwise (crun drops them).
+            if self.path.file_name().is_some_and(|n| n == "runc") {
+                cmd.arg("--additional-gids").arg(gid.to_string());
+            }
         }
         cmd.arg(id).args(&request.args);
         let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;

@@ -121,10 +121,18 @@ pub fn shim_main(dir: &Path) -> i32 {
             return fail(name, e);
         }
     }
-    let spec = match spec::build(&plan, &dirs.merged) {
+    let mut spec = match spec::build(&plan, &dirs.merged) {
         Ok(s) => s,
         Err(e) => return fail("building the runtime spec", e),
     };
+    // As root, runtimes that make cgroups (libcontainer, runc) put the container under our
+    // own cgroup, not at the hierarchy's root: a CI job's limits keep covering it.
+    if mapping.is_root()
+        && let Some(linux) = spec.linux_mut()
+        && linux.cgroups_path().is_none()
+    {
+        linux.set_cgroups_path(Some(cgroup_path(&plan.id)));
+    }
     // The working directory is created if the image lacks it (in the upper layer).
     let cwd = spec
         .process()
@@ -169,6 +177,14 @@ pub fn shim_main(dir: &Path) -> i32 {
         state: &state_dir,
         pid_file: &pid_file,
     };
+    // The same answer from every runtime for a command that is not there (runtimes differ:
+    // crun exits 1): 127 as in a shell, before anything starts.
+    if let Some(process) = spec.process()
+        && let Err((code, why)) = check_executable(&dirs.merged, process)
+    {
+        eprintln!("skiff: {why}");
+        return code;
+    }
     let mut backend = plan.runtime.backend();
     // std resets the signal mask in children, so the runtime sees signals normally.
     let pid = match backend.start(&plan.id, &paths) {
@@ -298,4 +314,56 @@ pub fn take_ready_pipe() -> Option<std::fs::File> {
         .ok();
     let _ = nix::unistd::close(fd);
     file
+}
+
+/// Finds the command in the container's root the way execvp would (through the process's
+/// PATH, relative to its working directory): 127 when missing, 126 when not executable.
+fn check_executable(
+    root: &Path,
+    process: &oci_spec::runtime::Process,
+) -> Result<(), (i32, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(name) = process.args().as_ref().and_then(|a| a.first()) else {
+        return Ok(());
+    };
+    let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let candidates: Vec<std::path::PathBuf> = if name.contains('/') {
+        vec![process.cwd().join(name)]
+    } else {
+        let path = process
+            .env()
+            .as_ref()
+            .and_then(|e| e.iter().find_map(|kv| kv.strip_prefix("PATH=")))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .to_string();
+        path.split(':').map(|d| Path::new(d).join(name)).collect()
+    };
+    for c in &candidates {
+        let Ok(meta) = std::fs::symlink_metadata(inside(c)) else {
+            continue;
+        };
+        // Symbolic links point inside the container's root: leave them to the runtime.
+        if meta.is_file() && meta.permissions().mode() & 0o111 == 0 {
+            return Err((126, format!("{name}: permission denied (not executable)")));
+        }
+        if !meta.is_dir() {
+            return Ok(());
+        }
+    }
+    Err((
+        127,
+        format!("{name}: executable file not found in $PATH in the container"),
+    ))
+}
+
+/// `/<our cgroup>/skiff-<id>`, the cgroup a root container gets.
+pub fn cgroup_path(id: &str) -> std::path::PathBuf {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+        })
+        .unwrap_or_else(|| "/".into());
+    Path::new(&own).join(format!("skiff-{id}"))
 }

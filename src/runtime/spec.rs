@@ -496,9 +496,13 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             UserBuilder::default()
                 .uid(uid)
                 .gid(gid)
-                // The primary group too, as docker and podman do: an empty list would
-                // leave the runtime's own groups in place.
-                .additional_gids(std::iter::once(gid).chain(extra_gids).collect::<Vec<_>>())
+                // Users get their primary group listed too, as with docker and podman: an
+                // empty list would leave the runtime's own groups in place.
+                .additional_gids(if uid == 0 && extra_gids.is_empty() {
+                    vec![]
+                } else {
+                    std::iter::once(gid).chain(extra_gids).collect::<Vec<_>>()
+                })
                 .build()
                 .map_err(build_err)?,
         )

@@ -19,14 +19,22 @@ const DONE: u8 = b'd';
 /// Must be called while the process is single-threaded.
 pub fn spawn_guardian(pid_file: PathBuf) -> std::io::Result<Guardian> {
     let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let shim_pid = rustix::process::getpid();
     // SAFETY: the shim is single-threaded here (it runs before any thread is started), so
     // the child may allocate and run arbitrary code after fork.
     match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
         nix::unistd::ForkResult::Child => {
             drop(write_end);
+            // The shim's exit is watched through a pidfd, not only the pipe: a container
+            // init cloned by libcontainer holds a copy of the pipe until it execs.
+            let shim = rustix::process::pidfd_open(shim_pid, rustix::process::PidfdFlags::empty())
+                .ok()
+                // Already gone (we were reparented): the pipe has closed too.
+                .filter(|_| rustix::process::getppid() == Some(shim_pid));
             let _ = nix::unistd::setsid();
-            detach_files(&read_end);
-            guard(read_end, &pid_file);
+            let keep: Vec<&OwnedFd> = std::iter::once(&read_end).chain(shim.as_ref()).collect();
+            detach_files(&keep);
+            guard(read_end, shim, &pid_file);
             std::process::exit(0);
         }
         nix::unistd::ForkResult::Parent { .. } => {
@@ -38,7 +46,7 @@ pub fn spawn_guardian(pid_file: PathBuf) -> std::io::Result<Guardian> {
 
 /// The guardian holds nothing of the shim's: no log, no terminal, no readiness pipe, so
 /// that readers of those see their end when the shim's side closes.
-fn detach_files(keep: &OwnedFd) {
+fn detach_files(keep: &[&OwnedFd]) {
     use std::os::fd::AsRawFd;
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -57,17 +65,40 @@ fn detach_files(keep: &OwnedFd) {
         })
         .unwrap_or_default();
     for fd in fds {
-        if fd > 2 && fd != keep.as_raw_fd() {
+        if fd > 2 && !keep.iter().any(|k| k.as_raw_fd() == fd) {
             let _ = nix::unistd::close(fd);
         }
     }
 }
 
-fn guard(read_end: OwnedFd, pid_file: &std::path::Path) {
+/// Waits until the shim says "done" (nothing to do) or exits without saying it (its pidfd
+/// turns readable, or the pipe closes), then kills the container's init.
+fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, pid_file: &std::path::Path) {
+    use rustix::event::{PollFd, PollFlags, poll};
     let mut pipe = std::fs::File::from(read_end);
-    let mut byte = [0u8; 1];
-    if matches!(pipe.read(&mut byte), Ok(1) if byte[0] == DONE) {
-        return;
+    loop {
+        let mut fds = vec![PollFd::new(&pipe, PollFlags::IN)];
+        if let Some(p) = &shim {
+            fds.push(PollFd::new(p, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        let pipe_ready = !fds[0].revents().is_empty();
+        let shim_gone = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+        if pipe_ready {
+            let mut byte = [0u8; 1];
+            match pipe.read(&mut byte) {
+                Ok(1) if byte[0] == DONE => return,
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        if shim_gone {
+            break;
+        }
     }
     if let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()

@@ -71,19 +71,21 @@ impl User {
         self.dir.path().join("store")
     }
     pub fn run_env(&self, env: &[&str], args: &[&str]) -> Output {
+        self.command(env).args(args).output().unwrap()
+    }
+    /// `skiff` as this user, with its private environment plus `env`.
+    pub fn command(&self, env: &[&str]) -> Command {
         let d = self.dir.path();
-        Command::new("runuser")
-            .args(["-u", self.name, "--", "env", "-i"])
+        let mut c = Command::new("runuser");
+        c.args(["-u", self.name, "--", "env", "-i"])
             .args(env)
             .arg(format!("HOME={}", d.join("home").display()))
             .arg(format!("XDG_RUNTIME_DIR={}", d.join("run").display()))
             .arg(format!("SKIFF_ROOT={}", self.store().display()))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .arg("CONTAINERS_REGISTRIES_CONF=/dev/null")
-            .arg(&self.skiff)
-            .args(args)
-            .output()
-            .unwrap()
+            .arg(&self.skiff);
+        c
     }
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_env(&[], args)

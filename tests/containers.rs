@@ -1,0 +1,574 @@
+//! Containers beyond `skiff run`'s basics, as root and rootless (as skiff-test): every
+//! backend with exec, pods talking over loopback by name, outbound networks through
+//! slirp4netns and pasta, podman's run flags, and what a killed shim leaves behind.
+
+mod common;
+
+use common::images::images;
+use common::registry::{Auth, Registry, push};
+use common::user::{USER, setup};
+use common::{Env, require, require_root, run};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const TOOLS: &[&str] = &["docker-registry", "skopeo", "crun", "runc"];
+
+/// Who runs skiff: its commands, a directory it can read and write, and its store.
+struct Runner<'a> {
+    skiff: &'a dyn Fn() -> std::process::Command,
+    scratch: PathBuf,
+    store: PathBuf,
+    rootless: bool,
+}
+
+impl Runner<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        run((self.skiff)().args(args))
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "skiff {args:?}: {}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+/// The busybox test image, pulled into the runner's store; its name.
+fn pulled(who: &Runner, reg: &Registry) -> String {
+    let name = format!("{}/test/busybox:1", reg.addr());
+    push(&images().layout, "busybox", &name, &[]);
+    who.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    name
+}
+
+/// Both setups, each with its own store, against one registry.
+fn for_each_runner(test: impl Fn(&Runner, &str)) {
+    if !require(TOOLS) || !require_root("root mode, and switching to the test user") {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    let env = Env::new();
+    let root_skiff = || env.skiff();
+    let root = Runner {
+        skiff: &root_skiff,
+        scratch: env.path(""),
+        store: env.store(),
+        rootless: false,
+    };
+    let name = pulled(&root, &reg);
+    test(&root, &name);
+    let Some(user) = setup(USER) else { return };
+    let user_skiff = || user.command(&[]);
+    let scratch = user.dir.path().join("home");
+    let rootless = Runner {
+        skiff: &user_skiff,
+        scratch,
+        store: user.store(),
+        rootless: true,
+    };
+    let name = pulled(&rootless, &reg);
+    test(&rootless, &name);
+}
+
+/// Removes a test's containers even when an assertion fails first.
+struct Cleanup<'a>(&'a Runner<'a>, &'a [&'a str]);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let mut args = vec!["rm", "-f"];
+        args.extend(self.1);
+        let _ = self.0.run(&args);
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+fn wait_until(what: &str, secs: u64, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn every_backend_runs_and_execs() {
+    for_each_runner(|who, image| {
+        let _cleanup = Cleanup(who, &["libcontainer", "crun", "runc"]);
+        for runtime in ["libcontainer", "crun", "runc"] {
+            let o = who.run(&[
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                image,
+                "sh",
+                "-c",
+                "exit 7",
+            ]);
+            assert_eq!(o.status.code(), Some(7), "{runtime}: {o:?}");
+            let id = who.ok(&[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                "--name",
+                runtime,
+                image,
+                "sleep",
+                "60",
+            ]);
+            assert_eq!(id, runtime);
+            let o = who.run(&["exec", runtime, "sh", "-c", "exit 5"]);
+            assert_eq!(o.status.code(), Some(5), "{runtime} exec: {o:?}");
+            assert_eq!(
+                who.ok(&[
+                    "exec",
+                    "-u",
+                    "user",
+                    "-e",
+                    "X=y",
+                    runtime,
+                    "sh",
+                    "-c",
+                    "echo $(id -u) $(id -G) $X"
+                ]),
+                "1000 1000 y",
+                "{runtime}: exec as a user, no groups of the runtime's own"
+            );
+            assert_eq!(
+                who.ok(&["exec", runtime, "cat", "/proc/1/cmdline"])
+                    .replace('\0', " "),
+                "sleep 60 "
+            );
+            // A command that is not there: 127, as in a shell.
+            let o = who.run(&[
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                image,
+                "no-such-command",
+            ]);
+            assert_eq!(o.status.code(), Some(127), "{runtime}: {o:?}");
+            who.ok(&["rm", "-f", runtime]);
+        }
+        let o = who.run(&["run", "--rm", "--runtime", "no-such-runtime", image, "true"]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("no-such-runtime"),
+            "{o:?}"
+        );
+    });
+}
+
+#[test]
+fn pods_share_loopback_and_names() {
+    for_each_runner(|who, image| {
+        who.ok(&[
+            "pod",
+            "create",
+            "--add-host",
+            "extra.example:127.0.0.9",
+            "pa",
+        ]);
+        who.ok(&["pod", "create", "pb"]);
+        // One port in two pods at once, each reached by its member's name.
+        for (pod, name) in [("pa", "db-a"), ("pb", "db-b")] {
+            who.ok(&[
+                "run", "-d", "--pod", pod, "--name", name, image, "nc", "-ll", "-p", "5432", "-e",
+                "echo", name,
+            ]);
+        }
+        for (pod, name) in [("pa", "db-a"), ("pb", "db-b")] {
+            let script = format!(
+                "for i in 1 2 3 4 5 6 7 8 9 10; do out=$(nc {name} 5432 </dev/null) && break; sleep 0.2; done; echo $out"
+            );
+            assert_eq!(
+                who.ok(&["run", "--rm", "--pod", pod, image, "sh", "-c", &script]),
+                name
+            );
+        }
+        let hosts = who.ok(&["run", "--rm", "--pod", "pa", image, "cat", "/etc/hosts"]);
+        assert!(
+            hosts.contains("127.0.0.9\textra.example") && hosts.contains("127.0.0.1\tdb-a"),
+            "{hosts}"
+        );
+        // The host's loopback is not the pod's.
+        let o = who.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            image,
+            "nc",
+            "-z",
+            "127.0.0.1",
+            "5432",
+        ]);
+        assert!(!o.status.success(), "port 5432 is the pods' only");
+        let o = who.run(&["pod", "rm", "pa"]);
+        assert!(
+            !o.status.success(),
+            "a pod with a running member needs --force"
+        );
+        who.ok(&["pod", "rm", "-f", "pa", "pb"]);
+        assert!(
+            who.ok(&["ps", "-a"]).lines().count() == 1,
+            "members went with their pods"
+        );
+        assert_eq!(who.ok(&["pod", "ls"]).lines().count(), 1);
+        let o = who.run(&["run", "--rm", "--pod", "pa", image, "true"]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("no pod pa"),
+            "{o:?}"
+        );
+    });
+}
+
+/// Answers every connection on 127.0.0.1 with a fixed HTTP reply; its port.
+fn host_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            use std::io::Write;
+            let mut conn = conn;
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello-from-host\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_through_slirp4netns_and_pasta() {
+    if !require(&["slirp4netns", "pasta"]) {
+        return;
+    }
+    let port = host_server();
+    for_each_runner(|who, image| {
+        // The gateway leads to the host's loopback only when asked for (podman's default).
+        let fetch = format!(
+            "gw=$(ip route | awk '/default/ {{print $3}}'); timeout 5 nc $gw {port} </dev/null | tail -1"
+        );
+        let mut nets = vec!["slirp4netns:allow_host_loopback=true"];
+        if who.rootless {
+            nets.push("pasta:--map-gw");
+        }
+        for net in nets {
+            let o = who.run(&["run", "--rm", "--network", net, image, "sh", "-c", &fetch]);
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                "hello-from-host",
+                "{net}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let o = who.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "slirp4netns",
+            image,
+            "sh",
+            "-c",
+            &fetch,
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "",
+            "host loopback is closed by default"
+        );
+        assert_eq!(
+            who.ok(&[
+                "run",
+                "--rm",
+                "--network",
+                "slirp4netns",
+                image,
+                "cat",
+                "/etc/resolv.conf"
+            ]),
+            "nameserver 10.0.2.3"
+        );
+        if !who.rootless {
+            let o = who.run(&["run", "--rm", "--network", "pasta", image, "true"]);
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("rootless"),
+                "{o:?}"
+            );
+        }
+        // A pod gets the same: its members share the way out.
+        who.ok(&[
+            "pod",
+            "create",
+            "--network",
+            "slirp4netns:allow_host_loopback=true",
+            "out",
+        ]);
+        let o = who.run(&["run", "--rm", "--pod", "out", image, "sh", "-c", &fetch]);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "hello-from-host",
+            "{o:?}"
+        );
+        who.ok(&["pod", "rm", "-f", "out"]);
+    });
+}
+
+#[test]
+fn podman_run_flags() {
+    for_each_runner(|who, image| {
+        let vol = who.scratch.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("in"), "from-host\n").unwrap();
+        let env_file = who.scratch.join("env");
+        std::fs::write(&env_file, "A=from-file\n# comment\nB=file\n").unwrap();
+        if who.rootless {
+            let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
+            for p in [&vol, &vol.join("in"), &env_file] {
+                nix::unistd::chown(p, Some(pw.uid), Some(pw.gid)).unwrap();
+            }
+        }
+        let rw = format!("{}:/data", vol.display());
+        let ro = format!("{}:/ro:ro", vol.display());
+        let script = "cat /data/in; echo out > /data/out && echo rw; \
+            (echo x > /ro/x) 2>/dev/null || echo ro; (touch /etc/x) 2>/dev/null || echo rootfs-ro; \
+            touch /tmp/t /scratch/s && echo tmpfs; echo $A $B; cat /etc/resolv.conf; \
+            grep -E '^Cap(Eff|Bnd)' /proc/self/status";
+        let out = who.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &rw,
+            "-v",
+            &ro,
+            "--tmpfs",
+            "/scratch",
+            "--read-only",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "B=flag",
+            "--dns",
+            "192.0.2.53",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "chown",
+            image,
+            "sh",
+            "-c",
+            script,
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[..7],
+            [
+                "from-host",
+                "rw",
+                "ro",
+                "rootfs-ro",
+                "tmpfs",
+                "from-file flag",
+                "nameserver 192.0.2.53"
+            ],
+            "{out}"
+        );
+        assert_eq!(std::fs::read_to_string(vol.join("out")).unwrap(), "out\n");
+        let eff = u64::from_str_radix(lines[7].split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert_eq!(eff & 1, 0, "CAP_CHOWN dropped: {out}");
+        assert_ne!(eff & (1 << 12), 0, "CAP_NET_ADMIN added: {out}");
+        assert_eq!(eff & (1 << 21), 0, "no CAP_SYS_ADMIN: {out}");
+        // -i passes stdin; without it the container reads nothing.
+        let o = who.run(&["run", "--rm", image, "sh", "-c", "cat; echo end"]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "end");
+        // Limits cannot be enforced on this kind of host: a warning, never silence.
+        let o = who.run(&[
+            "run",
+            "--rm",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            image,
+            "true",
+        ]);
+        assert!(o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        if skiff_cgroup_v2_delegated() {
+            assert!(!err.contains("NOT enforced"), "{err}");
+        } else {
+            assert!(err.contains("NOT enforced"), "{err}");
+        }
+        let o = who.run(&["run", "--rm", "-t", image, "true"]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--tty"),
+            "{o:?}"
+        );
+        let o = who.run(&["run", "--rm", "-v", "/no/such/dir:/x", image, "true"]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"),
+            "{o:?}"
+        );
+    });
+}
+
+/// Whether this host has memory, cpu and pids on a writable cgroup v2 (then limits apply).
+fn skiff_cgroup_v2_delegated() -> bool {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .any(|m| {
+            let c = std::fs::read_to_string(format!("{m}{path}/cgroup.controllers"))
+                .unwrap_or_default();
+            ["memory", "cpu", "pids"]
+                .iter()
+                .all(|x| c.split_whitespace().any(|y| y == *x))
+        })
+}
+
+#[test]
+fn stdin_with_interactive() {
+    if !require(TOOLS) || !require_root("root mode") {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    let env = Env::new();
+    let root_skiff = || env.skiff();
+    let who = Runner {
+        skiff: &root_skiff,
+        scratch: env.path(""),
+        store: env.store(),
+        rootless: false,
+    };
+    let image = pulled(&who, &reg);
+    let mut child = env
+        .skiff()
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            &image,
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got hello");
+    let _ = &who.store;
+}
+
+#[test]
+fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
+    for_each_runner(|who, image| {
+        let _cleanup = Cleanup(who, &["crash", "crash-rm", "fg"]);
+        let containers = who.store.join("containers");
+        // A detached container whose shim is SIGKILLed: its guardian kills the container.
+        for (name, extra) in [("crash", None), ("crash-rm", Some("--rm"))] {
+            let mut args = vec!["run", "-d", "--name", name];
+            args.extend(extra);
+            args.extend([image, "sleep", "300"]);
+            who.ok(&args);
+            let dir = containers.join(name);
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let shim = state["shim_pid"].as_i64().unwrap() as i32;
+            let init = read_pid(&dir.join("container.pid")).expect("the runtime wrote the pid");
+            assert!(alive(init));
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(shim),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            wait_until("the container outlived its shim", 5, || !alive(init));
+            let ps: serde_json::Value =
+                serde_json::from_str(&who.ok(&["--format", "json", "ps", "-a"])).unwrap();
+            let me = ps
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == name)
+                .unwrap();
+            assert_eq!(me["status"], "exited (shim died)");
+        }
+        // A foreground run whose whole process group is SIGKILLed (a CI job's timeout).
+        let mut child = spawn_in_group(who, &["run", "--name", "fg", image, "sleep", "300"]);
+        let pid_file = containers.join("fg/container.pid");
+        wait_until("the foreground container started", 10, || {
+            read_pid(&pid_file).is_some_and(alive)
+        });
+        let init = read_pid(&pid_file).unwrap();
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let _ = child.wait();
+        wait_until("the container outlived its killed process group", 5, || {
+            !alive(init)
+        });
+        // cleanup: --rm containers go, the others are kept as exited.
+        let report = who.ok(&["system", "cleanup"]);
+        assert!(report.contains("removed container crash-rm"), "{report}");
+        assert!(!containers.join("crash-rm").exists());
+        assert!(report.contains("marked container crash exited"), "{report}");
+        let ps = who.ok(&["ps", "-a"]);
+        assert!(!ps.contains("shim died"), "{ps}");
+        assert_eq!(who.ok(&["system", "cleanup"]), "nothing to clean up");
+        who.ok(&["rm", "-f", "crash", "fg"]);
+        // A pod whose infra process died is removed with its members.
+        who.ok(&["pod", "create", "gone"]);
+        let pod: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(who.store.join("pods/gone/pod.json")).unwrap())
+                .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pod["infra_pid"].as_i64().unwrap() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_until("the infra process died", 5, || {
+            !alive(pod["infra_pid"].as_i64().unwrap() as i32)
+        });
+        assert!(who.ok(&["system", "cleanup"]).contains("removed pod gone"));
+        assert!(!who.store.join("pods/gone").exists());
+    });
+}
+
+/// `skiff ARGS` in a process group of its own, as the runner (root, or the test user).
+fn spawn_in_group(who: &Runner, args: &[&str]) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    (who.skiff)()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
