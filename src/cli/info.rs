@@ -68,12 +68,20 @@ pub fn run(ctx: &Context) -> Result<()> {
     if !delegated {
         hints.push("no writable, delegated cgroup v2 subtree: --memory/--cpus/--pids-limit cannot be enforced (systemd: Delegate=yes for the user's service)".into());
     }
-    let runtimes: Vec<String> = ["crun", "runc"]
-        .iter()
-        .filter_map(|r| which(r).map(|p| format!("{r} ({p})")))
+    let runtimes: Vec<String> = std::iter::once("libcontainer (embedded, default)".to_string())
+        .chain(
+            ["crun", "runc"]
+                .iter()
+                .filter_map(|r| which(r).map(|p| format!("{r} ({p})"))),
+        )
         .collect();
-    if which("crun").is_none() {
-        hints.push("crun is not installed (Debian package crun): skiff run needs it".into());
+    let tun = rustix::fs::access(
+        "/dev/net/tun",
+        rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK,
+    )
+    .is_ok();
+    if !tun {
+        hints.push("/dev/net/tun is not accessible to you: slirp4netns and pasta cannot work (chmod 0666 /dev/net/tun, the usual mode)".into());
     }
     let network: Vec<String> = ["pasta", "slirp4netns"]
         .iter()
@@ -112,6 +120,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         "cgroup_delegated": delegated,
         "runtimes": runtimes,
         "network_helpers": network,
+        "dev_net_tun_accessible": tun,
         "store": ctx.root.display().to_string(),
         "layers": ctx.root.join("layers").display().to_string(),
         "containers": ctx.root.join("containers").display().to_string(),
