@@ -418,10 +418,21 @@ fn podman_run_flags() {
         } else {
             assert!(err.contains("NOT enforced"), "{err}");
         }
-        let o = who.run(&["run", "--rm", "-t", image, "true"]);
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("--tty"),
-            "{o:?}"
+        // -t: the container's stdio is a terminal; its output comes through, its status too.
+        let o = who.run(&[
+            "run",
+            "--rm",
+            "-t",
+            image,
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && test -t 2 && echo tty; exit 3",
+        ]);
+        assert_eq!(o.status.code(), Some(3), "{o:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "tty\r\n",
+            "a terminal's line ending"
         );
         let o = who.run(&["run", "--rm", "-v", "/no/such/dir:/x", image, "true"]);
         assert!(

@@ -65,7 +65,7 @@ pub struct RunArgs {
     /// Keep stdin open (attach it to the container)
     #[arg(long, short)]
     pub interactive: bool,
-    /// Allocate a terminal (not supported yet: refused with an error)
+    /// Allocate a pseudo-terminal for the container (with -i: your keys go to it)
     #[arg(long, short)]
     pub tty: bool,
     /// Memory limit (bytes, or with k, m, g)
@@ -117,9 +117,6 @@ impl std::fmt::Display for ExitStatus {
 impl std::error::Error for ExitStatus {}
 
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
-    if a.tty {
-        bail!("--tty is not supported yet: run without -t (stdin with -i works)");
-    }
     let mut network = Network::parse(&a.network)?;
     let pod = match &a.pod {
         Some(name) => {
@@ -243,6 +240,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         hosts: hosts.clone(),
         pod: pod.clone(),
         limits,
+        tty: a.tty,
     };
     if let Some(pod_dir) = &pod {
         // Every member finds this one by its name, and by the hosts it adds.

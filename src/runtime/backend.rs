@@ -6,6 +6,7 @@
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +89,14 @@ pub struct Paths<'a> {
 pub trait Backend {
     /// Creates and starts the container. The returned process is a child of the caller:
     /// its exit status is the container's, and signals sent to it reach the container.
-    fn start(&mut self, id: &str, paths: &Paths) -> Result<Pid, BackendError>;
+    /// `terminal`: with `run -t`, the slave side of the terminal, to become the container's
+    /// stdin, stdout and stderr.
+    fn start(
+        &mut self,
+        id: &str,
+        paths: &Paths,
+        terminal: Option<&OwnedFd>,
+    ) -> Result<Pid, BackendError>;
     /// Forgets the container once the process from `start` has been reaped.
     fn delete(&mut self, id: &str, paths: &Paths);
     /// Runs a process in the running container and returns its exit code. Called from a
@@ -132,7 +140,12 @@ impl Libcontainer {
 }
 
 impl Backend for Libcontainer {
-    fn start(&mut self, id: &str, paths: &Paths) -> Result<Pid, BackendError> {
+    fn start(
+        &mut self,
+        id: &str,
+        paths: &Paths,
+        terminal: Option<&OwnedFd>,
+    ) -> Result<Pid, BackendError> {
         let err = |what: &'static str| {
             move |e: libcontainer::error::LibcontainerError| BackendError::Libcontainer {
                 what,
@@ -140,7 +153,21 @@ impl Backend for Libcontainer {
                 error: e.to_string(),
             }
         };
-        let builder = Self::builder(id, paths.state)?
+        let mut builder = Self::builder(id, paths.state)?;
+        if let Some(t) = terminal {
+            let dup = || {
+                t.try_clone().map_err(|e| BackendError::Libcontainer {
+                    what: "preparing the terminal of",
+                    id: id.into(),
+                    error: e.to_string(),
+                })
+            };
+            builder = builder
+                .with_stdin(dup()?)
+                .with_stdout(dup()?)
+                .with_stderr(dup()?);
+        }
+        let builder = builder
             .with_pid_file(Some(paths.pid_file))
             .map_err(err("preparing"))?
             .validate_id()
@@ -235,11 +262,20 @@ impl External {
 }
 
 impl Backend for External {
-    fn start(&mut self, id: &str, paths: &Paths) -> Result<Pid, BackendError> {
+    fn start(
+        &mut self,
+        id: &str,
+        paths: &Paths,
+        terminal: Option<&OwnedFd>,
+    ) -> Result<Pid, BackendError> {
         // `run` keeps the runtime in the foreground: it relays signals and exits with the
         // container's status.
-        let child = self
-            .command(paths.state)
+        let mut cmd = self.command(paths.state);
+        if let Some(t) = terminal {
+            let dup = || t.try_clone().map_err(|e| self.spawn_error(e));
+            cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
+        }
+        let child = cmd
             .arg("run")
             .arg("--bundle")
             .arg(paths.bundle)

@@ -8,4 +8,5 @@ pub mod shim;
 pub mod spec;
 // The only module allowed `unsafe`: raw process operations, each with a SAFETY note.
 pub mod sys;
+pub mod tty;
 pub mod userns;

@@ -160,18 +160,27 @@ pub fn shim_main(dir: &Path) -> i32 {
         Signal::SIGTERM,
         Signal::SIGHUP,
         Signal::SIGCHLD,
+        Signal::SIGWINCH,
     ] {
         mask.add(s);
     }
     if let Err(e) = mask.thread_block() {
         return fail("blocking signals", e);
     }
-    let signals = match SignalFd::new(&mask) {
+    let signals = match SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK) {
         Ok(fd) => fd,
         Err(e) => return fail("signalfd", e),
     };
     let state_dir = dir.join("runtime");
     let pid_file = dir.join("container.pid");
+    let (pty_master, pty_slave) = if plan.tty {
+        match super::tty::open() {
+            Ok(p) => (Some(p.master), Some(p.slave)),
+            Err(e) => return fail("run -t", e),
+        }
+    } else {
+        (None, None)
+    };
     let paths = Paths {
         bundle: &bundle,
         state: &state_dir,
@@ -187,7 +196,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     }
     let mut backend = plan.runtime.backend();
     // std resets the signal mask in children, so the runtime sees signals normally.
-    let pid = match backend.start(&plan.id, &paths) {
+    let pid = match backend.start(&plan.id, &paths, pty_slave.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             // The shells' and docker's codes: 127 command not found, 126 not executable.
@@ -217,23 +226,13 @@ pub fn shim_main(dir: &Path) -> i32 {
         use std::io::Write;
         let _ = r.write_all(b"r");
     }
-    let code = loop {
-        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => break fail("waiting for the container", e),
-        }
-        match signals.read_signal() {
-            Ok(Some(info)) if info.ssi_signo != Signal::SIGCHLD as u32 => {
-                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                    let _ = nix::sys::signal::kill(pid, sig);
-                }
-            }
-            _ => {}
-        }
-    };
+    // Only the container holds the terminal's slave side now: its end is our EOF.
+    drop(pty_slave);
+    let _raw = pty_master
+        .as_ref()
+        .filter(|_| std::io::IsTerminal::is_terminal(&std::io::stdin()))
+        .map(|_| super::tty::RawMode::enter());
+    let code = wait_and_relay(pid, &signals, pty_master);
     backend.delete(&plan.id, &paths);
     guardian.dismiss();
     write_state(
@@ -366,4 +365,87 @@ pub fn cgroup_path(id: &str) -> std::path::PathBuf {
         })
         .unwrap_or_else(|| "/".into());
     Path::new(&own).join(format!("skiff-{id}"))
+}
+
+/// Waits for the container's process, relaying signals to it and, with a terminal, its
+/// output and our input; returns its exit code once it has exited and its output is drained.
+fn wait_and_relay(
+    pid: nix::unistd::Pid,
+    signals: &nix::sys::signalfd::SignalFd,
+    mut master: Option<std::fs::File>,
+) -> i32 {
+    use super::tty::{self, Relay};
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut stdin_open = master.is_some();
+    let mut code = None;
+    loop {
+        if code.is_none() {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => code = Some(c),
+                Ok(WaitStatus::Signaled(_, sig, _)) => code = Some(128 + sig as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => code = Some(fail("waiting for the container", e)),
+            }
+        }
+        if let Some(c) = code
+            && master.is_none()
+        {
+            return c;
+        }
+        let stdin = std::io::stdin();
+        let (mut sig_ready, mut out_ready, mut in_ready) = (false, false, false);
+        {
+            let mut fds = vec![PollFd::new(signals, PollFlags::IN)];
+            if let Some(m) = &master {
+                fds.push(PollFd::new(m, PollFlags::IN));
+            }
+            if stdin_open {
+                fds.push(PollFd::new(&stdin, PollFlags::IN));
+            }
+            // Once the container has exited, only drain what it wrote.
+            let drain = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            match poll(&mut fds, code.map(|_| &drain)) {
+                Ok(0) if code.is_some() => master = None,
+                Ok(_) => {
+                    sig_ready = !fds[0].revents().is_empty();
+                    out_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+                    in_ready = stdin_open && fds.get(2).is_some_and(|f| !f.revents().is_empty());
+                }
+                Err(_) => {}
+            }
+        }
+        if sig_ready {
+            while let Ok(Some(info)) = signals.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => {}
+                    Ok(Signal::SIGWINCH) => {
+                        if let Some(m) = &master {
+                            tty::resize(m);
+                        }
+                    }
+                    Ok(sig) => {
+                        let _ = nix::sys::signal::kill(pid, sig);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        if out_ready
+            && let Some(m) = master.as_mut()
+            && matches!(tty::pump_output(m), Relay::Closed)
+        {
+            master = None;
+        }
+        if in_ready
+            && let Some(m) = master.as_mut()
+            && matches!(tty::pump_input(m), Relay::Closed)
+        {
+            stdin_open = false;
+        }
+    }
 }

@@ -206,6 +206,9 @@ pub struct RunPlan {
     pub pod: Option<PathBuf>,
     #[serde(default)]
     pub limits: Limits,
+    /// `-t`: a pseudo-terminal for the container's stdio.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// `--memory`, `--cpus`, `--pids-limit`.
@@ -722,6 +725,7 @@ mod tests {
             hosts: vec![],
             pod: None,
             limits: Limits::default(),
+            tty: false,
         }
     }
 
