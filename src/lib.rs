@@ -6,6 +6,7 @@ pub mod auth;
 pub mod digest;
 pub mod gitlab;
 pub mod helper;
+pub mod job;
 pub mod reference;
 pub mod registry;
 pub mod runtime;

@@ -206,6 +206,11 @@ fn pods_share_loopback_and_names() {
                 name
             );
         }
+        // exec joins the member's network namespace too (it is not in the runtime's spec).
+        assert_eq!(
+            who.ok(&["exec", "db-a", "sh", "-c", "nc 127.0.0.1 5432 </dev/null"]),
+            "db-a"
+        );
         let hosts = who.ok(&["run", "--rm", "--pod", "pa", image, "cat", "/etc/hosts"]);
         assert!(
             hosts.contains("127.0.0.9\textra.example") && hosts.contains("127.0.0.1\tdb-a"),

@@ -40,6 +40,7 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
         "__unpack-layer" => unpack_layer(args),
         "__remove" => remove(args),
         "__net-helper" => return skiff::runtime::network::helper_main(args),
+        "__probe" => return skiff::runtime::pod::probe_main(args),
         "__pod" => match args {
             [dir] => return skiff::runtime::pod::pod_main(std::path::Path::new(dir)),
             _ => Err("usage: skiff __pod POD_DIR".into()),

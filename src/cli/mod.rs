@@ -6,6 +6,7 @@ mod containers;
 mod images;
 mod info;
 pub mod internal;
+mod job;
 mod login;
 mod pods;
 mod pull;
@@ -84,6 +85,8 @@ pub enum Command {
     System(pods::SystemCommand),
     /// Run a container from an image, rootless, without a daemon
     Run(Box<run::RunArgs>),
+    /// Run one job of a .gitlab-ci.yml with its services, as GitLab Runner would
+    Job(Box<job::JobArgs>),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -275,6 +278,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Pull(a) => pull::run(&ctx, a).await,
             Command::Push(a) => push::run(&ctx, a).await,
             Command::Run(a) => run::run(&ctx, *a).await,
+            Command::Job(a) => job::run(&ctx, *a).await,
             Command::Rm(a) => containers::rm(&ctx, a).await,
             Command::Pod(c) => pods::run(&ctx, c).await,
             Command::System(pods::SystemCommand::Cleanup) => pods::cleanup(&ctx).await,

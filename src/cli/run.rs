@@ -25,7 +25,8 @@ pub struct RunArgs {
     pub env: Vec<String>,
     #[arg(long, short)]
     pub workdir: Option<String>,
-    /// Replace the image's entrypoint (docker's rule: its Cmd is dropped too)
+    /// Replace the image's entrypoint (docker's rule: its Cmd is dropped too); a JSON array
+    /// (`["/bin/sh","-c"]`) gives several words, `""` none
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// USER[:GROUP], names or numbers, through the image's /etc/passwd and /etc/group
@@ -220,7 +221,10 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         lowers,
         dir: dir.clone(),
         command: a.command.clone(),
-        entrypoint: a.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        entrypoint: a
+            .entrypoint
+            .as_ref()
+            .map(|e| serde_json::from_str::<Vec<String>>(e).unwrap_or_else(|_| vec![e.clone()])),
         env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),

@@ -45,6 +45,11 @@ fn program_for(net: &Network) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Whether a helper program is installed.
+pub fn available(program: &str) -> bool {
+    find(program).is_some()
+}
+
 fn find(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -132,3 +132,61 @@ pub fn pod_main(dir: &Path) -> i32 {
     let _ = mask.wait();
     0
 }
+
+/// `skiff __probe POD_DIR TIMEOUT_MS PORT...`: from inside the pod's network namespace,
+/// waits until one of the TCP ports on 127.0.0.1 accepts a connection (exit 0), or the
+/// timeout passes (exit 1). GitLab's docker executor also settles for any one port.
+pub fn probe_main(args: &[String]) -> i32 {
+    let [dir, timeout, ports @ ..] = args else {
+        eprintln!("usage: skiff __probe POD_DIR TIMEOUT_MS PORT...");
+        return 2;
+    };
+    let (Ok(timeout), Ok(ports)) = (
+        timeout.parse::<u64>(),
+        ports
+            .iter()
+            .map(|p| p.parse::<u16>())
+            .collect::<Result<Vec<_>, _>>(),
+    ) else {
+        eprintln!("skiff __probe: bad timeout or port");
+        return 2;
+    };
+    let pid = match running(Path::new(dir)) {
+        Ok((_, pid)) => pid,
+        Err(e) => {
+            eprintln!("skiff: {e}");
+            return 2;
+        }
+    };
+    let mapping = userns::detect();
+    if !mapping.is_root() {
+        let joined = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map_err(|e| e.to_string())
+            .and_then(|ns| {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = joined {
+            eprintln!("skiff: joining the pod's user namespace: {e}");
+            return 2;
+        }
+    }
+    if let Err(e) = network::join(pid) {
+        eprintln!("skiff: {e}");
+        return 2;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
+    loop {
+        for port in &ports {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                println!("{port}");
+                return 0;
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
