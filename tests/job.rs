@@ -1,0 +1,277 @@
+//! `skiff job`: example pipelines run end to end against a real registry, rootless (as
+//! skiff-test) and as root: services reached by alias, failing scripts with after_script,
+//! timeouts, variable precedence and masking, two jobs at once with the same service port,
+//! and nothing left behind.
+
+mod common;
+
+use common::images::images;
+use common::registry::{Auth, Registry, push};
+use common::user::{USER, setup};
+use common::{Env, require, require_root, run};
+use std::path::PathBuf;
+use std::process::Output;
+
+const TOOLS: &[&str] = &["docker-registry", "skopeo"];
+
+struct Runner<'a> {
+    skiff: &'a dyn Fn() -> std::process::Command,
+    project: PathBuf,
+    store: PathBuf,
+    owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+}
+
+impl Runner<'_> {
+    /// `skiff job` in the project directory.
+    fn job(&self, args: &[&str]) -> Output {
+        let mut c = (self.skiff)();
+        c.current_dir(&self.project)
+            .arg("job")
+            .arg("--tls-verify=false");
+        run(c.args(args))
+    }
+    fn write(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.project.join(name);
+        std::fs::write(&p, body).unwrap();
+        if let Some((u, g)) = self.owner {
+            nix::unistd::chown(&p, Some(u), Some(g)).unwrap();
+        }
+        p
+    }
+    fn leftovers(&self) -> Vec<String> {
+        ["containers", "pods", "jobs"]
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(self.store.join(d))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(move |e| format!("{d}/{}", e.file_name().to_string_lossy()))
+            })
+            .collect()
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn for_each_runner(test: impl Fn(&Runner, &str)) {
+    if !require(TOOLS) || !require_root("root mode, and switching to the test user") {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    let image = format!("{}/test/busybox:1", reg.addr());
+    push(&images().layout, "busybox", &image, &[]);
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("project")).unwrap();
+    let root_skiff = || env.skiff();
+    test(
+        &Runner {
+            skiff: &root_skiff,
+            project: env.path("project"),
+            store: env.store(),
+            owner: None,
+        },
+        &image,
+    );
+    let Some(user) = setup(USER) else { return };
+    let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
+    let project = user.dir.path().join("home/project");
+    std::fs::create_dir_all(&project).unwrap();
+    nix::unistd::chown(&project, Some(pw.uid), Some(pw.gid)).unwrap();
+    let user_skiff = || user.command(&[]);
+    test(
+        &Runner {
+            skiff: &user_skiff,
+            project,
+            store: user.store(),
+            owner: Some((pw.uid, pw.gid)),
+        },
+        &image,
+    );
+}
+
+fn pipeline(image: &str) -> String {
+    format!(
+        r#"
+variables:
+  WHO: global
+  ONLY_GLOBAL: g
+.db: &db
+  services:
+    - name: {image}
+      alias: db, database
+      command: ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"]
+      variables: {{ HEALTHCHECK_TCP_PORT: "5432" }}
+default:
+  image: {image}
+services-by-alias:
+  <<: *db
+  variables: {{ WHO: job }}
+  before_script: [echo before]
+  script:
+    - nc db 5432 </dev/null
+    - nc database 5432 </dev/null
+    - echo "who=$WHO only=$ONLY_GLOBAL cli=$FROM_CLI dir=$CI_PROJECT_DIR pwd=$(pwd) job=$CI_JOB_NAME"
+    - echo "secret=$TOKEN"
+    - test -f /builds/*/*/.gitlab-ci.yml && echo sources-here
+  artifacts: {{ paths: [x] }}
+failing:
+  script:
+    - echo step one
+    - exit 3
+    - echo never
+  after_script: [echo after runs anyway]
+too-slow:
+  timeout: 2s
+  script: [echo started, sleep 30, echo never]
+  after_script: [echo after the timeout]
+dead-service:
+  services:
+    - name: {image}
+      alias: silent
+      command: ["sleep", "60"]
+      variables: {{ HEALTHCHECK_TCP_PORT: "6000" }}
+  script: [echo carried on]
+"#
+    )
+}
+
+#[test]
+fn pipelines_run_as_the_runner_runs_them() {
+    for_each_runner(|who, image| {
+        who.write(".gitlab-ci.yml", &pipeline(image));
+        let o = who.job(&[
+            "--var",
+            "FROM_CLI=c",
+            "--var",
+            "WHO=cli",
+            "--masked-var",
+            "TOKEN=hunter2-very-secret",
+            "services-by-alias",
+        ]);
+        let log = out(&o);
+        assert!(
+            o.status.success(),
+            "{log}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(log.matches("pong").count(), 2, "both aliases answer: {log}");
+        assert!(
+            log.contains("who=cli only=g cli=c dir=/builds/local/project pwd=/builds/local/project job=services-by-alias"),
+            "--var over job over global; CI_* set: {log}"
+        );
+        assert!(
+            log.contains("secret=[MASKED]") && !log.contains("hunter2"),
+            "{log}"
+        );
+        assert!(log.contains("sources-here"), "{log}");
+        assert!(log.contains("ignored (not supported): artifacts"), "{log}");
+        assert!(
+            log.contains("section_start:") && log.contains("Job succeeded"),
+            "{log}"
+        );
+
+        let o = who.job(&["failing"]);
+        let log = out(&o);
+        assert_eq!(o.status.code(), Some(3), "{log}");
+        assert!(log.contains("step one") && !log.contains("never"), "{log}");
+        assert!(log.contains("after runs anyway"), "{log}");
+        assert!(log.contains("ERROR: Job failed: exit code 3"), "{log}");
+
+        let start = std::time::Instant::now();
+        let o = who.job(&["too-slow"]);
+        let log = out(&o);
+        assert!(
+            !o.status.success() && start.elapsed().as_secs() < 20,
+            "{log}"
+        );
+        assert!(
+            log.contains("execution took longer than 2 seconds"),
+            "{log}"
+        );
+        assert!(
+            log.contains("after the timeout") && !log.contains("never"),
+            "{log}"
+        );
+
+        let o = who.job(&["--wait-for-services-timeout", "2", "dead-service"]);
+        assert!(o.status.success(), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("*** WARNING: Service") && err.contains("probably didn't start properly"),
+            "{err}"
+        );
+        assert!(out(&o).contains("carried on"));
+
+        let o = who.job(&["no-such-job"]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("no job"),
+            "{o:?}"
+        );
+        assert_eq!(
+            who.leftovers(),
+            Vec::<String>::new(),
+            "every job cleaned up"
+        );
+    });
+}
+
+#[test]
+fn two_jobs_at_once_with_the_same_service_port() {
+    for_each_runner(|who, image| {
+        who.write(".gitlab-ci.yml", &pipeline(image));
+        let spawn = || {
+            let mut c = (who.skiff)();
+            c.current_dir(&who.project)
+                .args(["job", "--tls-verify=false", "services-by-alias"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        // The image must be in the store before two pulls race for it.
+        assert!(who.job(&["services-by-alias"]).status.success());
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", out(&o));
+            assert_eq!(out(&o).matches("pong").count(), 2);
+        }
+        assert_eq!(who.leftovers(), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn interrupted_job_cleans_up() {
+    for_each_runner(|who, image| {
+        who.write(".gitlab-ci.yml", &pipeline(image));
+        let mut c = (who.skiff)();
+        let mut child = c
+            .current_dir(&who.project)
+            .args(["job", "--tls-verify=false", "too-slow"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        while !line.contains("started") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0);
+        }
+        // runuser passes SIGINT on to skiff; as root it is skiff itself.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert_eq!(
+            who.leftovers(),
+            Vec::<String>::new(),
+            "Ctrl-C still cleans up"
+        );
+    });
+}
