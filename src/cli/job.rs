@@ -10,7 +10,7 @@ use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::auth::sources::{AuthEnv, CredentialResolver};
-use skiff::gitlab::pipeline::{Job, Pipeline};
+use skiff::gitlab::pipeline::{Job, Pipeline, ServiceSpec};
 use skiff::job::{self as jobs, Masker};
 use skiff::registry::pull::{ProgressMode, parse_policies};
 use std::path::{Path, PathBuf};
@@ -71,21 +71,21 @@ impl Resources {
 }
 
 /// Prints the job log: each line masked.
-struct Log {
-    masker: Masker,
+pub(super) struct Log {
+    pub(super) masker: Masker,
 }
 
 impl Log {
-    fn line(&self, text: &str) {
+    pub(super) fn line(&self, text: &str) {
         println!("{}", self.masker.mask(text));
     }
-    fn warn(&self, text: &str) {
+    pub(super) fn warn(&self, text: &str) {
         println!("\x1b[0;33mWARNING: {}\x1b[0;m", self.masker.mask(text));
     }
 }
 
 /// `skiff ARGS` against the same store.
-fn skiff(ctx: &Context) -> Result<tokio::process::Command> {
+pub(super) fn skiff(ctx: &Context) -> Result<tokio::process::Command> {
     let mut c = tokio::process::Command::new(std::env::current_exe()?);
     c.arg("--root").arg(&ctx.root);
     Ok(c)
@@ -235,95 +235,18 @@ async fn run_job(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let service_vars: Vec<(String, String)> = job.variables.clone();
-    let mut started = vec![];
-    for (i, (svc, config)) in job.services.iter().zip(&configs[1..]).enumerate() {
-        let name = format!("job-{id}-svc-{i}");
-        let mut vars = service_vars.clone();
-        for (k, v) in &svc.variables {
-            vars.push((k.clone(), skiff::gitlab::pipeline::expand(v, &vars)));
-        }
-        let env_file = dir.join(format!("{name}.env"));
-        write_private(
-            &env_file,
-            &vars
-                .iter()
-                .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
-                .map(|(k, v)| format!("{k}={v}\n"))
-                .collect::<String>(),
-        )?;
-        log.line(&format!("Starting service {} ...", svc.image.name));
-        let mut cmd = skiff(ctx)?;
-        cmd.args([
-            "run", "-d", "--pull", "never", "--pod", &pod, "--name", &name,
-        ])
-        .arg("--env-file")
-        .arg(&env_file);
-        for alias in &svc.aliases {
-            cmd.arg("--add-host").arg(format!("{alias}:127.0.0.1"));
-        }
-        if let Some(e) = &svc.image.entrypoint {
-            cmd.arg("--entrypoint").arg(serde_json::to_string(e)?);
-        }
-        cmd.arg(&svc.image.name);
-        if let Some(c) = &svc.command {
-            cmd.args(c);
-        }
-        let out = cmd.output().await?;
-        if !out.status.success() {
-            bail!(
-                "starting service {}: {}",
-                svc.image.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        started.push((name, svc, config, vars));
-    }
-    if a.wait_for_services_timeout >= 0 && !started.is_empty() {
-        let timeout = Duration::from_secs(a.wait_for_services_timeout as u64);
-        log.line(&format!(
-            "Waiting for services to be up and running (timeout {} seconds)...",
-            timeout.as_secs()
-        ));
-        let pod_dir = ctx.root.join("pods").join(&pod);
-        let waits = started.iter().map(|(name, svc, config, vars)| {
-            let pod_dir = pod_dir.clone();
-            async move {
-                let ports = match jobs::health_ports(&svc.image.name, vars, config) {
-                    Ok(p) => p,
-                    Err(e) => return Some((name.clone(), e.to_string())),
-                };
-                let ok = tokio::process::Command::new(std::env::current_exe().ok()?)
-                    .arg("__probe")
-                    .arg(&pod_dir)
-                    .arg(timeout.as_millis().to_string())
-                    .args(ports.iter().map(|p| p.to_string()))
-                    .stdout(Stdio::null())
-                    .status()
-                    .await
-                    .is_ok_and(|s| s.success());
-                (!ok).then(|| {
-                    (
-                        name.clone(),
-                        format!("service \"{name}-wait-for-service\" timeout"),
-                    )
-                })
-            }
-        });
-        for (name, error) in futures_util::future::join_all(waits)
-            .await
-            .into_iter()
-            .flatten()
-        {
-            let logs = std::fs::read_to_string(ctx.root.join("containers").join(&name).join("log"))
-                .unwrap_or_default();
-            eprint!(
-                "{}",
-                log.masker
-                    .mask(&jobs::service_warning(&name, &error, &logs))
-            );
-        }
-    }
+    start_services(
+        ctx,
+        &pod,
+        &pod,
+        dir,
+        &job.services,
+        &configs[1..],
+        &job.variables,
+        a.wait_for_services_timeout,
+        log,
+    )
+    .await?;
     log.line(&jobs::section_end("prepare_services"));
 
     // Sources: the project directory, mounted where the runner would have cloned it.
@@ -428,6 +351,114 @@ async fn run_job(
     Ok(code)
 }
 
+/// Starts the services in the pod, each reachable by its aliases, and waits for their ports
+/// (GitLab's rules: HEALTHCHECK_TCP_PORT, else the exposed ports; any one port will do). A
+/// service that does not come up gets the runner's warning block; the job carries on.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn start_services(
+    ctx: &Context,
+    pod: &str,
+    // Services are named `<id>-svc-<index>`.
+    id: &str,
+    dir: &Path,
+    services: &[ServiceSpec],
+    configs: &[serde_json::Value],
+    variables: &[(String, String)],
+    wait_timeout: i64,
+    log: &Log,
+) -> Result<()> {
+    let service_vars: Vec<(String, String)> = variables.to_vec();
+    let mut started = vec![];
+    for (i, (svc, config)) in services.iter().zip(configs).enumerate() {
+        let name = format!("{id}-svc-{i}");
+        let mut vars = service_vars.clone();
+        for (k, v) in &svc.variables {
+            vars.push((k.clone(), skiff::gitlab::pipeline::expand(v, &vars)));
+        }
+        let env_file = dir.join(format!("{name}.env"));
+        write_private(
+            &env_file,
+            &vars
+                .iter()
+                .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect::<String>(),
+        )?;
+        log.line(&format!("Starting service {} ...", svc.image.name));
+        let mut cmd = skiff(ctx)?;
+        cmd.args([
+            "run", "-d", "--pull", "never", "--pod", pod, "--name", &name,
+        ])
+        .arg("--env-file")
+        .arg(&env_file);
+        for alias in &svc.aliases {
+            cmd.arg("--add-host").arg(format!("{alias}:127.0.0.1"));
+        }
+        if let Some(e) = &svc.image.entrypoint {
+            cmd.arg("--entrypoint").arg(serde_json::to_string(e)?);
+        }
+        cmd.arg(&svc.image.name);
+        if let Some(c) = &svc.command {
+            cmd.args(c);
+        }
+        let out = cmd.output().await?;
+        if !out.status.success() {
+            bail!(
+                "starting service {}: {}",
+                svc.image.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        started.push((name, svc, config, vars));
+    }
+    if wait_timeout >= 0 && !started.is_empty() {
+        let timeout = Duration::from_secs(wait_timeout as u64);
+        log.line(&format!(
+            "Waiting for services to be up and running (timeout {} seconds)...",
+            timeout.as_secs()
+        ));
+        let pod_dir = ctx.root.join("pods").join(pod);
+        let waits = started.iter().map(|(name, svc, config, vars)| {
+            let pod_dir = pod_dir.clone();
+            async move {
+                let ports = match jobs::health_ports(&svc.image.name, vars, config) {
+                    Ok(p) => p,
+                    Err(e) => return Some((name.clone(), e.to_string())),
+                };
+                let ok = tokio::process::Command::new(std::env::current_exe().ok()?)
+                    .arg("__probe")
+                    .arg(&pod_dir)
+                    .arg(timeout.as_millis().to_string())
+                    .args(ports.iter().map(|p| p.to_string()))
+                    .stdout(Stdio::null())
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.success());
+                (!ok).then(|| {
+                    (
+                        name.clone(),
+                        format!("service \"{name}-wait-for-service\" timeout"),
+                    )
+                })
+            }
+        });
+        for (name, error) in futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            let logs = std::fs::read_to_string(ctx.root.join("containers").join(&name).join("log"))
+                .unwrap_or_default();
+            eprint!(
+                "{}",
+                log.masker
+                    .mask(&jobs::service_warning(&name, &error, &logs))
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The `CI_*` variables that make sense for a local run.
 fn predefined(
     job: &Job,
@@ -465,7 +496,7 @@ fn predefined(
     .collect()
 }
 
-fn write_private(path: &Path, body: &str) -> Result<()> {
+pub(super) fn write_private(path: &Path, body: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -3,6 +3,7 @@
 mod archive;
 mod bundle;
 mod containers;
+mod gitlab;
 mod images;
 mod info;
 pub mod internal;
@@ -87,6 +88,9 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Run one job of a .gitlab-ci.yml with its services, as GitLab Runner would
     Job(Box<job::JobArgs>),
+    /// GitLab Runner custom-executor driver: config, prepare, run SCRIPT STAGE, cleanup
+    #[command(subcommand)]
+    Gitlab(Box<gitlab::GitlabCommand>),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -279,6 +283,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Push(a) => push::run(&ctx, a).await,
             Command::Run(a) => run::run(&ctx, *a).await,
             Command::Job(a) => job::run(&ctx, *a).await,
+            Command::Gitlab(c) => gitlab::run(&ctx, *c).await,
             Command::Rm(a) => containers::rm(&ctx, a).await,
             Command::Pod(c) => pods::run(&ctx, c).await,
             Command::System(pods::SystemCommand::Cleanup) => pods::cleanup(&ctx).await,
