@@ -275,3 +275,65 @@ fn interrupted_job_cleans_up() {
         );
     });
 }
+
+#[test]
+fn docker_auth_config_from_the_job_variables() {
+    if !require(TOOLS) || !require_root("root mode") {
+        return;
+    }
+    use base64::Engine;
+    let password = "job-pull-password-9431";
+    let reg = Registry::start(Auth::Htpasswd {
+        user: "ci".into(),
+        password: password.into(),
+    });
+    let image = format!("{}/private/busybox:1", reg.addr());
+    push(
+        &images().layout,
+        "busybox",
+        &image,
+        &["--dest-creds", &format!("ci:{password}")],
+    );
+    // A second name for the same image, never pulled: the job without credentials asks for it.
+    let other = format!("{}/private/busybox:2", reg.addr());
+    push(
+        &images().layout,
+        "busybox",
+        &other,
+        &["--dest-creds", &format!("ci:{password}")],
+    );
+    let auth = serde_json::json!({"auths": {reg.addr(): {
+        "auth": base64::engine::general_purpose::STANDARD.encode(format!("ci:{password}"))
+    }}})
+    .to_string();
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("project")).unwrap();
+    let yaml = format!(
+        "with-auth:\n  image: {image}\n  script: [echo pulled-with-job-credentials]\nwithout:\n  image: {other}\n  script: [echo never]\n"
+    );
+    std::fs::write(env.path("project/.gitlab-ci.yml"), yaml).unwrap();
+    let job = |args: &[&str]| {
+        run(env
+            .skiff()
+            .current_dir(env.path("project"))
+            .args(["job", "--tls-verify=false"])
+            .args(args))
+    };
+    let o = job(&[
+        "--masked-var",
+        &format!("DOCKER_AUTH_CONFIG={auth}"),
+        "with-auth",
+    ]);
+    let all = format!("{}{}", out(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{all}");
+    assert!(all.contains("pulled-with-job-credentials"));
+    assert!(!all.contains(password), "the password is never printed");
+    // Without the job's credentials the pull fails: a system failure naming the image.
+    let o = job(&["without"]);
+    let all = format!("{}{}", out(&o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(125), "{all}");
+    assert!(
+        all.contains("system failure") && all.contains(&other),
+        "{all}"
+    );
+}
