@@ -460,6 +460,51 @@ impl Pipeline {
                 unsupported.join(", ")
             ));
         }
+        // Options of image and services skiff does not act on (docker: platform/user,
+        // kubernetes:, ports) are named too.
+        let unknown_keys = |v: Option<&Value>, allowed: &[&str]| -> Vec<String> {
+            v.and_then(Value::as_mapping)
+                .map(|m| {
+                    m.keys()
+                        .filter_map(Value::as_str)
+                        .filter(|k| !allowed.contains(k))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let image_keys = unknown_keys(m.get("image"), &["name", "entrypoint", "pull_policy"]);
+        if !image_keys.is_empty() {
+            warnings.push(format!(
+                "job {name}: image: ignored (not supported): {}",
+                image_keys.join(", ")
+            ));
+        }
+        for (i, s) in m
+            .get("services")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let keys = unknown_keys(
+                Some(s),
+                &[
+                    "name",
+                    "alias",
+                    "entrypoint",
+                    "command",
+                    "variables",
+                    "pull_policy",
+                ],
+            );
+            if !keys.is_empty() {
+                warnings.push(format!(
+                    "job {name}: services[{i}]: ignored (not supported): {}",
+                    keys.join(", ")
+                ));
+            }
+        }
         if m.get("script").is_none() {
             return Err(self.job_error(name, "has no script".into()));
         }
@@ -590,7 +635,7 @@ base:
 test:
   extends: [base]
   <<: *db
-  image: { name: "alpine:$PG_VERSION", entrypoint: [""] }
+  image: { name: "alpine:$PG_VERSION", entrypoint: [""], docker: { platform: arm64 } }
   script:
     - !reference [.scripts, setup]
     - echo three
