@@ -251,10 +251,17 @@ pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
     }
     // The network namespace the container inherited from its shim (private, a pod's): it
     // is not in the spec, so the runtime would not join it.
+    // (With the host's network there is nothing to join, and a rootless process could not.)
     let net = std::fs::File::open(format!("/proc/{}/ns/net", s.shim_pid))
         .context("opening the container's network namespace")?;
-    nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET)
-        .context("joining the container's network namespace")?;
+    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    };
+    if !same(&net.metadata()?, &std::fs::metadata("/proc/self/ns/net")?) {
+        nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET)
+            .context("joining the container's network namespace")?;
+    }
     // The shim's mount namespace: the runtime must see what the shim showed it (cgroup2
     // only on hybrid hosts, the mounted root), or it would try the host's v1 cgroups.
     let ns = std::fs::File::open(format!("/proc/{}/ns/mnt", s.shim_pid))
