@@ -244,35 +244,36 @@ fn two_jobs_at_once_with_the_same_service_port() {
 }
 
 #[test]
-fn interrupted_job_cleans_up() {
+fn interrupted_or_terminated_job_cleans_up() {
     for_each_runner(|who, image| {
         who.write(".gitlab-ci.yml", &pipeline(image));
-        let mut c = (who.skiff)();
-        let mut child = c
-            .current_dir(&who.project)
-            .args(["job", "--tls-verify=false", "too-slow"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-        while !line.contains("started") {
-            line.clear();
-            assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0);
-        }
-        // runuser passes SIGINT on to skiff; as root it is skiff itself.
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
+        for signal in [
             nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
-        let status = child.wait().unwrap();
-        assert!(!status.success());
-        assert_eq!(
-            who.leftovers(),
-            Vec::<String>::new(),
-            "Ctrl-C still cleans up"
-        );
+            nix::sys::signal::Signal::SIGTERM,
+        ] {
+            let mut c = (who.skiff)();
+            let mut child = c
+                .current_dir(&who.project)
+                .args(["job", "--tls-verify=false", "too-slow"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+            while !line.contains("started") {
+                line.clear();
+                assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0);
+            }
+            // runuser passes the signal on to skiff; as root it is skiff itself.
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+            let status = child.wait().unwrap();
+            assert!(!status.success());
+            assert_eq!(
+                who.leftovers(),
+                Vec::<String>::new(),
+                "{signal} still cleans up"
+            );
+        }
     });
 }
 

@@ -119,9 +119,11 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         dir: dir.clone(),
     };
     // Ctrl-C and SIGTERM end the job, and the cleanup below still runs.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = tokio::select! {
         r = run_job(ctx, &a, &job, &id, &dir, &log) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("job interrupted")),
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("job interrupted (SIGINT)")),
+        _ = term.recv() => Err(anyhow::anyhow!("job terminated (SIGTERM)")),
     };
     let cleanup = Instant::now();
     res.teardown().await;
