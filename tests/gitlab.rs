@@ -119,8 +119,18 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Runs `gitlab cleanup` even when an assertion fails first, so no pod outlives the test.
+struct Cleanup<'a>(&'a Runner<'a>, Vec<String>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.call(&self.1, &["gitlab", "cleanup"]);
+    }
+}
+
 fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
     let env = runner_env(&who.tmp, image, image, helper_dir);
+    let _cleanup = Cleanup(who, env.clone());
     let o = who.call(&env, &["gitlab", "config"]);
     assert!(o.status.success(), "{}", text(&o));
     let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
