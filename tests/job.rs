@@ -264,6 +264,12 @@ fn interrupted_or_terminated_job_cleans_up() {
                 line.clear();
                 assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0);
             }
+            // Mid-job, the job's directory (stage scripts with its variables) is private.
+            for e in std::fs::read_dir(who.store.join("jobs")).unwrap().flatten() {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o700, "{}", e.path().display());
+            }
             // runuser passes the signal on to skiff; as root it is skiff itself.
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
             let status = child.wait().unwrap();

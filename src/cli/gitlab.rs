@@ -206,6 +206,7 @@ fn job_variables() -> Vec<(String, String)> {
 async fn prepare(ctx: &Context, a: &PrepareArgs) -> Result<()> {
     let st = state(ctx)?;
     std::fs::create_dir_all(st.dir.join("scripts"))?;
+    super::job::private_dir(&st.dir)?;
     std::fs::create_dir_all(st.dir.join("builds"))?;
     let mut masker = Masker::default();
     let variables = job_variables();

@@ -113,6 +113,7 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     let id = format!("{:012x}", skiff::time::now_nanos() & 0xffff_ffff_ffff);
     let dir = ctx.root.join("jobs").join(&id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_dir(&dir)?;
     let res = Resources {
         root: ctx.root.clone(),
         pod: format!("job-{id}"),
@@ -496,6 +497,14 @@ fn predefined(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Only the owner may enter: the stage scripts inside hold the job's variables, secrets
+/// included. (Containers reach their bind-mounted subdirectory without passing through it.)
+pub(super) fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
 }
 
 pub(super) fn write_private(path: &Path, body: &str) -> Result<()> {
