@@ -30,7 +30,15 @@ pub fn client_for(
         .user_agent(user_agent)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(30))
-        .read_timeout(std::time::Duration::from_secs(60))
+        // A stalled registry must not hang a CI job: each read waits this long at most
+        // (SKIFF_READ_TIMEOUT seconds, default 60), then the transfer is retried or fails.
+        .read_timeout(std::time::Duration::from_secs(
+            std::env::var("SKIFF_READ_TIMEOUT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|s| *s > 0)
+                .unwrap_or(60),
+        ))
         .tls_built_in_native_certs(true)
         .danger_accept_invalid_certs(insecure);
     let terr = |path: &Path, reason: String| RegistryError::Tls {

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod images;
 pub mod issuer;
+pub mod proxy;
 pub mod registry;
 pub mod user;
 
