@@ -311,6 +311,9 @@ impl Puller {
             .await
             .map_err(|e| RegistryError::Other(e.to_string()))??;
 
+        // Locked like the layers: concurrent pulls of one image fetch the config once.
+        let config_digest = image.config.digest.clone();
+        let config_lock = self.blocking(move |s| s.lock_blob(&config_digest)).await?;
         let config = if self.store.has_blob(&image.config.digest) {
             self.store.read_blob(&image.config.digest)?
         } else {
@@ -320,6 +323,7 @@ impl Puller {
             self.store.put_blob(&image.config.digest, &c)?;
             c
         };
+        drop(config_lock);
         let diff_ids = check_config(&config, &image.layers, &label)?;
 
         let layers = self

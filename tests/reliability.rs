@@ -1,0 +1,119 @@
+//! Concurrency and a full disk: eight processes pulling one image into one store at once
+//! download each blob once and all succeed; a store on a tiny tmpfs fails pulls and imports
+//! with a clear error and stays consistent.
+
+mod common;
+
+use common::images::images;
+use common::proxy::{FaultProxy, ProxyFault};
+use common::registry::{Auth, Registry, push};
+use common::{Env, fsck_ok, require, require_root, run};
+use std::sync::atomic::Ordering;
+
+#[test]
+fn eight_pulls_at_once_download_each_blob_once() {
+    if !require(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    // A proxy that faults nothing and counts blob requests.
+    let proxy = FaultProxy::start(
+        reg.addr().parse().unwrap(),
+        ProxyFault::Status(500, None),
+        0,
+    );
+    let name = format!("{}/test/busybox:1", proxy.addr);
+    let env = Env::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.skiff()
+                .args(["pull", "-q", "--tls-verify=false", &name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The config and the one layer.
+    assert_eq!(
+        proxy.seen.load(Ordering::SeqCst),
+        2,
+        "each blob was downloaded once"
+    );
+    fsck_ok(&env);
+}
+
+#[test]
+fn a_full_disk_fails_clearly_and_loses_nothing() {
+    if !require(&["docker-registry", "skopeo", "unshare"]) || !require_root("mounting a tmpfs") {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    let name = format!("{}/test/busybox:1", reg.addr());
+    push(&images().layout, "busybox", &name, &[]);
+    let env = Env::new();
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let store = env.store();
+    // A 512 KiB store in a mount namespace of the test's own: the ~1 MiB layer cannot fit.
+    let tarball = env.path("rootfs.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+        let data = vec![7u8; 2 * 1024 * 1024];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "big", &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let script = format!(
+        "mount -t tmpfs -o size=512k tmpfs {store} || exit 99
+         {skiff} --root {store} pull --tls-verify=false {name} 2>{dir}/pull.err; echo pull=$?
+         {skiff} --root {store} import {tar} full:1 2>{dir}/import.err; echo import=$?
+         {skiff} --root {store} --format json fsck > {dir}/fsck.json; echo fsck=$?
+         {skiff} --root {store} images -q | wc -l",
+        store = store.display(),
+        dir = env.path("").display(),
+        tar = tarball.display(),
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    for (k, v) in env.skiff().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let o = run(&mut cmd);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let read = |f: &str| std::fs::read_to_string(env.path(f)).unwrap_or_default();
+    assert!(out.contains("pull=125"), "{out} {}", read("pull.err"));
+    assert!(
+        read("pull.err").contains("No space left on device"),
+        "names the cause: {}",
+        read("pull.err")
+    );
+    assert!(out.contains("import=125"), "{out} {}", read("import.err"));
+    assert!(
+        read("import.err").contains("No space left on device"),
+        "{}",
+        read("import.err")
+    );
+    assert!(out.contains("fsck=0"), "{out} {}", read("fsck.json"));
+    let report: serde_json::Value = serde_json::from_str(&read("fsck.json")).unwrap();
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report}");
+    assert!(
+        out.trim_end().ends_with('0'),
+        "no half-written image: {out}"
+    );
+}
