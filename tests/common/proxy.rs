@@ -129,6 +129,9 @@ fn status_faults(
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             match client.read(&mut byte) {
+                // Not HTTP (skiff tries TLS first on an insecure registry): close at once,
+                // as a plain-HTTP registry's refusal would end the handshake.
+                Ok(1) if head.is_empty() && !byte[0].is_ascii_uppercase() => return,
                 Ok(1) => head.push(byte[0]),
                 _ => return,
             }
