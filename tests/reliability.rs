@@ -117,3 +117,54 @@ fn a_full_disk_fails_clearly_and_loses_nothing() {
         "no half-written image: {out}"
     );
 }
+
+#[test]
+fn prune_during_a_pull_takes_nothing_it_needs() {
+    if !require(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    push(
+        &images().layout,
+        "busybox",
+        &format!("{}/test/busybox:1", reg.addr()),
+        &[],
+    );
+    // The layer transfer stalls for 2 s: the pull is surely under way meanwhile.
+    let proxy = FaultProxy::start(
+        reg.addr().parse().unwrap(),
+        ProxyFault::StallAfter(200_000, std::time::Duration::from_secs(2)),
+        1,
+    );
+    let name = format!("{}/test/busybox:1", proxy.addr);
+    let env = Env::new();
+    let pull = env
+        .skiff()
+        .args(["pull", "-q", "--tls-verify=false", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while proxy.seen.load(Ordering::SeqCst) == 0 {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the pull never reached the layer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Mid-pull: prune (the store's garbage collection) waits for the pull, or leaves what
+    // it needs alone.
+    let prune = run(env.skiff().arg("prune"));
+    assert!(prune.status.success(), "{prune:?}");
+    let o = pull.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fsck_ok(&env);
+    let o = run(env.skiff().args(["run", "--rm", &name, "echo", "complete"]));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "complete",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
