@@ -3,8 +3,8 @@
 //! with YAML anchors and `<<` merge keys applied and `$VAR`/`${VAR}` expanded from the
 //! top-level `variables`. Names that still hold a variable are reported, not guessed.
 
+use super::pipeline::{GLOBAL_KEYWORDS, expand};
 use serde_yaml_ng::Value;
-use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {reason}")]
@@ -13,57 +13,11 @@ pub struct CiError {
     pub reason: String,
 }
 
-/// Keywords that are not jobs at the top level of a pipeline.
-const GLOBAL_KEYWORDS: &[&str] = &[
-    "image",
-    "services",
-    "stages",
-    "variables",
-    "workflow",
-    "include",
-    "default",
-    "before_script",
-    "after_script",
-    "cache",
-    "spec",
-];
-
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PipelineImages {
     pub images: Vec<String>,
     /// Names that could not be resolved (an undefined variable), with where they were.
     pub unresolved: Vec<String>,
-}
-
-fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, tail) = if let Some(b) = after.strip_prefix('{') {
-            match b.find('}') {
-                Some(e) => (&b[..e], &b[e + 1..]),
-                None => ("", after),
-            }
-        } else {
-            let e = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..e], &after[e..])
-        };
-        match vars.get(name) {
-            Some(v) if !name.is_empty() => out.push_str(v),
-            _ => {
-                out.push('$');
-                rest = after;
-                continue;
-            }
-        }
-        rest = tail;
-    }
-    out.push_str(rest);
-    out
 }
 
 fn name_of(v: &Value) -> Option<&str> {
@@ -85,7 +39,7 @@ pub fn pipeline_images(text: &str, file: &str) -> Result<PipelineImages, CiError
     let Value::Mapping(top) = &doc else {
         return Err(err("the top level is not a mapping".into()));
     };
-    let vars: BTreeMap<String, String> = top
+    let vars: Vec<(String, String)> = top
         .get("variables")
         .and_then(Value::as_mapping)
         .map(|m| {

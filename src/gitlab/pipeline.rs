@@ -27,8 +27,8 @@ pub enum PipelineError {
     },
 }
 
-/// Keywords that are not jobs at the top level.
-const GLOBAL_KEYWORDS: &[&str] = &[
+/// Keywords that are not jobs at the top level (also used by gitlab::ci).
+pub const GLOBAL_KEYWORDS: &[&str] = &[
     "image",
     "services",
     "stages",
