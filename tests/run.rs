@@ -412,3 +412,41 @@ fn detached_ps_logs_stop_rm_rootless() {
     );
     detached(&|args: &[&str]| user.run(args), &name);
 }
+
+/// Output sent to /dev/null stays writable in the container: libcontainer reopens it as the
+/// container's /dev/null read-only, and every `echo` then failed with EBADF.
+#[test]
+fn output_to_dev_null_stays_writable() {
+    if !require(TOOLS) {
+        return;
+    }
+    let (_reg, name) = busybox_registry();
+    let script = "echo out && echo err >&2 && exit 7";
+    let args = [
+        "run",
+        "--rm",
+        "--tls-verify=false",
+        &name,
+        "sh",
+        "-c",
+        script,
+    ];
+    let null = std::process::Stdio::null;
+    let mut commands = vec![];
+    let env = Env::new();
+    if nix::unistd::geteuid().is_root() {
+        let mut c = env.skiff();
+        c.args(args);
+        commands.push(("root", c));
+    }
+    let user = setup(USER);
+    if let Some(user) = &user {
+        let mut c = user.command(&[]);
+        c.args(args);
+        commands.push(("rootless", c));
+    }
+    for (mode, mut c) in commands {
+        let status = c.stdout(null()).stderr(null()).status().unwrap();
+        assert_eq!(status.code(), Some(7), "{mode}: {status}");
+    }
+}

@@ -228,8 +228,18 @@ async fn run_job(
         }
     });
     let pod = format!("job-{id}");
+    // The pod ends with this process, even when it is killed with SIGKILL.
+    let owner = std::process::id().to_string();
     let out = skiff(ctx)?
-        .args(["pod", "create", "--network", &network, &pod])
+        .args([
+            "pod",
+            "create",
+            "--network",
+            &network,
+            "--owner",
+            &owner,
+            &pod,
+        ])
         .output()
         .await?;
     if !out.status.success() {

@@ -34,6 +34,9 @@ pub struct CreateArgs {
     pub dns: Vec<String>,
     /// The pod's name (instead of --name)
     pub pod: Option<String>,
+    /// End the pod (kill its containers) when the process PID ends
+    #[arg(long, value_name = "PID", hide = true)]
+    pub owner: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +96,7 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
             hosts,
             dns: a.dns,
             infra_pid: None,
+            owner: a.owner,
         },
     )?;
     let log = std::fs::File::create(dir.join("log"))?;
@@ -121,22 +125,6 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
     }
     println!("{name}");
     Ok(())
-}
-
-/// The containers whose plan names this pod directory.
-fn members(ctx: &Context, pod_dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(ctx.root.join("containers"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|d| {
-            std::fs::read(d.join("plan.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<RunPlan>(&b).ok())
-                .is_some_and(|p| p.pod.as_deref() == Some(pod_dir))
-        })
-        .collect()
 }
 
 /// SIGKILLs a container's init and waits for its shim to record the exit.
@@ -173,7 +161,7 @@ async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
             bail!("no pod {name}");
         }
         let state = pod::read(&dir)?;
-        let containers = members(ctx, &dir);
+        let containers = pod::members(&dir);
         let running: Vec<&PathBuf> = containers
             .iter()
             .filter(|d| read_state(d).is_some_and(|s| s.status == "running"))
@@ -212,7 +200,7 @@ fn ls(ctx: &Context) -> Result<()> {
         } else {
             "dead"
         };
-        let containers = members(ctx, &e.path()).len();
+        let containers = pod::members(&e.path()).len();
         rows.push(serde_json::json!({"name": state.name, "status": status, "network": state.network, "containers": containers}));
     }
     if ctx.format == Format::Json {
@@ -293,7 +281,7 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         };
         if !state.infra_pid.is_some_and(process_alive) {
             // Its members cannot run without it.
-            for d in members(ctx, &e.path()) {
+            for d in pod::members(&e.path()) {
                 if let Some(pid) = container_pid(&d) {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 }

@@ -33,6 +33,50 @@ pub struct PodState {
     /// The infra process, once it holds the namespaces.
     #[serde(default)]
     pub infra_pid: Option<u32>,
+    /// A process whose end ends the pod: the infra kills the members and exits (`skiff job`
+    /// passes its own pid, so a job killed with SIGKILL leaves no service running).
+    #[serde(default)]
+    pub owner: Option<u32>,
+}
+
+const ENDED: &str = "ended";
+const MEMBER_LOCK: &str = "member.lock";
+
+/// Held (shared) by a member's shim from joining the pod until its container's pid is on
+/// disk, so that a pod ending with its owner kills every member, even one starting then.
+pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let lock =
+        crate::store::FileLock::shared(&dir.join(MEMBER_LOCK)).map_err(|e| PodError::Read {
+            path: dir.join(MEMBER_LOCK),
+            error: e.to_string(),
+        })?;
+    if dir.join(ENDED).exists() {
+        return Err(PodError::NotRunning { name });
+    }
+    Ok(lock)
+}
+
+/// The containers whose plan puts them in the pod at `pod_dir` (`<store>/pods/<name>`).
+pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
+    let Some(store) = pod_dir.parent().and_then(Path::parent) else {
+        return Vec::new();
+    };
+    std::fs::read_dir(store.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|d| {
+            std::fs::read(d.join("plan.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<super::spec::RunPlan>(&b).ok())
+                .is_some_and(|p| p.pod.as_deref() == Some(pod_dir))
+        })
+        .collect()
 }
 
 pub fn read(dir: &Path) -> Result<PodState, PodError> {
@@ -69,7 +113,8 @@ pub fn running(dir: &Path) -> Result<(PodState, u32), PodError> {
     }
 }
 
-/// `skiff __pod DIR`: makes the namespaces, reports ready, then waits for SIGTERM.
+/// `skiff __pod DIR`: makes the namespaces, reports ready, then waits for SIGTERM or the end
+/// of the pod's owner.
 pub fn pod_main(dir: &Path) -> i32 {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         eprintln!("skiff pod: {what}: {e}");
@@ -88,6 +133,16 @@ pub fn pod_main(dir: &Path) -> i32 {
     if let Err(e) = mask.thread_block() {
         return fail("blocking signals", &e);
     }
+    // Opened first: an owner already gone ends the pod before it starts.
+    let owner = match state.owner.map(pidfd) {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(e)) => return fail("watching the pod's owner", &e),
+    };
+    let signals = match nix::sys::signalfd::SignalFd::new(&mask) {
+        Ok(fd) => fd,
+        Err(e) => return fail("signalfd", &e),
+    };
     let mapping = userns::detect();
     let pending = match network::prepare_helper(
         &state.network,
@@ -129,8 +184,33 @@ pub fn pod_main(dir: &Path) -> i32 {
         use std::io::Write;
         let _ = r.write_all(b"r");
     }
-    let _ = mask.wait();
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = vec![PollFd::new(&signals, PollFlags::IN)];
+    if let Some(o) = &owner {
+        fds.push(PollFd::new(o, PollFlags::IN));
+    }
+    while poll(&mut fds, None).is_err() {}
+    if fds.get(1).is_some_and(|f| !f.revents().is_empty()) {
+        // No member may start after this: shims joining now see the mark; those already
+        // starting hold the member lock until their container's pid is on disk.
+        let _ = std::fs::write(dir.join(ENDED), b"");
+        let _lock = crate::store::FileLock::exclusive(&dir.join(MEMBER_LOCK));
+        for member in members(dir) {
+            if let Some(pid) = super::shim::container_pid(&member) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
     0
+}
+
+fn pidfd(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// `skiff __probe POD_DIR TIMEOUT_MS PORT...`: from inside the pod's network namespace,

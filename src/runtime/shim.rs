@@ -35,7 +35,12 @@ pub fn shim_main(dir: &Path) -> i32 {
     // our own namespaces, with a user-mode network helper spawned while we are still in
     // the host's and attached once the network namespace exists.
     let mut _net_helper = None;
+    let mut member_lock = None;
     if let Some(pod_dir) = &plan.pod {
+        match super::pod::lock_for_member(pod_dir) {
+            Ok(l) => member_lock = Some(l),
+            Err(e) => return fail("joining the pod", e),
+        }
         let pid = match super::pod::running(pod_dir) {
             Ok((_, pid)) => pid,
             Err(e) => return fail("joining the pod", e),
@@ -194,6 +199,10 @@ pub fn shim_main(dir: &Path) -> i32 {
         eprintln!("skiff: {why}");
         return code;
     }
+    let discard = match pipe_instead_of_dev_null() {
+        Ok(d) => d,
+        Err(e) => return fail("replacing /dev/null output", e),
+    };
     let mut backend = plan.runtime.backend();
     // std resets the signal mask in children, so the runtime sees signals normally.
     let pid = match backend.start(&plan.id, &paths, pty_slave.as_ref()) {
@@ -212,6 +221,7 @@ pub fn shim_main(dir: &Path) -> i32 {
             return code;
         }
     };
+    drop(member_lock.take());
     write_state(
         dir,
         &State {
@@ -232,7 +242,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         .as_ref()
         .filter(|_| std::io::IsTerminal::is_terminal(&std::io::stdin()))
         .map(|_| super::tty::RawMode::enter());
-    let code = wait_and_relay(pid, &signals, pty_master);
+    let code = wait_and_relay(pid, &signals, pty_master, discard);
     backend.delete(&plan.id, &paths);
     guardian.dismiss();
     write_state(
@@ -367,12 +377,42 @@ pub fn cgroup_path(id: &str) -> std::path::PathBuf {
     Path::new(&own).join(format!("skiff-{id}"))
 }
 
+/// libcontainer reopens a stdout or stderr that is the host's /dev/null as the container's
+/// /dev/null, but read-only (runc fixed the same bug in 2015), so the container's writes fail
+/// with EBADF. Such outputs become a pipe whose contents the shim reads and drops.
+fn pipe_instead_of_dev_null() -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let is_dev_null = |fd: std::os::fd::BorrowedFd<'_>| {
+        rustix::fs::fstat(fd).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+                && st.st_rdev == rustix::fs::makedev(1, 3)
+        })
+    };
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let mut outputs = Vec::new();
+    if is_dev_null(stdout.as_fd()) {
+        outputs.push(stdout.as_raw_fd());
+    }
+    if is_dev_null(stderr.as_fd()) {
+        outputs.push(stderr.as_raw_fd());
+    }
+    if outputs.is_empty() {
+        return Ok(None);
+    }
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    for fd in outputs {
+        nix::unistd::dup2(write.as_raw_fd(), fd)?;
+    }
+    Ok(Some(std::fs::File::from(read)))
+}
+
 /// Waits for the container's process, relaying signals to it and, with a terminal, its
 /// output and our input; returns its exit code once it has exited and its output is drained.
 fn wait_and_relay(
     pid: nix::unistd::Pid,
     signals: &nix::sys::signalfd::SignalFd,
     mut master: Option<std::fs::File>,
+    mut discard: Option<std::fs::File>,
 ) -> i32 {
     use super::tty::{self, Relay};
     use nix::sys::signal::Signal;
@@ -391,11 +431,13 @@ fn wait_and_relay(
         }
         if let Some(c) = code
             && master.is_none()
+            && discard.is_none()
         {
             return c;
         }
         let stdin = std::io::stdin();
         let (mut sig_ready, mut out_ready, mut in_ready) = (false, false, false);
+        let mut discard_ready = false;
         {
             let mut fds = vec![PollFd::new(signals, PollFlags::IN)];
             if let Some(m) = &master {
@@ -404,17 +446,25 @@ fn wait_and_relay(
             if stdin_open {
                 fds.push(PollFd::new(&stdin, PollFlags::IN));
             }
+            if let Some(d) = &discard {
+                fds.push(PollFd::new(d, PollFlags::IN));
+            }
             // Once the container has exited, only drain what it wrote.
             let drain = rustix::event::Timespec {
                 tv_sec: 0,
                 tv_nsec: 50_000_000,
             };
             match poll(&mut fds, code.map(|_| &drain)) {
-                Ok(0) if code.is_some() => master = None,
+                Ok(0) if code.is_some() => {
+                    master = None;
+                    discard = None;
+                }
                 Ok(_) => {
                     sig_ready = !fds[0].revents().is_empty();
                     out_ready = fds.get(1).is_some_and(|f| !f.revents().is_empty());
                     in_ready = stdin_open && fds.get(2).is_some_and(|f| !f.revents().is_empty());
+                    discard_ready =
+                        discard.is_some() && fds.last().is_some_and(|f| !f.revents().is_empty());
                 }
                 Err(_) => {}
             }
@@ -440,6 +490,13 @@ fn wait_and_relay(
             && matches!(tty::pump_output(m), Relay::Closed)
         {
             master = None;
+        }
+        if discard_ready && let Some(d) = discard.as_mut() {
+            use std::io::Read;
+            let mut buf = [0u8; 16384];
+            if matches!(d.read(&mut buf), Ok(0)) {
+                discard = None;
+            }
         }
         if in_ready
             && let Some(m) = master.as_mut()
