@@ -4,6 +4,8 @@
 pub mod archive;
 pub mod auth;
 pub mod digest;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gitlab;
 pub mod helper;
 pub mod job;

@@ -16,17 +16,21 @@ impl Challenge {
     }
 }
 
+/// Every kind of whitespace: trimming fewer kinds than end a scheme left a scheme of "\r"
+/// unconsumed, and the parser looped forever (found by fuzzing).
+fn separator(c: char) -> bool {
+    c.is_whitespace() || c == ','
+}
+
 /// Parses one header value. Several comma-separated challenges in one value are split at a
 /// token that is followed by a space and is not a `name=` parameter.
 pub fn parse(header: &str) -> Vec<Challenge> {
     let mut out = Vec::new();
     let mut rest = header.trim();
     while !rest.is_empty() {
-        let scheme_end = rest
-            .find(|c: char| c.is_whitespace() || c == ',')
-            .unwrap_or(rest.len());
+        let scheme_end = rest.find(separator).unwrap_or(rest.len());
         let scheme = rest[..scheme_end].to_ascii_lowercase();
-        rest = rest[scheme_end..].trim_start_matches([' ', '\t', ',']);
+        rest = rest[scheme_end..].trim_start_matches(separator);
         let mut params = BTreeMap::new();
         while let Some(eq) = rest.find('=') {
             let name = rest[..eq].trim();
@@ -60,7 +64,7 @@ pub fn parse(header: &str) -> Vec<Challenge> {
                 after = &after[end..];
             }
             params.insert(name.to_ascii_lowercase(), value);
-            rest = after.trim_start_matches([' ', '\t', ',']);
+            rest = after.trim_start_matches(separator);
         }
         if !scheme.is_empty() {
             out.push(Challenge { scheme, params });
@@ -107,6 +111,13 @@ mod tests {
         );
 
         assert!(parse("").is_empty());
+        // Whitespace of any kind between challenges and parameters ends (was an endless loop).
+        let c = parse("Bearer\r realm=x,\u{a0}Basic\x0b,\x0crealm=y");
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (c[0].param("realm"), c[1].param("realm")),
+            (Some("x"), Some("y"))
+        );
         let c = parse("Negotiate");
         assert_eq!(c[0].scheme, "negotiate");
     }

@@ -185,6 +185,20 @@ pub fn stop(ctx: &Context, a: StopArgs) -> Result<()> {
 pub async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
     for c in &a.containers {
         let (d, s) = dir(ctx, c)?;
+        if let Some(s) = s.as_ref().filter(|s| s.status == "created") {
+            if !a.force {
+                bail!("{c} is starting: wait for it or use --force");
+            }
+            // Its guardian takes down whatever the shim had started.
+            let shim = nix::unistd::Pid::from_raw(s.shim_pid as i32);
+            let _ = nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL);
+            let start = std::time::Instant::now();
+            while skiff::runtime::shim::process_alive(s.shim_pid)
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if let Some(s) = s.filter(|s| s.status == "running") {
             if !a.force {
                 bail!("{c} is running: stop it first or use --force");

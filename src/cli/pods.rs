@@ -246,13 +246,22 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         let plan: Option<RunPlan> = std::fs::read(d.join("plan.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
+        let remove_on_exit = plan.as_ref().is_none_or(|p| p.remove);
         let dead = match read_state(&d) {
-            Some(s) => s.status == "exited (shim died)",
-            // No state: the shim died before it wrote any, or is starting right now.
-            None => std::fs::metadata(d.join("plan.json"))
-                .and_then(|m| m.modified())
-                .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
-                .unwrap_or(true),
+            Some(s) => {
+                s.status == "exited (shim died)"
+                    // An --rm container whose shim died while removing it.
+                    || (s.status == "exited" && remove_on_exit && !process_alive(s.shim_pid))
+            }
+            // No state: no shim has started. Abandoned once the process that wrote the plan
+            // is gone (plans of older versions: after a minute).
+            None => match plan.as_ref().and_then(|p| p.creator) {
+                Some(creator) => !process_alive(creator),
+                None => std::fs::metadata(d.join("plan.json"))
+                    .and_then(|m| m.modified())
+                    .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
+                    .unwrap_or(true),
+            },
         };
         if !dead {
             continue;
@@ -261,8 +270,11 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             report.push(format!("killed the processes of container {id}"));
         }
+        if skiff::runtime::shim::kill_unstarted_clones(&d, &[std::process::id()]) > 0 {
+            report.push(format!("killed the unstarted init of container {id}"));
+        }
         remove_cgroup(&id);
-        if plan.as_ref().is_none_or(|p| p.remove) {
+        if remove_on_exit {
             remove.push(d);
             report.push(format!("removed container {id}"));
         } else if let Some(mut s) = read_state(&d) {

@@ -235,6 +235,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         network,
         runtime,
         remove: a.rm,
+        creator: Some(std::process::id()),
         volumes,
         tmpfs: a.tmpfs.clone(),
         read_only: a.read_only,

@@ -8,6 +8,7 @@ use super::network;
 use super::rootfs::{self, OverlayDirs};
 use super::spec::{self, RunPlan};
 use super::userns;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
@@ -23,6 +24,17 @@ pub fn shim_main(dir: &Path) -> i32 {
         Ok(p) => p,
         Err(e) => return fail("reading plan.json", e),
     };
+    // First of all: from here on a dead shim is seen as one (`system cleanup`).
+    write_state(
+        dir,
+        &State {
+            status: "created".into(),
+            shim_pid: std::process::id(),
+            exit_code: None,
+            image: plan.image.clone(),
+            command: spec::command_line(&plan).unwrap_or_default(),
+        },
+    );
     let mut ready = take_ready_pipe();
     // Before anything else: if this process is SIGKILLed from here on, the guardian takes
     // the container down with it.
@@ -296,7 +308,7 @@ pub fn process_alive(pid: u32) -> bool {
 /// A container's state, reconciled: "running" with a dead shim means the shim crashed.
 pub fn read_state(dir: &Path) -> Option<State> {
     let mut s: State = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
-    if s.status == "running" && !process_alive(s.shim_pid) {
+    if (s.status == "running" || s.status == "created") && !process_alive(s.shim_pid) {
         s.status = "exited (shim died)".into();
     }
     Some(s)
@@ -375,6 +387,43 @@ pub fn cgroup_path(id: &str) -> std::path::PathBuf {
         })
         .unwrap_or_else(|| "/".into());
     Path::new(&own).join(format!("skiff-{id}"))
+}
+
+/// Kills copies of the shim that never became a container: libcontainer clones the shim
+/// to make the container's init, which waits (as `skiff __shim DIR`, before its exec) for
+/// the start signal; if the shim dies then, before the init's pid is on disk, nothing else
+/// would ever end it. `except`: the shim itself and the caller when it is such a copy too
+/// (the guardian).
+pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if except.contains(&pid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline.split(|b| *b == 0);
+        let (_exe, sub, arg) = (args.next(), args.next(), args.next());
+        if sub == Some(b"__shim".as_slice())
+            && arg.is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)) == dir)
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
 }
 
 /// libcontainer reopens a stdout or stderr that is the host's /dev/null as the container's

@@ -209,6 +209,10 @@ pub struct RunPlan {
     /// `-t`: a pseudo-terminal for the container's stdio.
     #[serde(default)]
     pub tty: bool,
+    /// The skiff process that wrote the plan: while its shim has recorded nothing yet, the
+    /// container is abandoned once this process is gone.
+    #[serde(default)]
+    pub creator: Option<u32>,
 }
 
 /// `--memory`, `--cpus`, `--pids-limit`.
@@ -725,6 +729,7 @@ mod tests {
             hosts: vec![],
             pod: None,
             limits: Limits::default(),
+            creator: None,
             tty: false,
         }
     }

@@ -34,7 +34,12 @@ pub fn spawn_guardian(pid_file: PathBuf) -> std::io::Result<Guardian> {
             let _ = nix::unistd::setsid();
             let keep: Vec<&OwnedFd> = std::iter::once(&read_end).chain(shim.as_ref()).collect();
             detach_files(&keep);
-            guard(read_end, shim, &pid_file);
+            guard(
+                read_end,
+                shim,
+                shim_pid.as_raw_nonzero().get() as u32,
+                &pid_file,
+            );
             std::process::exit(0);
         }
         nix::unistd::ForkResult::Parent { .. } => {
@@ -73,7 +78,7 @@ fn detach_files(keep: &[&OwnedFd]) {
 
 /// Waits until the shim says "done" (nothing to do) or exits without saying it (its pidfd
 /// turns readable, or the pipe closes), then kills the container's init.
-fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, pid_file: &std::path::Path) {
+fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, shim_pid: u32, pid_file: &std::path::Path) {
     use rustix::event::{PollFd, PollFlags, poll};
     let mut pipe = std::fs::File::from(read_end);
     loop {
@@ -100,6 +105,12 @@ fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, pid_file: &std::path::Path) {
             break;
         }
     }
+    // The pipe also closes when the shim returns early on an error: what it started is
+    // judged once it has exited (and can no longer be taken for one of its own copies).
+    if let Some(p) = &shim {
+        let mut fds = [PollFd::new(p, PollFlags::IN)];
+        while let Err(rustix::io::Errno::INTR) = poll(&mut fds, None) {}
+    }
     if let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -109,6 +120,16 @@ fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, pid_file: &std::path::Path) {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+    // An init not started yet has no pid on disk. Scanned until none is left: one being
+    // cloned right now appears after the first scan.
+    if let Some(dir) = pid_file.parent() {
+        for _ in 0..50 {
+            if super::shim::kill_unstarted_clones(dir, &[std::process::id(), shim_pid]) == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
