@@ -151,4 +151,7 @@ fn no_way_out_of_a_container() {
             .success()
     );
     checks(&|args: &[&str]| user.run(args), &image, &user.store());
+    println!(
+        "reliability: escape basics (host processes, image layers, setuid, capabilities), root and rootless | 2 modes | pass"
+    );
 }

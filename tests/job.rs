@@ -1,6 +1,6 @@
 //! `skiff job`: example pipelines run end to end against a real registry, rootless (as
 //! skiff-test) and as root: services reached by alias, failing scripts with after_script,
-//! timeouts, variable precedence and masking, two jobs at once with the same service port,
+//! timeouts, variable precedence and masking, four jobs at once (one failing) with the same service port,
 //! and nothing left behind.
 
 mod common;
@@ -218,28 +218,48 @@ fn pipelines_run_as_the_runner_runs_them() {
     });
 }
 
+/// Four jobs at once, each with its two services on the same port in a pod of its own; one
+/// of them fails, and the others do not notice.
 #[test]
-fn two_jobs_at_once_with_the_same_service_port() {
+fn four_jobs_at_once_with_the_same_service_port() {
     for_each_runner(|who, image| {
         who.write(".gitlab-ci.yml", &pipeline(image));
-        let spawn = || {
+        let spawn = |job: &str| {
             let mut c = (who.skiff)();
             c.current_dir(&who.project)
-                .args(["job", "--tls-verify=false", "services-by-alias"])
+                .args(["job", "--tls-verify=false", job])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         };
-        // The image must be in the store before two pulls race for it.
+        // The image must be in the store before the jobs' pulls race for it.
         assert!(who.job(&["services-by-alias"]).status.success());
-        let (a, b) = (spawn(), spawn());
-        for child in [a, b] {
+        let jobs = [
+            "services-by-alias",
+            "failing",
+            "services-by-alias",
+            "services-by-alias",
+        ];
+        let children: Vec<_> = jobs.iter().map(|j| spawn(j)).collect();
+        for (job, child) in jobs.iter().zip(children) {
             let o = child.wait_with_output().unwrap();
-            assert!(o.status.success(), "{}", out(&o));
-            assert_eq!(out(&o).matches("pong").count(), 2);
+            if *job == "failing" {
+                assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+            } else {
+                assert!(o.status.success(), "{}", out(&o));
+                assert_eq!(out(&o).matches("pong").count(), 2);
+            }
         }
         assert_eq!(who.leftovers(), Vec::<String>::new());
+        println!(
+            "reliability: 4 jobs with services at once, one failing ({}) | 4 jobs, 8 services | pass",
+            if who.owner.is_some() {
+                "rootless"
+            } else {
+                "root"
+            }
+        );
     });
 }
 

@@ -87,6 +87,7 @@ fn pulls_through_network_faults() {
             Expect::Fails("503"),
         ),
     ];
+    let (pulls, mut faults) = (cases.len(), 0);
     for (what, fault, times, expect) in cases {
         let proxy = FaultProxy::start(upstream, fault, times);
         let env = Env::new();
@@ -121,11 +122,13 @@ fn pulls_through_network_faults() {
                 assert!(stderr.contains(names), "{what}: a clear error: {stderr}");
             }
         }
-        assert!(
-            proxy.seen.load(std::sync::atomic::Ordering::SeqCst) > 0,
-            "{what}: the fault was on the path"
-        );
+        let seen = proxy.seen.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(seen > 0, "{what}: the fault was on the path");
+        faults += seen.min(times);
         // Whatever happened, no blob in the store differs from its name.
         fsck_ok(&env);
     }
+    println!(
+        "reliability: network faults via a loopback proxy (reset, cut, stall, 500, 503, 429 with and without Retry-After) | {pulls} pulls, {faults} faults | pass"
+    );
 }

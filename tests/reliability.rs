@@ -1,6 +1,7 @@
 //! Concurrency and a full disk: eight processes pulling one image into one store at once
-//! download each blob once and all succeed; a store on a tiny tmpfs fails pulls and imports
-//! with a clear error and stays consistent.
+//! download each blob once and all succeed; prune and rmi racing a pull take nothing it
+//! needs; four jobs with services at once finish independently; a store on a tiny tmpfs
+//! fails pulls and imports with a clear error and stays consistent.
 
 mod common;
 
@@ -51,6 +52,9 @@ fn eight_pulls_at_once_download_each_blob_once() {
         "each blob was downloaded once"
     );
     fsck_ok(&env);
+    println!(
+        "reliability: 8 pulls of one image into one store at once | 8 pulls | pass (each blob downloaded once)"
+    );
 }
 
 #[test]
@@ -116,55 +120,86 @@ fn a_full_disk_fails_clearly_and_loses_nothing() {
         out.trim_end().ends_with('0'),
         "no half-written image: {out}"
     );
+    println!(
+        "reliability: a full disk (store on a 512 KiB tmpfs): pull and import fail clearly, fsck clean | 2 operations | pass"
+    );
 }
 
+/// prune, and rmi of an image sharing the base layer the pull found already present, while
+/// a pull is stalled mid-way: each waits for the pull or leaves what it needs alone.
 #[test]
-fn prune_during_a_pull_takes_nothing_it_needs() {
+fn prune_or_rmi_during_a_pull_takes_nothing_it_needs() {
     if !require(&["docker-registry", "skopeo"]) {
         return;
     }
     let reg = Registry::start(Auth::Anonymous);
+    let base = format!("{}/test/busybox:1", reg.addr());
+    push(&images().layout, "busybox", &base, &[]);
     push(
         &images().layout,
-        "busybox",
-        &format!("{}/test/busybox:1", reg.addr()),
+        "multi",
+        &format!("{}/test/multi:1", reg.addr()),
         &[],
     );
-    // The layer transfer stalls for 2 s: the pull is surely under way meanwhile.
-    let proxy = FaultProxy::start(
-        reg.addr().parse().unwrap(),
-        ProxyFault::StallAfter(200_000, std::time::Duration::from_secs(2)),
-        1,
-    );
-    let name = format!("{}/test/busybox:1", proxy.addr);
-    let env = Env::new();
-    let pull = env
-        .skiff()
-        .args(["pull", "-q", "--tls-verify=false", &name])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while proxy.seen.load(Ordering::SeqCst) == 0 {
-        assert!(
-            start.elapsed().as_secs() < 20,
-            "the pull never reached the layer"
+    for (what, racer) in [
+        ("prune", vec!["prune".to_string()]),
+        (
+            "rmi of the image sharing the base layer",
+            vec!["rmi".into(), base.clone()],
+        ),
+    ] {
+        let env = Env::new();
+        let o = run(env
+            .skiff()
+            .args(["pull", "-q", "--tls-verify=false", &base]));
+        assert!(o.status.success(), "{what}: {o:?}");
+        // The first blob transfer stalls halfway for 2 s: the pull is surely under way.
+        let proxy = FaultProxy::start(
+            reg.addr().parse().unwrap(),
+            ProxyFault::StallBlob(std::time::Duration::from_secs(2)),
+            1,
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let name = format!("{}/test/multi:1", proxy.addr);
+        let pull = env
+            .skiff()
+            .args(["pull", "-q", "--tls-verify=false", &name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while proxy.seen.load(Ordering::SeqCst) == 0 {
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "{what}: the pull never reached a blob"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let racing = run(env.skiff().args(&racer));
+        assert!(racing.status.success(), "{what}: {racing:?}");
+        let o = pull.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        fsck_ok(&env);
+        let o = run(env.skiff().args([
+            "run",
+            "--rm",
+            &name,
+            "sh",
+            "-c",
+            "test -d /bin && echo complete",
+        ]));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "complete",
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
-    // Mid-pull: prune (the store's garbage collection) waits for the pull, or leaves what
-    // it needs alone.
-    let prune = run(env.skiff().arg("prune"));
-    assert!(prune.status.success(), "{prune:?}");
-    let o = pull.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    fsck_ok(&env);
-    let o = run(env.skiff().args(["run", "--rm", &name, "echo", "complete"]));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "complete",
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    println!(
+        "reliability: prune, and rmi of an image sharing layers, racing a stalled pull | 2 races | pass"
     );
 }

@@ -18,6 +18,8 @@ pub enum ProxyFault {
     TruncateAfter(usize),
     /// Answer blob requests with this status (and `Retry-After` seconds, if any).
     Status(u16, Option<u64>),
+    /// Relay half of a blob's answer, stop for this long, then the rest.
+    StallBlob(Duration),
 }
 
 pub struct FaultProxy {
@@ -51,9 +53,9 @@ fn serve(
     times: usize,
     counter: Arc<AtomicUsize>,
 ) {
-    if let ProxyFault::Status(code, retry_after) = fault {
+    if let ProxyFault::Status(..) | ProxyFault::StallBlob(_) = fault {
         // Requests are inspected one at a time: the head decides, the rest is relayed.
-        return status_faults(client, upstream, code, retry_after, times, counter);
+        return blob_faults(client, upstream, fault, times, counter);
     }
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
@@ -74,7 +76,7 @@ fn serve(
             ProxyFault::ResetAfter(b)
             | ProxyFault::TruncateAfter(b)
             | ProxyFault::StallAfter(b, _) => b,
-            ProxyFault::Status(..) => usize::MAX,
+            ProxyFault::Status(..) | ProxyFault::StallBlob(_) => usize::MAX,
         };
         // The first `times` connections that carry more than `limit` bytes get the fault.
         if sent + n > limit && sent <= limit && counter.fetch_add(1, Ordering::SeqCst) < times {
@@ -103,7 +105,7 @@ fn serve(
                     sent += n;
                     continue;
                 }
-                ProxyFault::Status(..) => unreachable!(),
+                ProxyFault::Status(..) | ProxyFault::StallBlob(_) => unreachable!(),
             }
         }
         if client.write_all(&buf[..n]).is_err() {
@@ -114,13 +116,13 @@ fn serve(
     let _ = client.shutdown(Shutdown::Write);
 }
 
-/// Reads a request head; answers blob requests with `code` while faults remain (keeping the
-/// connection), relays anything else over an upstream connection of its own.
-fn status_faults(
+/// Reads a request head; while faults remain, answers blob requests with a status (keeping
+/// the connection) or stalls them halfway; relays everything over an upstream connection of
+/// its own.
+fn blob_faults(
     mut client: TcpStream,
     upstream: SocketAddr,
-    code: u16,
-    retry_after: Option<u64>,
+    fault: ProxyFault,
     times: usize,
     counter: Arc<AtomicUsize>,
 ) {
@@ -141,7 +143,11 @@ fn status_faults(
             .lines()
             .next()
             .is_some_and(|l| l.contains("/blobs/sha256:"));
-        if is_blob && counter.fetch_add(1, Ordering::SeqCst) < times {
+        let faulted = is_blob && counter.fetch_add(1, Ordering::SeqCst) < times;
+        let mut stall = None;
+        if faulted && let ProxyFault::StallBlob(d) = fault {
+            stall = Some(d);
+        } else if faulted && let ProxyFault::Status(code, retry_after) = fault {
             let reason = match code {
                 429 => "Too Many Requests",
                 503 => "Service Unavailable",
@@ -175,7 +181,15 @@ fn status_faults(
         // client opens another for its next request.
         let mut answer = Vec::new();
         let _ = server.read_to_end(&mut answer);
-        let _ = client.write_all(&answer);
+        if let Some(d) = stall {
+            let half = answer.len() / 2;
+            let _ = client.write_all(&answer[..half]);
+            let _ = client.flush();
+            std::thread::sleep(d);
+            let _ = client.write_all(&answer[half..]);
+        } else {
+            let _ = client.write_all(&answer);
+        }
         return;
     }
 }
