@@ -314,3 +314,34 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     })
 }
+
+/// Starts a helper that outlives us (a detached shim, a pod's infra): its own process group,
+/// output to `log`, no parent-death signal. Waits until it reports ready on the pipe named by
+/// `SKIFF_READY_FD`; `Err(log)` with its log when it exits without doing so.
+pub fn spawn_detached(
+    cmd: &mut std::process::Command,
+    log: &std::path::Path,
+) -> Result<std::result::Result<(), String>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let (ready_r, ready_w) = rustix::pipe::pipe().context("creating a pipe")?;
+    rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)?;
+    cmd.env("SKIFF_READY_FD", ready_w.as_raw_fd().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    drop(ready_w);
+    let mut byte = [0u8; 1];
+    if std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1) {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .trim()
+            .to_string()))
+    }
+}

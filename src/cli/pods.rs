@@ -99,29 +99,11 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
             owner: a.owner,
         },
     )?;
-    let log = std::fs::File::create(dir.join("log"))?;
-    let (ready_r, ready_w) = rustix::pipe::pipe().context("creating a pipe")?;
-    rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)?;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    std::process::Command::new(std::env::current_exe()?)
-        .arg("__pod")
-        .arg(&dir)
-        .env("SKIFF_READY_FD", ready_w.as_raw_fd().to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("starting the pod's infra process")?;
-    drop(ready_w);
-    let mut byte = [0u8; 1];
-    let ready =
-        std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1);
-    if !ready {
-        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let mut infra = std::process::Command::new(std::env::current_exe()?);
+    infra.arg("__pod").arg(&dir);
+    if let Err(log) = super::spawn_detached(&mut infra, &dir.join("log"))? {
         let _ = std::fs::remove_dir_all(&dir);
-        bail!("pod {name} did not start: {}", log.trim());
+        bail!("pod {name} did not start: {log}");
     }
     println!("{name}");
     Ok(())

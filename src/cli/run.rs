@@ -7,7 +7,6 @@ use clap::Args;
 use skiff::registry::pull::{ProgressMode, parse_policies};
 use skiff::runtime::backend::RuntimeChoice;
 use skiff::runtime::spec::{Limits, Network, RunPlan, Volume};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -256,31 +255,12 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     }
     std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
     if a.detach {
-        // Its own process group, output to the log, no parent-death signal: it lives on.
-        let log = std::fs::File::create(dir.join("log")).context("creating the log")?;
-        // The shim reports "started" on this pipe, so that `run -d` returns once the
-        // container runs (an `exec` right after it finds it) or fails with the shim's error.
-        let (ready_r, ready_w) = rustix::pipe::pipe().context("creating a pipe")?;
-        rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)?;
-        use std::os::fd::AsRawFd;
-        std::process::Command::new(std::env::current_exe()?)
-            .arg("__shim")
-            .arg(&dir)
-            .env("SKIFF_DETACHED", "1")
-            .env("SKIFF_READY_FD", ready_w.as_raw_fd().to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("starting the shim")?;
-        drop(ready_w);
-        let mut byte = [0u8; 1];
-        let started =
-            std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1);
-        if !started {
-            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-            bail!("container {id} did not start: {}", log.trim());
+        // The shim reports "started", so that `run -d` returns once the container runs (an
+        // `exec` right after it finds it) or fails with the shim's error.
+        let mut shim = std::process::Command::new(std::env::current_exe()?);
+        shim.arg("__shim").arg(&dir).env("SKIFF_DETACHED", "1");
+        if let Err(log) = super::spawn_detached(&mut shim, &dir.join("log"))? {
+            bail!("container {id} did not start: {log}");
         }
         println!("{id}");
         return Ok(());
