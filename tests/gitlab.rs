@@ -96,21 +96,6 @@ impl Runner<'_> {
     }
 }
 
-/// A prebuilt helper tarball in the runner's newer form (docker-archive, zstd).
-fn helper_tarballs(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let archive = dir.join("helper.tar");
-    common::ok(
-        std::process::Command::new("skopeo")
-            .args(["copy", "-q"])
-            .arg(format!("oci:{}:busybox", images().layout.display()))
-            .arg(format!("docker-archive:{}:some/name:1", archive.display())),
-    );
-    let zst = zstd::encode_all(&std::fs::read(&archive).unwrap()[..], 3).unwrap();
-    std::fs::write(dir.join("prebuilt-alpine-x86_64.docker.tar.zst"), zst).unwrap();
-    std::fs::remove_file(archive).unwrap();
-}
-
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -221,7 +206,7 @@ fn custom_executor_calls_as_the_runner_makes_them() {
     let missing = format!("{}/test/nothing-here:1", reg.addr());
     let env = Env::new();
     let helper_dir = env.path("helper-images");
-    helper_tarballs(&helper_dir);
+    common::images::helper_tarballs(&helper_dir);
     std::fs::create_dir_all(env.path("tmp")).unwrap();
     let root_skiff = |vars: &[String]| {
         let mut c = env.skiff();
@@ -249,7 +234,7 @@ fn custom_executor_calls_as_the_runner_makes_them() {
     nix::unistd::chown(&tmp, Some(pw.uid), Some(pw.gid)).unwrap();
     // The helper tarballs must be readable by the user.
     let user_helper = user.dir.path().join("home/helper-images");
-    helper_tarballs(&user_helper);
+    common::images::helper_tarballs(&user_helper);
     for p in [
         &user_helper,
         &user_helper.join("prebuilt-alpine-x86_64.docker.tar.zst"),

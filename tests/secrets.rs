@@ -50,7 +50,8 @@ impl Secrets {
 }
 
 /// Runs a command while sampling every process's argument list, except the command's own
-/// (where a user may put a secret by choice: `--creds`, `--masked-var`).
+/// (where a user may put a secret by choice: `--creds`, `--masked-var`), also as seen in its
+/// children between fork and exec.
 fn run_watched(cmd: &mut Command, secrets: &Secrets, stdin: Option<&str>) -> (Output, Vec<String>) {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -77,6 +78,8 @@ fn run_watched(cmd: &mut Command, secrets: &Secrets, stdin: Option<&str>) -> (Ou
         std::thread::spawn(move || {
             let mut leaks = Vec::new();
             let me = std::process::id();
+            // A child between fork and exec still shows our command's arguments.
+            let own_cmdline = std::fs::read(format!("/proc/{own}/cmdline")).unwrap_or_default();
             while !done.load(Ordering::Relaxed) {
                 for e in std::fs::read_dir("/proc").unwrap().flatten() {
                     let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok())
@@ -89,6 +92,9 @@ fn run_watched(cmd: &mut Command, secrets: &Secrets, stdin: Option<&str>) -> (Ou
                     let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
                         continue;
                     };
+                    if cmdline == own_cmdline {
+                        continue;
+                    }
                     let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
                     if forms.iter().any(|f| text.contains(f.as_str())) {
                         leaks.push(format!("pid {pid}: {text}"));
@@ -407,6 +413,61 @@ fn no_secret_in_output_arguments_logs_or_readable_files() {
     );
     assert!(out.contains("token is [MASKED]"), "{out}");
 
+    // The custom-executor driver: DOCKER_AUTH_CONFIG as the runner passes it (CUSTOM_ENV_),
+    // with the helper image from a prebuilt tarball; prepare, a stage, cleanup.
+    let driver = Env::new();
+    let tmp = driver.path("tmp");
+    let helpers = driver.path("helpers");
+    std::fs::create_dir_all(&tmp).unwrap();
+    common::images::helper_tarballs(&helpers);
+    let script = tmp.join("script1/script.");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, "#!/usr/bin/env sh\necho stage ran\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let runner_vars = [
+        ("TMPDIR", tmp.display().to_string()),
+        ("BUILD_FAILURE_EXIT_CODE", "1".into()),
+        ("SYSTEM_FAILURE_EXIT_CODE", "2".into()),
+        (
+            "BUILD_EXIT_CODE_FILE",
+            tmp.join("code").display().to_string(),
+        ),
+        ("CUSTOM_ENV_CI_JOB_ID", "77".into()),
+        ("CUSTOM_ENV_CI_PROJECT_ID", "7".into()),
+        ("CUSTOM_ENV_CI_RUNNER_ID", "3".into()),
+        ("CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID", "0".into()),
+        ("CUSTOM_ENV_CI_RUNNER_VERSION", "17.9.0".into()),
+        ("CUSTOM_ENV_CI_BUILDS_DIR", "/builds".into()),
+        ("CUSTOM_ENV_CI_JOB_IMAGE", name.clone()),
+        (
+            "CUSTOM_ENV_DOCKER_AUTH_CONFIG",
+            auths(&host, "ci", &password),
+        ),
+        ("SKIFF_HELPER_DIRS", helpers.display().to_string()),
+    ];
+    for (stage, args) in [
+        ("prepare", vec!["gitlab", "prepare", "--tls-verify=false"]),
+        (
+            "run",
+            vec!["gitlab", "run", script.to_str().unwrap(), "build_script"],
+        ),
+        ("cleanup", vec!["gitlab", "cleanup"]),
+    ] {
+        let mut c = driver.skiff();
+        c.envs(runner_vars.iter().map(|(k, v)| (k, v))).args(&args);
+        let out = check(
+            &format!("gitlab {stage} with CUSTOM_ENV_DOCKER_AUTH_CONFIG"),
+            &mut c,
+            &secrets,
+            None,
+            true,
+            &mut runs,
+        );
+        if stage == "run" {
+            assert!(out.contains("stage ran"), "{out}");
+        }
+    }
+
     // Token auth: a refresh (identity) token in auth.json, and the password on a token
     // registry's login.
     let dir = tempfile::tempdir().unwrap();
@@ -474,11 +535,16 @@ fn no_secret_in_output_arguments_logs_or_readable_files() {
     );
 
     let mut files = 0;
-    for dir in [env.dir.path(), job_env.dir.path(), token_env.dir.path()] {
+    for dir in [
+        env.dir.path(),
+        job_env.dir.path(),
+        driver.dir.path(),
+        token_env.dir.path(),
+    ] {
         check_files(dir, &secrets, since, &mut files);
     }
     check_files(&std::env::temp_dir(), &secrets, since, &mut files);
     println!(
-        "reliability: secrets in no output, argument list, log or readable file (DOCKER_AUTH_CONFIG, config.json, auth.json, REGISTRY_AUTH_FILE, helper, login, identity token; push, job) | {runs} runs, {files} files scanned | pass"
+        "reliability: secrets in no output, argument list, log or readable file (DOCKER_AUTH_CONFIG, config.json, auth.json, REGISTRY_AUTH_FILE, helper, login, identity token; push, job, custom-executor driver) | {runs} runs, {files} files scanned | pass"
     );
 }

@@ -215,3 +215,18 @@ pub fn images() -> &'static TestImages {
         })
         .1
 }
+
+/// A prebuilt helper tarball in the runner's newer form (docker-archive, zstd).
+pub fn helper_tarballs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let archive = dir.join("helper.tar");
+    super::ok(
+        std::process::Command::new("skopeo")
+            .args(["copy", "-q"])
+            .arg(format!("oci:{}:busybox", images().layout.display()))
+            .arg(format!("docker-archive:{}:some/name:1", archive.display())),
+    );
+    let zst = zstd::encode_all(&std::fs::read(&archive).unwrap()[..], 3).unwrap();
+    std::fs::write(dir.join("prebuilt-alpine-x86_64.docker.tar.zst"), zst).unwrap();
+    std::fs::remove_file(archive).unwrap();
+}
