@@ -264,12 +264,13 @@ fn four_jobs_at_once_with_the_same_service_port() {
 }
 
 #[test]
-fn interrupted_or_terminated_job_cleans_up() {
+fn interrupted_terminated_or_killed_job_cleans_up() {
     for_each_runner(|who, image| {
         who.write(".gitlab-ci.yml", &pipeline(image));
         for signal in [
             nix::sys::signal::Signal::SIGINT,
             nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGKILL,
         ] {
             let mut c = (who.skiff)();
             let mut child = c
@@ -290,10 +291,37 @@ fn interrupted_or_terminated_job_cleans_up() {
                 let mode = e.metadata().unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o700, "{}", e.path().display());
             }
-            // runuser passes the signal on to skiff; as root it is skiff itself.
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+            // runuser passes the signal on to skiff; as root it is skiff itself. SIGKILL
+            // cannot be passed on: it goes to skiff, the child of runuser.
+            let mut target = child.id();
+            if signal == nix::sys::signal::Signal::SIGKILL && who.owner.is_some() {
+                let children =
+                    std::fs::read_to_string(format!("/proc/{target}/task/{target}/children"))
+                        .unwrap();
+                target = children.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(target as i32), signal).unwrap();
             let status = child.wait().unwrap();
             assert!(!status.success());
+            if signal == nix::sys::signal::Signal::SIGKILL {
+                // No cleanup ran: the pod's infra saw its owner die and took the service and
+                // the build container down; `system cleanup` then removes their files.
+                let start = std::time::Instant::now();
+                loop {
+                    let ps = run((who.skiff)().arg("ps"));
+                    let listed = String::from_utf8_lossy(&ps.stdout).to_string();
+                    if listed.lines().count() <= 1 {
+                        break;
+                    }
+                    assert!(
+                        start.elapsed().as_secs() < 10,
+                        "containers outlived a killed job: {listed}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                let o = run((who.skiff)().args(["system", "cleanup"]));
+                assert!(o.status.success(), "{o:?}");
+            }
             assert_eq!(
                 who.leftovers(),
                 Vec::<String>::new(),

@@ -114,6 +114,8 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     let dir = ctx.root.join("jobs").join(&id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     private_dir(&dir)?;
+    // For `system cleanup`, should this process be killed before its own cleanup.
+    std::fs::write(dir.join(JOB_OWNER), std::process::id().to_string())?;
     let res = Resources {
         root: ctx.root.clone(),
         pod: format!("job-{id}"),
@@ -511,6 +513,9 @@ fn predefined(
 
 /// Only the owner may enter: the stage scripts inside hold the job's variables, secrets
 /// included. (Containers reach their bind-mounted subdirectory without passing through it.)
+/// `jobs/<id>/owner`: the pid of the `skiff job` process the directory belongs to.
+pub(super) const JOB_OWNER: &str = "owner";
+
 pub(super) fn private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

@@ -213,7 +213,7 @@ fn ls(ctx: &Context) -> Result<()> {
 
 /// Containers whose shim is gone: their processes are killed (the guardian normally did
 /// that already), --rm ones are removed, the others are kept as exited. Pods whose infra
-/// process is gone are removed. Mounts need nothing: they lived in the dead shims'
+/// process is gone are removed, and the files of jobs whose `skiff job` process is gone. Mounts need nothing: they lived in the dead shims'
 /// namespaces.
 pub async fn cleanup(ctx: &Context) -> Result<()> {
     let mut remove = vec![];
@@ -273,7 +273,20 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         let Ok(state) = pod::read(&e.path()) else {
             continue;
         };
-        if !state.infra_pid.is_some_and(process_alive) {
+        let ended = pod::has_ended(&e.path());
+        if ended || !state.infra_pid.is_some_and(process_alive) {
+            if let Some(pid) = state.infra_pid.filter(|_| ended) {
+                // Its owner is gone and the infra is killing the members: it exits once it
+                // has seen every member start, which takes a moment at most.
+                let start = Instant::now();
+                while process_alive(pid) && start.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             // Its members cannot run without it.
             for d in pod::members(&e.path()) {
                 if let Some(pid) = container_pid(&d) {
@@ -285,6 +298,32 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
             report.push(format!(
                 "removed pod {} (its infra process was gone)",
                 state.name
+            ));
+        }
+    }
+    // Directories of `skiff job` processes killed before their own cleanup (their stage
+    // scripts hold the job's variables).
+    for e in std::fs::read_dir(ctx.root.join("jobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let owner = std::fs::read_to_string(e.path().join(super::job::JOB_OWNER))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        let abandoned = match owner {
+            Some(pid) => !process_alive(pid),
+            // Killed between making the directory and writing its owner.
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(10)),
+        };
+        if abandoned {
+            remove.push(e.path());
+            report.push(format!(
+                "removed the files of job {}",
+                e.file_name().to_string_lossy()
             ));
         }
     }

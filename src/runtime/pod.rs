@@ -42,6 +42,11 @@ pub struct PodState {
 const ENDED: &str = "ended";
 const MEMBER_LOCK: &str = "member.lock";
 
+/// The pod's owner has ended: its members are being killed, or were.
+pub fn has_ended(dir: &Path) -> bool {
+    dir.join(ENDED).exists()
+}
+
 /// Held (shared) by a member's shim from joining the pod until its container's pid is on
 /// disk, so that a pod ending with its owner kills every member, even one starting then.
 pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
@@ -54,7 +59,7 @@ pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
             path: dir.join(MEMBER_LOCK),
             error: e.to_string(),
         })?;
-    if dir.join(ENDED).exists() {
+    if has_ended(dir) {
         return Err(PodError::NotRunning { name });
     }
     Ok(lock)
