@@ -66,6 +66,14 @@ impl Resources {
             .stderr(Stdio::null())
             .status()
             .await;
+        // The owner file goes last: killed midway, this leaves a directory that still names
+        // its (dead) owner for `system cleanup`.
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if e.file_name() != JOB_OWNER {
+                let path = e.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
