@@ -120,10 +120,16 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     let log = Log { masker };
     let id = format!("{:012x}", skiff::time::now_nanos() & 0xffff_ffff_ffff);
     let dir = ctx.root.join("jobs").join(&id);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    private_dir(&dir)?;
-    // For `system cleanup`, should this process be killed before its own cleanup.
-    std::fs::write(dir.join(JOB_OWNER), std::process::id().to_string())?;
+    // Made under a name carrying our pid, given its owner file, then renamed: a job
+    // directory without an owner file is one whose removal was cut short, never a new one.
+    let staging = ctx
+        .root
+        .join("jobs")
+        .join(format!(".{id}.{}", std::process::id()));
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    private_dir(&staging)?;
+    std::fs::write(staging.join(JOB_OWNER), std::process::id().to_string())?;
+    std::fs::rename(&staging, &dir).with_context(|| format!("creating {}", dir.display()))?;
     let res = Resources {
         root: ctx.root.clone(),
         pod: format!("job-{id}"),

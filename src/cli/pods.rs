@@ -308,17 +308,14 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         .flatten()
         .flatten()
     {
+        let name = e.file_name().to_string_lossy().to_string();
         let owner = std::fs::read_to_string(e.path().join(super::job::JOB_OWNER))
             .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        let abandoned = match owner {
-            Some(pid) => !process_alive(pid),
-            // Killed between making the directory and writing its owner.
-            None => e
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(10)),
-        };
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            // `.<id>.<pid>`: still being made.
+            .or_else(|| name.strip_prefix('.')?.rsplit('.').next()?.parse().ok());
+        // No owner at all: its own removal was cut short.
+        let abandoned = owner.is_none_or(|pid| !process_alive(pid));
         if abandoned {
             remove.push(e.path());
             report.push(format!(
