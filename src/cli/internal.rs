@@ -8,7 +8,8 @@ use skiff::unpack::{self, Options};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-pub fn run(cmd: &str, args: &[String]) -> i32 {
+/// `parent`: the pid of the skiff process that started us, as it told us.
+pub fn run(cmd: &str, args: &[String], parent: Option<u32>) -> i32 {
     let level = std::env::var("SKIFF_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -28,10 +29,12 @@ pub fn run(cmd: &str, args: &[String]) -> i32 {
     let detached =
         cmd == "__pod" || (cmd == "__shim" && std::env::var_os("SKIFF_DETACHED").is_some());
     if cmd != "__map-ids" && !detached {
-        let parent = rustix::process::getppid();
+        let before = rustix::process::getppid();
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-        if rustix::process::getppid() != parent {
+        let now = rustix::process::getppid();
+        let expected = parent.or(before.map(|p| p.as_raw_nonzero().get() as u32));
+        if now.map(|p| p.as_raw_nonzero().get() as u32) != expected {
             return 1; // the parent died before the death signal was armed
         }
     }
