@@ -308,36 +308,26 @@ fn no_secret_in_output_arguments_logs_or_readable_files() {
 
     // login (verified against the registry, right and wrong), then pull and push with the
     // stored credentials, inspect and images in JSON, logout.
-    check(
-        "login with a wrong password",
-        env.skiff().args([
-            "login",
-            "--tls-verify=false",
-            "-u",
-            "ci",
-            "--password-stdin",
-            &host,
-        ]),
-        &secrets,
-        Some(&wrong),
-        false,
-        &mut runs,
-    );
-    check(
-        "login",
-        env.skiff().args([
-            "login",
-            "--tls-verify=false",
-            "-u",
-            "ci",
-            "--password-stdin",
-            &host,
-        ]),
-        &secrets,
-        Some(&password),
-        true,
-        &mut runs,
-    );
+    for (what, pw, expect_ok) in [
+        ("login with a wrong password", &wrong, false),
+        ("login", &password, true),
+    ] {
+        check(
+            what,
+            env.skiff().args([
+                "login",
+                "--tls-verify=false",
+                "-u",
+                "ci",
+                "--password-stdin",
+                &host,
+            ]),
+            &secrets,
+            Some(pw),
+            expect_ok,
+            &mut runs,
+        );
+    }
     reset(&env);
     check(
         "pull after login",

@@ -333,21 +333,7 @@ async fn prepare(ctx: &Context, a: &PrepareArgs) -> Result<()> {
             "{}:/skiff-job:ro",
             st.dir.join("scripts").display()
         ));
-        if let Some(e) = entrypoint {
-            cmd.arg("--entrypoint").arg(serde_json::to_string(&e)?);
-        }
-        cmd.arg(image).args([
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done",
-        ]);
-        let out = cmd.output().await?;
-        if !out.status.success() {
-            bail!(
-                "starting {name} from {image}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        super::job::start_idle(cmd, image, entrypoint.as_deref(), name).await?;
     }
     log.line(&format!(
         "Job containers ready: {} (helper), {} (build), pod {}",

@@ -310,23 +310,13 @@ async fn run_job(
     .arg("-v")
     .arg(format!("{}:/skiff-job:ro", scripts.display()))
     .args(["-w", &project_dir]);
-    if let Some(e) = &image.entrypoint {
-        cmd.arg("--entrypoint").arg(serde_json::to_string(e)?);
-    }
-    // The build container idles; each stage is an exec into it (the runner re-attaches).
-    cmd.arg(&image.name).args([
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done",
-    ]);
-    let out = cmd.output().await?;
-    if !out.status.success() {
-        bail!(
-            "starting the build container from {}: {}",
-            image.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    start_idle(
+        cmd,
+        &image.name,
+        image.entrypoint.as_deref(),
+        "the build container",
+    )
+    .await?;
 
     let step: Vec<String> = job
         .before_script
@@ -527,6 +517,32 @@ fn predefined(
 
 /// Only the owner may enter: the stage scripts inside hold the job's variables, secrets
 /// included. (Containers reach their bind-mounted subdirectory without passing through it.)
+/// Finishes a `skiff run -d` command for a container that idles until stopped: each stage is
+/// an exec into it (the runner re-attaches likewise), and runs it.
+pub(super) async fn start_idle(
+    mut cmd: tokio::process::Command,
+    image: &str,
+    entrypoint: Option<&[String]>,
+    what: &str,
+) -> Result<()> {
+    if let Some(e) = entrypoint {
+        cmd.arg("--entrypoint").arg(serde_json::to_string(e)?);
+    }
+    cmd.arg(image).args([
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done",
+    ]);
+    let out = cmd.output().await?;
+    if !out.status.success() {
+        bail!(
+            "starting {what} from {image}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// `jobs/<id>/owner`: the pid of the `skiff job` process the directory belongs to.
 pub(super) const JOB_OWNER: &str = "owner";
 
