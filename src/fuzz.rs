@@ -27,12 +27,12 @@ fn text(data: &[u8]) -> Option<&str> {
 pub fn reference(data: &[u8]) {
     let Some(s) = text(data) else { return };
     for parse in [
-        crate::reference::ImageRef::parse,
-        crate::reference::ImageRef::parse_local,
+        crate::oci::reference::ImageRef::parse,
+        crate::oci::reference::ImageRef::parse_local,
     ] {
         if let Ok(r) = parse(s) {
             let printed = r.to_string();
-            let again = crate::reference::ImageRef::parse(&printed)
+            let again = crate::oci::reference::ImageRef::parse(&printed)
                 .unwrap_or_else(|e| panic!("{s:?} printed as {printed:?}, which fails: {e}"));
             assert_eq!(again.to_string(), printed, "{s:?} does not round-trip");
         }
@@ -53,7 +53,7 @@ pub fn manifest(data: &[u8]) {
         Some("application/vnd.docker.distribution.manifest.v2+json"),
         Some("application/vnd.docker.distribution.manifest.list.v2+json"),
     ] {
-        let _ = crate::registry::manifest::parse(data, content_type, "fuzz");
+        let _ = crate::oci::manifest::parse(data, content_type, "fuzz");
     }
 }
 
@@ -79,7 +79,7 @@ pub fn registries_conf(data: &[u8]) {
     let Some(s) = text(data) else { return };
     if let Ok(conf) = crate::registry::mirrors::RegistriesConf::parse(s, Path::new("fuzz.conf")) {
         for name in ["docker.io/library/busybox:1", "registry.example:5000/a/b"] {
-            if let Ok(r) = crate::reference::ImageRef::parse(name) {
+            if let Ok(r) = crate::oci::reference::ImageRef::parse(name) {
                 let _ = conf.pull_sources(&r, false);
             }
         }

@@ -3,13 +3,12 @@
 
 pub mod archive;
 pub mod auth;
-pub mod digest;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gitlab;
 pub mod helper;
 pub mod job;
-pub mod reference;
+pub mod oci;
 pub mod registry;
 pub mod runtime;
 pub mod store;

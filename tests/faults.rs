@@ -6,7 +6,7 @@ mod common;
 
 use common::http::{Request, Server, respond};
 use common::{Env, fails, fsck_ok, json};
-use skiff::digest::Digest;
+use skiff::oci::digest::Digest;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};

@@ -178,7 +178,7 @@ fn every_compression_and_stdin_give_one_layer_skopeo_can_read() {
     assert!(diff_ids.iter().all(|d| *d == diff_ids[0]), "{diff_ids:?}");
     assert_eq!(
         diff_ids[0],
-        skiff::digest::Digest::sha256_of(&tar).to_string(),
+        skiff::oci::digest::Digest::sha256_of(&tar).to_string(),
         "diff_id is the sha256 of the uncompressed tar"
     );
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::registry::{Auth, Registry, push};
 use common::{Env, fsck_ok, json, ok, require};
-use skiff::digest::Digest;
+use skiff::oci::digest::Digest;
 use std::io::Write;
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ mod common;
 use common::images::images;
 use common::registry::{Auth, Registry, push};
 use common::{Env, ok, require, require_root};
-use skiff::digest::Digest;
+use skiff::oci::digest::Digest;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;

@@ -5,9 +5,9 @@
 //! by the file's sha256, so it costs a hash of the compressed file.
 
 use super::{ArchiveError, changes};
-use crate::digest::Digest;
-use crate::reference::ImageRef;
-use crate::registry::manifest::{Descriptor, OCI_CONFIG, OCI_MANIFEST, PlatformSpec};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, OCI_CONFIG, OCI_MANIFEST, PlatformSpec};
+use crate::oci::reference::ImageRef;
 use crate::store::Store;
 use crate::unpack::{Report, compression};
 use serde_json::{Map, Value, json};

@@ -5,9 +5,9 @@
 //! the blobs this load added are removed again, so the store is as before.
 
 use super::ArchiveError;
-use crate::digest::Digest;
-use crate::reference::ImageRef;
-use crate::registry::manifest::{self, Descriptor, OCI_CONFIG, OCI_MANIFEST, Parsed, PlatformSpec};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Descriptor, OCI_CONFIG, OCI_MANIFEST, Parsed, PlatformSpec};
+use crate::oci::reference::ImageRef;
 use crate::store::Store;
 use crate::unpack::{Compression, compression};
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@ pub mod import;
 pub mod load;
 pub mod save;
 
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +15,7 @@ pub enum ArchiveError {
     #[error("invalid --change {instruction:?}: {reason}")]
     Change { instruction: String, reason: String },
     #[error("{0}")]
-    Name(#[from] crate::reference::ReferenceError),
+    Name(#[from] crate::oci::reference::ReferenceError),
     #[error("{}: not a root filesystem tarball: {reason}", source_name)]
     NotRootfs { source_name: String, reason: String },
     #[error("layer {0}: the unpacked content hashes differently from the stored blob")]

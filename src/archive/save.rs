@@ -4,8 +4,8 @@
 //! to a temporary file and renamed, so a failure never leaves half an archive behind.
 
 use super::ArchiveError;
-use crate::digest::Digest;
-use crate::registry::manifest::{self, Descriptor, Parsed};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Descriptor, Parsed};
 use crate::store::{ImageEntry, Store};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

@@ -4,9 +4,9 @@ use super::{Context, Format, platform_or_host, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use skiff::archive::import::{ImportOptions, import};
-use skiff::digest::{Algorithm, Digest, Digester};
 use skiff::helper::{self, HelperSpec, PrebuiltKind};
-use skiff::reference::ImageRef;
+use skiff::oci::digest::{Algorithm, Digest, Digester};
+use skiff::oci::reference::ImageRef;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,8 @@
 use super::{Context, Format, print_json};
 use anyhow::{Result, bail};
 use clap::Args;
-use skiff::reference::ImageRef;
-use skiff::registry::manifest::{self, ImageManifest, Parsed};
+use skiff::oci::manifest::{self, ImageManifest, Parsed};
+use skiff::oci::reference::ImageRef;
 use skiff::store::{ImageEntry, PULLED_ANNOTATION, SOURCE_ANNOTATION, Store};
 use std::collections::BTreeMap;
 

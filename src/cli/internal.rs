@@ -1,7 +1,7 @@
 //! Hidden subcommands the binary runs as its own helper, single-threaded and before any
 //! runtime exists (entering a user namespace requires that).
 
-use skiff::digest::Digest;
+use skiff::oci::digest::Digest;
 use skiff::runtime::userns;
 use skiff::store::Store;
 use skiff::unpack::{self, Options};

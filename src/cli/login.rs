@@ -3,7 +3,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::auth::sources::AuthEnv;
 use skiff::auth::{Credential, Source, config};
-use skiff::reference::{DOCKER_HUB, DOCKER_HUB_API};
+use skiff::oci::reference::{DOCKER_HUB, DOCKER_HUB_API};
 use skiff::registry::Client;
 use std::io::Read as _;
 

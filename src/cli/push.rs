@@ -1,7 +1,7 @@
 use super::{Context, Format, RegistryArgs, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use skiff::reference::ImageRef;
+use skiff::oci::reference::ImageRef;
 use skiff::registry::push::Pusher;
 
 #[derive(Args, Debug)]

@@ -116,7 +116,7 @@ fn uid_map() -> (bool, bool) {
 
 fn copy_layers(
     store: &Store,
-    layers: &[(skiff::registry::manifest::Descriptor, skiff::digest::Digest)],
+    layers: &[(skiff::oci::manifest::Descriptor, skiff::oci::digest::Digest)],
     dest: &std::path::Path,
 ) -> Result<()> {
     let (initial, many) = uid_map();

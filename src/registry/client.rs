@@ -2,11 +2,11 @@
 //! `Retry-After`, manual redirects (never sending `Authorization` to another origin),
 //! manifests with a size cap, and blob downloads that resume with `Range`.
 
-use super::manifest::{ACCEPT, Descriptor, MAX_MANIFEST_SIZE};
 use super::{RegistryError, error_code_and_summary, read_limited, tls};
 use crate::auth::challenge::{self, Challenge};
 use crate::auth::token::{self, TokenCache, TokenKey};
 use crate::auth::{AuthError, Credential, Source};
+use crate::oci::manifest::{ACCEPT, Descriptor, MAX_MANIFEST_SIZE};
 use futures_util::StreamExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
@@ -172,8 +172,8 @@ impl Client {
         let body = read_limited(resp, MAX_MANIFEST_SIZE)
             .await
             .map_err(|e| self.tag_registry(e))?;
-        if let Ok(expected) = reference.parse::<crate::digest::Digest>() {
-            if let Err(crate::digest::DigestError::Mismatch { expected, actual }) =
+        if let Ok(expected) = reference.parse::<crate::oci::digest::Digest>() {
+            if let Err(crate::oci::digest::DigestError::Mismatch { expected, actual }) =
                 expected.verify(&body)
             {
                 return Err(RegistryError::DigestMismatch {
@@ -207,7 +207,7 @@ impl Client {
         let url = self
             .url(&format!("/v2/{repo}/blobs/{}", desc.digest))
             .to_string();
-        if let Err(crate::digest::DigestError::Mismatch { expected, actual }) =
+        if let Err(crate::oci::digest::DigestError::Mismatch { expected, actual }) =
             desc.digest.verify(&sink.0)
         {
             return Err(RegistryError::DigestMismatch {
@@ -626,7 +626,7 @@ impl Client {
     pub async fn blob_exists(
         &self,
         repo: &str,
-        digest: &crate::digest::Digest,
+        digest: &crate::oci::digest::Digest,
     ) -> Result<bool, RegistryError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let resp = self
@@ -648,7 +648,7 @@ impl Client {
     pub async fn mount_blob(
         &self,
         repo: &str,
-        digest: &crate::digest::Digest,
+        digest: &crate::oci::digest::Digest,
         from: &str,
     ) -> Result<Option<Url>, RegistryError> {
         {
@@ -697,7 +697,7 @@ impl Client {
         &self,
         repo: &str,
         mut location: Url,
-        digest: &crate::digest::Digest,
+        digest: &crate::oci::digest::Digest,
         path: &std::path::Path,
         chunk: Option<u64>,
     ) -> Result<(), RegistryError> {

@@ -2,7 +2,7 @@
 //! `[[registry.mirror]]` with `pull-from-mirror`, `mirror-by-digest-only`,
 //! `unqualified-search-registries`. Endpoints are tried mirrors first, primary last.
 
-use crate::reference::ImageRef;
+use crate::oci::reference::ImageRef;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

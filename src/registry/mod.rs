@@ -2,14 +2,13 @@
 //! verified, resumed), retries, mirrors and pulls into the store.
 
 pub mod client;
-pub mod manifest;
 pub mod mirrors;
 pub mod pull;
 pub mod push;
 pub mod tls;
 
 use crate::auth::AuthError;
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use crate::store::StoreError;
 use futures_util::StreamExt;
 use std::path::PathBuf;
@@ -43,15 +42,8 @@ pub enum RegistryError {
     },
     #[error("{url}: body exceeds the {limit}-byte limit")]
     TooLarge { url: String, limit: usize },
-    #[error(
-        "{reference}: Docker schema 1 manifests are not supported (deprecated since 2017); ask the publisher to push a schema 2 or OCI image"
-    )]
-    Schema1 { reference: String },
-    #[error("{reference}: unsupported manifest media type {media_type}")]
-    UnsupportedMediaType {
-        reference: String,
-        media_type: String,
-    },
+    #[error(transparent)]
+    Manifest(#[from] crate::oci::manifest::ManifestError),
     #[error("{reference}: invalid manifest: {reason}")]
     BadManifest { reference: String, reason: String },
     #[error("{reference}: no image for platform {wanted} (the index has: {available})")]

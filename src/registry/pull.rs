@@ -4,11 +4,11 @@
 
 use super::RegistryError;
 use super::client::{Client, ClientOptions};
-use super::manifest::{self, Descriptor, MAX_CONFIG_SIZE, Parsed, PlatformSpec};
 use super::mirrors::{PullSource, RegistriesConf};
 use crate::auth::CredentialResolver;
-use crate::digest::Digest;
-use crate::reference::{ImageRef, is_short_name};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Descriptor, MAX_CONFIG_SIZE, Parsed, PlatformSpec};
+use crate::oci::reference::{ImageRef, is_short_name};
 use crate::store::{ImageEntry, PULLED_ANNOTATION, SOURCE_ANNOTATION, Store};
 use crate::unpack::child::{LayerUnpacker, unpack_blob_file};
 use serde::Serialize;

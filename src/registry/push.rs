@@ -4,11 +4,11 @@
 
 use super::RegistryError;
 use super::client::{Client, ClientOptions};
-use super::manifest::{self, Parsed};
 use super::mirrors::RegistriesConf;
 use crate::auth::CredentialResolver;
-use crate::digest::Digest;
-use crate::reference::ImageRef;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Parsed};
+use crate::oci::reference::ImageRef;
 use crate::store::{ImageEntry, SOURCE_ANNOTATION, Store};
 use serde::Serialize;
 

@@ -3,8 +3,8 @@
 //! becomes visible by rename; a directory without the `tmp-` prefix is always complete.
 
 use super::{FileLock, ImageEntry, Store, StoreError};
-use crate::digest::Digest;
-use crate::registry::manifest::{self, Descriptor, Parsed};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{self, Descriptor, Parsed};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

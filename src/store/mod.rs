@@ -7,8 +7,8 @@
 mod layers;
 mod lock;
 
-use crate::digest::{Algorithm, Digest, Digester};
-use crate::registry::manifest::{self, Descriptor};
+use crate::oci::digest::{Algorithm, Digest, Digester};
+use crate::oci::manifest::{self, Descriptor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;

@@ -2,7 +2,7 @@
 //! namespace) fed through its stdin, so a layer unpacks while it downloads.
 
 use super::{Report, UnpackError};
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use std::path::Path;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;

@@ -4,7 +4,7 @@
 //! the very stream it was extracted from, so it is content-addressed all the same.
 
 use super::{Options, Report, UnpackError, remove_tree, unpack, unpack_verified};
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use crate::store::Store;
 use std::io::Read;
 

@@ -13,7 +13,7 @@ pub mod child;
 pub mod compression;
 pub mod layer;
 
-use crate::digest::{Algorithm, Digest, Digester};
+use crate::oci::digest::{Algorithm, Digest, Digester};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps, XattrFlags};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};

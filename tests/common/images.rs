@@ -2,7 +2,7 @@
 //! `busybox` (1 layer), `multi` (3 layers: base, additions, whiteouts), `index` (an OCI index
 //! for linux/amd64 and linux/arm64/v8). Reproducible: fixed mtimes, sorted entries.
 
-use skiff::digest::Digest;
+use skiff::oci::digest::Digest;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,11 +1,26 @@
 //! Manifest and index wire formats (OCI and Docker schema 2), media types, size limits and
 //! platform selection.
 
-use super::RegistryError;
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// A manifest or index that skiff cannot use, named by the reference it was read for.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(
+        "{reference}: Docker schema 1 manifests are not supported (deprecated since 2017); ask the publisher to push a schema 2 or OCI image"
+    )]
+    Schema1 { reference: String },
+    #[error("{reference}: unsupported manifest media type {media_type}")]
+    UnsupportedMediaType {
+        reference: String,
+        media_type: String,
+    },
+    #[error("{reference}: invalid manifest: {reason}")]
+    Bad { reference: String, reason: String },
+}
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -82,8 +97,8 @@ pub fn parse(
     bytes: &[u8],
     content_type: Option<&str>,
     reference: &str,
-) -> Result<(Parsed, String), RegistryError> {
-    let bad = |reason: String| RegistryError::BadManifest {
+) -> Result<(Parsed, String), ManifestError> {
+    let bad = |reason: String| ManifestError::Bad {
         reference: reference.to_string(),
         reason,
     };
@@ -96,7 +111,7 @@ pub fn parse(
     if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
         || matches!(content_type, Some(DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED))
     {
-        return Err(RegistryError::Schema1 {
+        return Err(ManifestError::Schema1 {
             reference: reference.to_string(),
         });
     }
@@ -125,7 +140,7 @@ pub fn parse(
             )),
             media_type,
         )),
-        other => Err(RegistryError::UnsupportedMediaType {
+        other => Err(ManifestError::UnsupportedMediaType {
             reference: reference.to_string(),
             media_type: other.to_string(),
         }),
@@ -363,7 +378,7 @@ mod tests {
         let s1 = br#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#;
         assert!(matches!(
             parse(s1, None, "r"),
-            Err(RegistryError::Schema1 { .. })
+            Err(ManifestError::Schema1 { .. })
         ));
         let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff","size":2},"layers":[]}"#;
         assert!(parse(m, Some(OCI_MANIFEST), "r").is_ok());
@@ -373,7 +388,7 @@ mod tests {
         let art = br#"{"schemaVersion":2,"mediaType":"application/vnd.example+json","config":{"mediaType":"x","digest":"sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff","size":2},"layers":[]}"#;
         assert!(matches!(
             parse(art, None, "r"),
-            Err(RegistryError::UnsupportedMediaType { .. })
+            Err(ManifestError::UnsupportedMediaType { .. })
         ));
     }
 }

@@ -5,7 +5,7 @@
 //! first use, which costs ~40 ms and ~18 MB per process, more than a whole warm `skiff run`
 //! may take.
 
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use std::fmt;
 
 pub const DOCKER_HUB: &str = "docker.io";
@@ -141,7 +141,7 @@ impl ImageRef {
             Some((n, d)) => (
                 n,
                 Some(d.parse::<Digest>().map_err(|e| match e {
-                    crate::digest::DigestError::Invalid { reason, .. } => {
+                    crate::oci::digest::DigestError::Invalid { reason, .. } => {
                         err(&format!("invalid digest: {reason}"))
                     }
                     other => err(&other.to_string()),
