@@ -8,6 +8,7 @@ mod images;
 mod info;
 pub mod internal;
 mod job;
+mod job_runtime;
 mod login;
 mod pods;
 mod pull;

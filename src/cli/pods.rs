@@ -303,26 +303,12 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
     }
     // Directories of `skiff job` processes killed before their own cleanup (their stage
     // scripts hold the job's variables).
-    for e in std::fs::read_dir(ctx.root.join("jobs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().to_string();
-        let owner = std::fs::read_to_string(e.path().join(super::job::JOB_OWNER))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            // `.<id>.<pid>`: still being made.
-            .or_else(|| name.strip_prefix('.')?.rsplit('.').next()?.parse().ok());
-        // No owner at all: its own removal was cut short.
-        let abandoned = owner.is_none_or(|pid| !process_alive(pid));
-        if abandoned {
-            remove.push(e.path());
-            report.push(format!(
-                "removed the files of job {}",
-                e.file_name().to_string_lossy()
-            ));
-        }
+    for dir in skiff::job::recovery::abandoned(&ctx.root) {
+        report.push(format!(
+            "removed the files of job {}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        remove.push(dir);
     }
     remove.sort();
     remove.dedup();

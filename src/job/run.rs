@@ -1,0 +1,430 @@
+//! One job, start to end: images, the pod and its services, the build container, the script
+//! and after_script stages, and the teardown that always runs (after a failure, a timeout or
+//! a cancellation too).
+
+use super::log::{JobLog, Masker, Stream, section_end, section_start};
+use super::plan::{AFTER_SCRIPT_TIMEOUT, JobPlan};
+use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
+use super::{JobError, error_chain, script, services};
+use crate::gitlab::pipeline::ServiceSpec;
+use crate::image::ResolvedImage;
+use crate::registry::pull::parse_policies;
+use std::future::Future;
+use std::time::Duration;
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Succeeded,
+    /// The script failed (or ran out of time: the runner's code 1).
+    Failed {
+        exit_code: i32,
+    },
+    /// The job machinery failed: images, pod, services, containers, or a cancellation.
+    SystemFailure {
+        reason: String,
+    },
+}
+
+impl JobOutcome {
+    /// skiff job's exit status: the script's, or 125 for a system failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            JobOutcome::Succeeded => 0,
+            JobOutcome::Failed { exit_code } => *exit_code,
+            JobOutcome::SystemFailure { .. } => 125,
+        }
+    }
+}
+
+/// Masks every line before it reaches the log.
+pub(super) struct MaskedLog<'a> {
+    log: &'a dyn JobLog,
+    masker: Masker,
+}
+
+impl<'a> MaskedLog<'a> {
+    pub(super) fn new(log: &'a dyn JobLog, secrets: &[String]) -> Self {
+        let mut masker = Masker::default();
+        for secret in secrets {
+            masker.add(secret);
+        }
+        MaskedLog { log, masker }
+    }
+    pub(super) fn line(&self, text: &str) {
+        self.log.line(&self.masker.mask(text));
+    }
+    fn warn(&self, text: &str) {
+        self.line(&format!("\x1b[0;33mWARNING: {text}\x1b[0;m"));
+    }
+    fn output(&self, stream: Stream, bytes: &[u8]) {
+        self.log
+            .output(stream, &self.masker.mask(&String::from_utf8_lossy(bytes)));
+    }
+}
+
+/// Runs the job, then removes everything it made. `cancel` ends the job early when it
+/// completes (Ctrl-C, SIGTERM), with its text as the reason; the teardown still runs.
+pub async fn run(
+    plan: &JobPlan,
+    runtime: &dyn JobRuntime,
+    images: &dyn ImageSource,
+    log: &dyn JobLog,
+    cancel: impl Future<Output = String>,
+) -> JobOutcome {
+    let log = MaskedLog::new(log, &plan.masked);
+    let result = tokio::select! {
+        r = execute(plan, runtime, images, &log) => r,
+        why = cancel => Err(JobError::Interrupted(why)),
+    };
+    let started = std::time::Instant::now();
+    runtime.remove_pod(&plan.pod()).await;
+    super::recovery::remove(&plan.dir);
+    tracing::debug!("cleanup took {:?}", started.elapsed());
+    let outcome = match result {
+        Ok(0) => JobOutcome::Succeeded,
+        Ok(exit_code) => JobOutcome::Failed { exit_code },
+        Err(e) => JobOutcome::SystemFailure {
+            reason: error_chain(&e),
+        },
+    };
+    match &outcome {
+        JobOutcome::Succeeded => log.line("\x1b[32;1mJob succeeded\x1b[0;m"),
+        JobOutcome::Failed { exit_code } => log.line(&format!(
+            "\x1b[31;1mERROR: Job failed: exit code {exit_code}\x1b[0;m"
+        )),
+        JobOutcome::SystemFailure { reason } => log.line(&format!(
+            "\x1b[31;1mERROR: Job failed (system failure): {reason}\x1b[0;m"
+        )),
+    }
+    outcome
+}
+
+async fn execute(
+    plan: &JobPlan,
+    runtime: &dyn JobRuntime,
+    images: &dyn ImageSource,
+    log: &MaskedLog<'_>,
+) -> Result<i32, JobError> {
+    let job = &plan.job;
+    log.line(&format!(
+        "Running with skiff {} (job {})",
+        env!("CARGO_PKG_VERSION"),
+        plan.id
+    ));
+    for w in &job.warnings {
+        log.warn(w);
+    }
+    let image = job.image.as_ref().ok_or(JobError::NoImage)?;
+
+    log.line(&section_start(
+        "prepare_executor",
+        "Preparing the \"skiff\" executor",
+    ));
+    log.line(&format!(
+        "Using skiff executor with image {} ...",
+        image.name
+    ));
+    let mut resolved = vec![];
+    for spec in std::iter::once(image).chain(job.services.iter().map(|s| &s.image)) {
+        // Without a pull_policy: if-not-present (the runner's default is always; a local run
+        // on a warm store should not need the network).
+        let policy = if spec.pull_policy.is_empty() {
+            "if-not-present".to_string()
+        } else {
+            spec.pull_policy.join(",")
+        };
+        let policies = parse_policies(&policy).map_err(|reason| JobError::PullPolicy {
+            image: spec.name.clone(),
+            reason,
+        })?;
+        log.line(&format!("Pulling image {} ...", spec.name));
+        let found = images
+            .ensure(&spec.name, &policies)
+            .await
+            .map_err(|source| JobError::Pull {
+                image: spec.name.clone(),
+                source,
+            })?;
+        log.line(&format!("Using image {} with ID {}", spec.name, found.id));
+        resolved.push(found);
+    }
+    let job_image = resolved.remove(0);
+    log.line(&section_end("prepare_executor"));
+
+    log.line(&section_start("prepare_services", "Starting services"));
+    let pod = plan.pod();
+    runtime
+        .create_pod(&PodRequest {
+            name: pod.clone(),
+            network: plan.network.clone(),
+            owner: plan.owner,
+        })
+        .await
+        .map_err(|source| JobError::Pod { source })?;
+    start_services(
+        runtime,
+        &pod,
+        &plan.job.services,
+        &resolved,
+        &plan.job.variables,
+        plan.wait_for_services_timeout,
+        log,
+    )
+    .await?;
+    log.line(&section_end("prepare_services"));
+
+    // Sources: the project directory, mounted where the runner would have cloned it.
+    let (namespace, project) = script::project_path(&plan.project_dir);
+    let project_dir = format!("/builds/{namespace}/{project}");
+    let host_project = plan
+        .project_dir
+        .canonicalize()
+        .map_err(|source| JobError::ProjectDir {
+            path: plan.project_dir.clone(),
+            source,
+        })?;
+    log.line(&section_start(
+        "get_sources",
+        "Getting source from the project directory",
+    ));
+    log.line(&format!(
+        "Mounting {} at {project_dir}",
+        host_project.display()
+    ));
+    log.line(&section_end("get_sources"));
+
+    let timeout = plan.timeout();
+    let mut variables = plan.predefined(&namespace, &project, &project_dir);
+    variables.extend(job.variables.iter().cloned());
+    let scripts = plan.dir.join("scripts");
+    std::fs::create_dir_all(&scripts).map_err(JobError::io("creating", &scripts))?;
+    let build = format!("{pod}-build");
+    start_idle(
+        runtime,
+        ContainerRequest {
+            name: build.clone(),
+            pod: pod.clone(),
+            image: job_image,
+            entrypoint: image.entrypoint.clone(),
+            command: vec![],
+            env: vec![],
+            hosts: vec![],
+            volumes: vec![
+                (host_project, project_dir.clone(), false),
+                (scripts.clone(), "/skiff-job".into(), true),
+            ],
+            workdir: Some(project_dir.clone()),
+        },
+        "the build container",
+    )
+    .await?;
+
+    let step: Vec<String> = job
+        .before_script
+        .iter()
+        .chain(&job.script)
+        .cloned()
+        .collect();
+    let stage_in = |name: &'static str, header: &'static str, commands: &[String]| Stage {
+        container: build.clone(),
+        scripts: scripts.clone(),
+        name,
+        header,
+        body: script::stage_script(&variables, &project_dir, commands),
+    };
+    let code = match run_stage(
+        runtime,
+        &stage_in(
+            "step_script",
+            "Executing \"step_script\" stage of the job script",
+            &step,
+        ),
+        timeout,
+        log,
+    )
+    .await?
+    {
+        Some(c) => c,
+        None => {
+            log.line(&format!(
+                "\x1b[31;1mERROR: Job failed: execution took longer than {} seconds\x1b[0;m",
+                timeout.as_secs()
+            ));
+            // The runner's code for a timed-out job's script is not the script's own.
+            1
+        }
+    };
+    if !job.after_script.is_empty() {
+        // after_script runs whatever happened, with its own 5 minutes, and never changes
+        // the job's status.
+        run_stage(
+            runtime,
+            &stage_in("after_script", "Running after_script", &job.after_script),
+            AFTER_SCRIPT_TIMEOUT,
+            log,
+        )
+        .await?;
+    }
+    Ok(code)
+}
+
+/// Starts the services in the pod, each reachable by its aliases, and waits for their ports
+/// (GitLab's rules: HEALTHCHECK_TCP_PORT, else the exposed ports; any one port will do). A
+/// service that does not come up gets the runner's warning block; the job carries on.
+pub(super) async fn start_services(
+    runtime: &dyn JobRuntime,
+    // Services are named `<pod>-svc-<index>`.
+    pod: &str,
+    specs: &[ServiceSpec],
+    images: &[ResolvedImage],
+    variables: &[(String, String)],
+    wait_for_services_timeout: i64,
+    log: &MaskedLog<'_>,
+) -> Result<(), JobError> {
+    let mut started = vec![];
+    for (i, (svc, image)) in specs.iter().zip(images).enumerate() {
+        let name = format!("{pod}-svc-{i}");
+        let env = services::environment(variables, svc);
+        log.line(&format!("Starting service {} ...", svc.image.name));
+        let request = ContainerRequest {
+            name: name.clone(),
+            pod: pod.to_string(),
+            image: image.clone(),
+            entrypoint: svc.image.entrypoint.clone(),
+            command: svc.command.clone().unwrap_or_default(),
+            env: env.clone(),
+            hosts: svc
+                .aliases
+                .iter()
+                .map(|a| (a.clone(), "127.0.0.1".to_string()))
+                .collect(),
+            volumes: vec![],
+            workdir: None,
+        };
+        runtime
+            .start(&request)
+            .await
+            .map_err(|source| JobError::Service {
+                image: svc.image.name.clone(),
+                source,
+            })?;
+        started.push((name, svc, image, env));
+    }
+    if wait_for_services_timeout < 0 || started.is_empty() {
+        return Ok(());
+    }
+    let timeout = Duration::from_secs(wait_for_services_timeout as u64);
+    log.line(&format!(
+        "Waiting for services to be up and running (timeout {} seconds)...",
+        timeout.as_secs()
+    ));
+    let waits = started.iter().map(|(name, svc, image, env)| async move {
+        let config = image.config.container();
+        let ports = match services::health_ports(&svc.image.name, env, &config) {
+            Ok(p) => p,
+            Err(e) => return Some((name, e.to_string())),
+        };
+        let up = runtime.wait_for_ports(pod, &ports, timeout).await;
+        (!up).then(|| (name, format!("service \"{name}-wait-for-service\" timeout")))
+    });
+    for (name, error) in futures_util::future::join_all(waits)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        let logs = runtime.logs(name);
+        log.output(
+            Stream::Stderr,
+            services::service_warning(name, &error, &logs).as_bytes(),
+        );
+    }
+    Ok(())
+}
+
+/// A container that idles until the pod is removed: each stage is an exec into it (the
+/// runner re-attaches likewise).
+pub(super) async fn start_idle(
+    runtime: &dyn JobRuntime,
+    mut request: ContainerRequest,
+    what: &str,
+) -> Result<(), JobError> {
+    request.command = IDLE.iter().map(|s| s.to_string()).collect();
+    runtime
+        .start(&request)
+        .await
+        .map_err(|source| JobError::Container {
+            what: what.into(),
+            image: request.image.name.clone(),
+            source,
+        })
+}
+
+/// The idle loop of the build and helper containers; ends at once on SIGTERM.
+pub const IDLE: [&str; 3] = [
+    "sh",
+    "-c",
+    "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done",
+];
+
+struct Stage {
+    container: String,
+    scripts: std::path::PathBuf,
+    name: &'static str,
+    header: &'static str,
+    body: String,
+}
+
+/// Runs one stage script in its container, relaying its output (masked). `None` when it ran
+/// out of time (what it left running in the container is killed).
+async fn run_stage(
+    runtime: &dyn JobRuntime,
+    stage: &Stage,
+    timeout: Duration,
+    log: &MaskedLog<'_>,
+) -> Result<Option<i32>, JobError> {
+    log.line(&section_start(stage.name, stage.header));
+    let file = stage.scripts.join(format!("{}.sh", stage.name));
+    // Readable by the container's user whoever it is; the job directory itself is private.
+    std::fs::write(&file, &stage.body).map_err(JobError::io("writing", &file))?;
+    let result = exec_script(
+        runtime,
+        &stage.container,
+        &format!("/skiff-job/{}.sh", stage.name),
+        timeout,
+        log,
+    )
+    .await
+    .map_err(|source| JobError::Exec {
+        stage: stage.name.into(),
+        container: stage.container.clone(),
+        source,
+    })?;
+    log.line(&section_end(stage.name));
+    Ok(result)
+}
+
+/// Runs a script file of the container through the runner's shell detection. `None` when
+/// `timeout` passed first: everything still running in the container is killed.
+async fn exec_script(
+    runtime: &dyn JobRuntime,
+    container: &str,
+    path_inside: &str,
+    timeout: Duration,
+    log: &MaskedLog<'_>,
+) -> Result<Option<i32>, super::seams::BoxError> {
+    let command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        script::detect_shell(path_inside),
+    ];
+    let relay = |stream: Stream, bytes: &[u8]| log.output(stream, bytes);
+    match tokio::time::timeout(timeout, runtime.exec(container, &command, &relay)).await {
+        Ok(code) => code.map(Some),
+        Err(_) => {
+            let kill = ["sh", "-c", "kill -KILL -1 2>/dev/null; true"].map(str::to_string);
+            let _ = runtime.exec(container, &kill, &|_, _| {}).await;
+            Ok(None)
+        }
+    }
+}

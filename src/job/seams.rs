@@ -1,0 +1,84 @@
+//! What a job needs of the world: a runtime for pods and containers, and a source of images.
+//! The real implementations act on skiff's runtime and store; the fakes in tests record.
+
+use crate::image::ResolvedImage;
+use crate::registry::pull::Policy;
+use futures_util::future::LocalBoxFuture as BoxFuture;
+use std::path::PathBuf;
+use std::time::Duration;
+
+// The futures are not `Send`: a job runs on the thread that awaits it (the pull's future is
+// not `Send` either), with its concurrency inside one task.
+
+/// The cause of a failed runtime or image operation, kept whole for the job log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Receives a container's output, a whole line at a time (the last one may lack its newline).
+pub type OutputSink<'a> = &'a (dyn Fn(super::Stream, &[u8]) + Send + Sync);
+
+/// A pod for the job: one network (and user) namespace for its services and containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRequest {
+    pub name: String,
+    /// `private`, `slirp4netns` or `pasta` (podman's syntax).
+    pub network: String,
+    /// The pod ends, members killed, when this process ends (`skiff job`'s own pid).
+    pub owner: Option<u32>,
+}
+
+/// A container started in the job's pod, running until the pod is removed.
+#[derive(Debug, Clone)]
+pub struct ContainerRequest {
+    pub name: String,
+    pub pod: String,
+    pub image: ResolvedImage,
+    /// `None`: the image's; `Some(vec![])`: none at all.
+    pub entrypoint: Option<Vec<String>>,
+    /// Empty: the image's Cmd.
+    pub command: Vec<String>,
+    /// KEY, VALUE pairs; values may hold secrets, so they never go on a command line.
+    pub env: Vec<(String, String)>,
+    /// NAME, IP entries every member of the pod sees in /etc/hosts.
+    pub hosts: Vec<(String, String)>,
+    /// Bind mounts: host path, container path, read-only.
+    pub volumes: Vec<(PathBuf, String, bool)>,
+    pub workdir: Option<String>,
+}
+
+pub trait JobRuntime: Send + Sync {
+    fn create_pod<'a>(&'a self, pod: &'a PodRequest) -> BoxFuture<'a, Result<(), BoxError>>;
+    /// Starts a container detached, in its pod; returns once it runs.
+    fn start<'a>(&'a self, container: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>>;
+    /// Runs `command` in a running container, relaying its output; its exit code. Dropping
+    /// the future ends the process.
+    fn exec<'a>(
+        &'a self,
+        container: &'a str,
+        command: &'a [String],
+        output: OutputSink<'a>,
+    ) -> BoxFuture<'a, Result<i32, BoxError>>;
+    /// Whether one of `ports` on the pod's 127.0.0.1 accepts a connection within `timeout`.
+    fn wait_for_ports<'a>(
+        &'a self,
+        pod: &'a str,
+        ports: &'a [u16],
+        timeout: Duration,
+    ) -> BoxFuture<'a, bool>;
+    /// What a detached container has printed so far.
+    fn logs(&self, container: &str) -> String;
+    /// Removes the pod and every container in it, running or not. Never fails: what is left
+    /// is for `system cleanup`.
+    fn remove_pod<'a>(&'a self, pod: &'a str) -> BoxFuture<'a, ()>;
+    /// Removes directories whose files may belong to the containers' ids (a build directory
+    /// the job wrote in): from inside the user namespace when rootless.
+    fn remove_files<'a>(&'a self, paths: &'a [PathBuf]) -> BoxFuture<'a, Result<(), BoxError>>;
+}
+
+pub trait ImageSource: Send + Sync {
+    /// The image, pulled or imported as `policies` allow (a fallback chain), read once.
+    fn ensure<'a>(
+        &'a self,
+        name: &'a str,
+        policies: &'a [Policy],
+    ) -> BoxFuture<'a, Result<ResolvedImage, BoxError>>;
+}

@@ -1,0 +1,474 @@
+//! The job's logic on recording fakes: what runs, in which order, what the log shows, and
+//! that the teardown always comes last.
+
+use super::fake::{FakeImages, FakeRuntime, RecordingLog, Script};
+use super::log::Stream;
+use super::{JobOutcome, JobPlan, driver};
+use crate::gitlab::executor::ExecutorEnv;
+use crate::gitlab::pipeline::Pipeline;
+use std::time::Duration;
+
+const PIPELINE: &str = r#"
+variables:
+  GREETING: hello
+test:
+  image: alpine:3
+  services:
+    - name: redis:7
+      alias: cache
+  script:
+    - echo $GREETING
+  after_script:
+    - echo after
+"#;
+
+struct Case {
+    name: &'static str,
+    runtime: FakeRuntime,
+    images: FakeImages,
+    timeout: Option<Duration>,
+    /// Lines the log must hold, in this order.
+    log_has: &'static [&'static str],
+    log_lacks: &'static [&'static str],
+    /// Calls that must have been made, in this order (others may come between).
+    calls: &'static [&'static str],
+    absent_calls: &'static [&'static str],
+    outcome: JobOutcome,
+}
+
+fn script(output: &str, exit_code: i32, hang: bool) -> Script {
+    Script {
+        output: output.into(),
+        exit_code,
+        hang,
+    }
+}
+
+fn runtime(scripts: &[(&str, Script)]) -> FakeRuntime {
+    FakeRuntime {
+        scripts: scripts
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ports_up: true,
+        ..Default::default()
+    }
+}
+
+fn plan(dir: &std::path::Path, timeout: Option<Duration>) -> JobPlan {
+    let pipeline = Pipeline::parse(PIPELINE, "test.yml").unwrap();
+    let mut job = pipeline
+        .job("test", &[("TOKEN".into(), "s3cr3t-token-value".into())])
+        .unwrap();
+    if timeout.is_some() {
+        job.timeout = timeout;
+    }
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    JobPlan {
+        id: "00000000abcd".into(),
+        job,
+        masked: vec!["s3cr3t-token-value".into()],
+        project_dir: project,
+        dir: super::recovery::create(dir, "00000000abcd").unwrap(),
+        network: "private".into(),
+        wait_for_services_timeout: 30,
+        owner: Some(std::process::id()),
+    }
+}
+
+fn assert_in_order(haystack: &[String], wanted: &[&str], what: &str) {
+    let mut at = 0;
+    for w in wanted {
+        match haystack[at..].iter().position(|h| h.contains(w)) {
+            Some(i) => at += i + 1,
+            None => panic!("{what}: {w:?} missing or out of order in {haystack:#?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn job_runs_table() {
+    let cases = vec![
+        Case {
+            name: "success: services, build container, script, after_script, teardown",
+            runtime: runtime(&[("step_script.sh", script("hello\n", 0, false))]),
+            images: FakeImages::default(),
+            timeout: None,
+            log_has: &[
+                "Pulling image alpine:3 ...",
+                "Pulling image redis:7 ...",
+                "Starting service redis:7 ...",
+                "Waiting for services to be up and running (timeout 30 seconds)...",
+                "hello",
+                "Job succeeded",
+            ],
+            log_lacks: &["WARNING: Service"],
+            calls: &[
+                "create_pod job-00000000abcd private",
+                "start job-00000000abcd-svc-0",
+                "wait job-00000000abcd [6379]",
+                "start job-00000000abcd-build",
+                "exec job-00000000abcd-build step_script.sh",
+                "exec job-00000000abcd-build after_script.sh",
+                "remove_pod job-00000000abcd",
+            ],
+            absent_calls: &[],
+            outcome: JobOutcome::Succeeded,
+        },
+        Case {
+            name: "a failing script: after_script still runs, the script's code is the job's",
+            runtime: runtime(&[
+                ("step_script.sh", script("", 3, false)),
+                ("after_script.sh", script("after runs anyway\n", 7, false)),
+            ]),
+            images: FakeImages::default(),
+            timeout: None,
+            log_has: &["after runs anyway", "ERROR: Job failed: exit code 3"],
+            log_lacks: &["Job succeeded"],
+            calls: &["after_script.sh", "remove_pod"],
+            absent_calls: &[],
+            outcome: JobOutcome::Failed { exit_code: 3 },
+        },
+        Case {
+            name: "a script past the job's timeout is killed; after_script runs; code 1",
+            runtime: runtime(&[("step_script.sh", script("started\n", 0, true))]),
+            images: FakeImages::default(),
+            timeout: Some(Duration::from_millis(200)),
+            log_has: &[
+                "started",
+                "execution took longer than 0 seconds",
+                "ERROR: Job failed: exit code 1",
+            ],
+            log_lacks: &[],
+            calls: &[
+                "exec job-00000000abcd-build step_script.sh",
+                "exec job-00000000abcd-build kill -KILL -1",
+                "exec job-00000000abcd-build after_script.sh",
+                "remove_pod",
+            ],
+            absent_calls: &[],
+            outcome: JobOutcome::Failed { exit_code: 1 },
+        },
+        Case {
+            name: "secrets are masked in lines and in the script's output",
+            runtime: runtime(&[(
+                "step_script.sh",
+                script("token is s3cr3t-token-value\n", 0, false),
+            )]),
+            images: FakeImages::default(),
+            timeout: None,
+            log_has: &["token is [MASKED]"],
+            log_lacks: &["s3cr3t-token-value"],
+            calls: &["remove_pod"],
+            absent_calls: &[],
+            outcome: JobOutcome::Succeeded,
+        },
+        Case {
+            name: "a service that does not start is a system failure; nothing else starts",
+            runtime: FakeRuntime {
+                failing: vec!["job-00000000abcd-svc-0".into()],
+                ..runtime(&[])
+            },
+            images: FakeImages::default(),
+            timeout: None,
+            log_has: &[
+                "ERROR: Job failed (system failure): starting service redis:7: no such image layer",
+            ],
+            log_lacks: &[],
+            calls: &[
+                "start job-00000000abcd-svc-0",
+                "remove_pod job-00000000abcd",
+            ],
+            absent_calls: &["job-00000000abcd-build", "exec"],
+            outcome: JobOutcome::SystemFailure {
+                reason: "starting service redis:7: no such image layer".into(),
+            },
+        },
+        Case {
+            name: "a service whose ports never answer: the runner's warning, the job carries on",
+            runtime: FakeRuntime {
+                ports_up: false,
+                ..runtime(&[])
+            },
+            images: FakeImages::default(),
+            timeout: None,
+            log_has: &[
+                "*** WARNING: Service job-00000000abcd-svc-0 probably didn't start properly.",
+                "service \"job-00000000abcd-svc-0-wait-for-service\" timeout",
+                "log of job-00000000abcd-svc-0",
+                "Job succeeded",
+            ],
+            log_lacks: &[],
+            calls: &["exec job-00000000abcd-build step_script.sh", "remove_pod"],
+            absent_calls: &[],
+            outcome: JobOutcome::Succeeded,
+        },
+        Case {
+            name: "an image that cannot be had: system failure naming it, teardown anyway",
+            runtime: runtime(&[]),
+            images: FakeImages {
+                missing: vec!["redis:7".into()],
+                ..Default::default()
+            },
+            timeout: None,
+            log_has: &[
+                "ERROR: Job failed (system failure): pulling redis:7: redis:7: manifest unknown",
+            ],
+            log_lacks: &[],
+            calls: &["remove_pod job-00000000abcd"],
+            absent_calls: &["create_pod", "start"],
+            outcome: JobOutcome::SystemFailure {
+                reason: "pulling redis:7: redis:7: manifest unknown".into(),
+            },
+        },
+    ];
+    for case in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = plan(tmp.path(), case.timeout);
+        let log = RecordingLog::default();
+        let outcome = super::run(
+            &plan,
+            &case.runtime,
+            &case.images,
+            &log,
+            std::future::pending(),
+        )
+        .await;
+        let text = log.text();
+        assert_eq!(outcome, case.outcome, "{}\n{text}", case.name);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        assert_in_order(&lines, case.log_has, case.name);
+        for l in case.log_lacks {
+            assert!(!text.contains(l), "{}: {l:?} in\n{text}", case.name);
+        }
+        let calls = case.runtime.calls();
+        assert_in_order(&calls, case.calls, case.name);
+        assert!(
+            calls.last().is_some_and(|c| c.starts_with("remove_pod")),
+            "{}: the teardown is the last call: {calls:#?}",
+            case.name
+        );
+        for a in case.absent_calls {
+            assert!(
+                !calls.iter().any(|c| c.contains(a)),
+                "{}: {a:?} in {calls:#?}",
+                case.name
+            );
+        }
+        assert!(
+            !plan.dir.exists(),
+            "{}: the job directory is removed",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn stage_scripts_and_containers_carry_the_jobs_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = plan(tmp.path(), None);
+    let rt = runtime(&[]);
+    let images = FakeImages::default();
+    let log = RecordingLog::default();
+    super::run(&plan, &rt, &images, &log, std::future::pending()).await;
+    let started = rt.started.lock().unwrap().clone();
+    let service = &started[0];
+    assert_eq!(service.hosts[0], ("redis".into(), "127.0.0.1".into()));
+    assert!(service.hosts.iter().any(|(h, _)| h == "cache"));
+    assert!(
+        service.env.contains(&("GREETING".into(), "hello".into())),
+        "services get the job's variables"
+    );
+    let build = &started[1];
+    assert_eq!(build.command, super::run::IDLE.map(str::to_string));
+    assert_eq!(build.workdir.as_deref(), Some("/builds/local/project"));
+    assert_eq!(build.volumes[1].1, "/skiff-job");
+    assert!(build.volumes[1].2, "scripts are mounted read-only");
+    // Images without a pull_policy are taken from the store when present.
+    let asked = images.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked[0],
+        (
+            "alpine:3".to_string(),
+            vec![crate::registry::pull::Policy::IfNotPresent]
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_job_is_torn_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = plan(tmp.path(), None);
+    let rt = runtime(&[("step_script.sh", script("", 0, true))]);
+    let log = RecordingLog::default();
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        "interrupted (SIGINT)".to_string()
+    };
+    let outcome = super::run(&plan, &rt, &FakeImages::default(), &log, cancel).await;
+    assert_eq!(
+        outcome,
+        JobOutcome::SystemFailure {
+            reason: "job interrupted (SIGINT)".into()
+        }
+    );
+    assert_eq!(outcome.exit_code(), 125);
+    assert_eq!(rt.calls().last().unwrap(), "remove_pod job-00000000abcd");
+    assert!(
+        log.text()
+            .contains("ERROR: Job failed (system failure): job interrupted")
+    );
+}
+
+fn runner_env(extra: &[(&str, &str)]) -> ExecutorEnv {
+    let mut vars: Vec<(String, String)> = [
+        ("CUSTOM_ENV_CI_JOB_ID", "9"),
+        ("CUSTOM_ENV_CI_PROJECT_ID", "4"),
+        ("CUSTOM_ENV_CI_JOB_IMAGE", "alpine:3"),
+        ("CUSTOM_ENV_CI_JOB_TOKEN", "job-token-secret"),
+        (
+            "CUSTOM_ENV_CI_JOB_SERVICES",
+            r#"[{"name":"redis:7","alias":"cache"}]"#,
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    ExecutorEnv::from_vars(vars)
+}
+
+#[tokio::test]
+async fn driver_prepare_stages_and_cleanup() {
+    let root = tempfile::tempdir().unwrap();
+    let env = runner_env(&[]);
+    let rt = runtime(&[
+        ("build_script", script("built\n", 0, false)),
+        ("step_script", script("", 4, false)),
+        ("after_script", script("", 125, false)),
+    ]);
+    let log = RecordingLog::default();
+    let opts = driver::PrepareOptions {
+        network: "private".into(),
+        wait_for_services_timeout: -1,
+        helper_image:
+            "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v17.9.0"
+                .into(),
+        cache_dir: root.path().join("cache"),
+    };
+    driver::prepare(root.path(), &env, &opts, &rt, &FakeImages::default(), &log)
+        .await
+        .unwrap();
+    let key = "gitlab-r0-p4-c0-j9";
+    assert_in_order(
+        &rt.calls(),
+        &[
+            &format!("create_pod {key} private"),
+            &format!("start {key}-svc-0"),
+            &format!("start {key}-helper"),
+            &format!("start {key}-build"),
+        ],
+        "prepare",
+    );
+    let started = rt.started.lock().unwrap().clone();
+    let service_env = &started[0].env;
+    assert!(
+        service_env.iter().any(|(k, _)| k == "CI_JOB_TOKEN"),
+        "today every job variable reaches the services"
+    );
+    assert_eq!(
+        started[1].entrypoint,
+        Some(vec![]),
+        "the helper runs without its entrypoint"
+    );
+    assert_eq!(started[2].entrypoint, None);
+    assert!(root.path().join("cache").is_dir());
+
+    let script_file = root.path().join("script");
+    std::fs::write(&script_file, "echo hi\n").unwrap();
+    let cases = [
+        ("get_sources", "helper", driver::StageOutcome::Succeeded),
+        ("build_script", "build", driver::StageOutcome::Succeeded),
+        (
+            "step_script",
+            "build",
+            driver::StageOutcome::BuildFailure { exit_code: 4 },
+        ),
+        (
+            "after_script",
+            "build",
+            driver::StageOutcome::SystemFailure {
+                reason: format!("stage after_script could not run in {key}-build"),
+            },
+        ),
+    ];
+    for (stage, container, want) in cases {
+        let got = driver::run_stage(root.path(), &env, &script_file, stage, &rt, &log)
+            .await
+            .unwrap();
+        assert_eq!(got, want, "{stage}");
+        assert_eq!(
+            rt.calls().last().unwrap(),
+            &format!("exec {key}-{container} {stage}"),
+            "{stage}"
+        );
+        assert!(
+            !root
+                .path()
+                .join("gitlab/r0-p4-c0-j9/scripts")
+                .join(stage)
+                .exists(),
+            "{stage}: the copied script is removed"
+        );
+    }
+    assert!(
+        log.entries
+            .lock()
+            .unwrap()
+            .contains(&(Some(Stream::Stdout), "built\n".into()))
+    );
+    assert!(!log.text().contains("job-token-secret"));
+
+    driver::cleanup(root.path(), &env, &rt).await.unwrap();
+    assert_in_order(
+        &rt.calls(),
+        &[&format!("remove_pod {key}"), "remove_files 1"],
+        "cleanup",
+    );
+    // A later cleanup (the runner always calls it) has nothing left to remove.
+    std::fs::remove_dir_all(root.path().join("gitlab")).unwrap();
+    driver::cleanup(root.path(), &env, &rt).await.unwrap();
+    assert_eq!(rt.calls().last().unwrap(), &format!("remove_pod {key}"));
+}
+
+#[tokio::test]
+async fn driver_errors_name_what_is_missing() {
+    let root = tempfile::tempdir().unwrap();
+    let rt = runtime(&[]);
+    let log = RecordingLog::default();
+    let opts = driver::PrepareOptions {
+        network: "private".into(),
+        wait_for_services_timeout: -1,
+        helper_image: "helper:1".into(),
+        cache_dir: root.path().join("cache"),
+    };
+    let cases: &[(ExecutorEnv, &str)] = &[
+        (ExecutorEnv::default(), "CUSTOM_ENV_CI_JOB_ID is not set"),
+        (
+            ExecutorEnv::from_vars([("CUSTOM_ENV_CI_JOB_ID".to_string(), "1".to_string())]),
+            "CUSTOM_ENV_CI_JOB_IMAGE is not set: the job has no image",
+        ),
+        (
+            runner_env(&[("CUSTOM_ENV_CI_JOB_SERVICES", "not json")]),
+            "CUSTOM_ENV_CI_JOB_SERVICES is not a JSON list",
+        ),
+    ];
+    for (env, want) in cases {
+        let err = driver::prepare(root.path(), env, &opts, &rt, &FakeImages::default(), &log)
+            .await
+            .unwrap_err();
+        assert!(super::error_chain(&err).contains(want), "{err}");
+    }
+    assert!(!rt.calls().iter().any(|c| c.starts_with("start")));
+}
