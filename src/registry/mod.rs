@@ -5,6 +5,7 @@ pub mod client;
 pub mod mirrors;
 pub mod pull;
 pub mod push;
+pub mod session;
 pub mod tls;
 
 use crate::auth::AuthError;

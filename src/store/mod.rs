@@ -595,18 +595,6 @@ impl Drop for Ingest {
     }
 }
 
-impl crate::registry::client::BlobSink for Ingest {
-    fn written(&self) -> u64 {
-        self.written
-    }
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), crate::registry::RegistryError> {
-        Ok(self.write_bytes(bytes)?)
-    }
-    async fn reset(&mut self) -> Result<(), crate::registry::RegistryError> {
-        Ok(self.restart()?)
-    }
-}
-
 /// Like `Ingest`, named by its content on commit.
 pub struct IngestAny {
     store: Store,
