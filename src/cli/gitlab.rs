@@ -9,13 +9,14 @@
 //! runner's job identifiers.
 
 use super::job::{Log, skiff, start_services};
+use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use skiff::auth::sources::{AuthEnv, CredentialResolver};
 use skiff::gitlab::pipeline::{ImageSpec, ServiceSpec, default_aliases};
+use skiff::image::parse_policies;
 use skiff::job::{self as jobs, Masker};
-use skiff::registry::pull::{ProgressMode, parse_policies};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 

@@ -6,13 +6,14 @@
 //! build container in which each stage runs through `skiff exec`. Everything is removed at
 //! the end, also after a failure, a timeout or Ctrl-C.
 
+use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::auth::sources::{AuthEnv, CredentialResolver};
 use skiff::gitlab::pipeline::{Job, Pipeline, ServiceSpec};
+use skiff::image::parse_policies;
 use skiff::job::{self as jobs, Masker};
-use skiff::registry::pull::{ProgressMode, parse_policies};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

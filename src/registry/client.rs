@@ -74,8 +74,11 @@ impl Client {
             &["https"]
         };
         for scheme in schemes {
-            let base = Url::parse(&format!("{scheme}://{api_host}")).map_err(|e| {
-                RegistryError::Other(format!("{registry}: invalid registry host: {e}"))
+            let base = Url::parse(&format!("{scheme}://{api_host}")).map_err(|source| {
+                RegistryError::InvalidHost {
+                    registry: registry.to_string(),
+                    source,
+                }
             })?;
             let client = Client {
                 http: http.clone(),
@@ -461,19 +464,21 @@ impl Client {
                     .get(header::LOCATION)
                     .and_then(|l| l.to_str().ok())
                 {
-                    url = url.join(loc).map_err(|e| {
-                        SendError::Fatal(RegistryError::Other(format!(
-                            "{url}: bad redirect {loc:?}: {e}"
-                        )))
+                    url = url.join(loc).map_err(|source| {
+                        SendError::Fatal(RegistryError::BadRedirect {
+                            url: url.to_string(),
+                            location: loc.to_string(),
+                            source,
+                        })
                     })?;
                     continue;
                 }
             }
             return Ok(resp);
         }
-        Err(SendError::Fatal(RegistryError::Other(format!(
-            "{url}: too many redirects"
-        ))))
+        Err(SendError::Fatal(RegistryError::TooManyRedirects {
+            url: url.to_string(),
+        }))
     }
 
     // ---- push -------------------------------------------------------------------------
@@ -487,12 +492,16 @@ impl Client {
             .headers()
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| {
-                RegistryError::Other(format!("{}: upload reply without Location", self.registry))
+            .ok_or_else(|| RegistryError::NoLocation {
+                registry: self.registry.clone(),
             })?;
-        self.base.join(loc).map_err(|e| {
-            RegistryError::Other(format!("{}: bad Location {loc:?}: {e}", self.registry))
-        })
+        self.base
+            .join(loc)
+            .map_err(|source| RegistryError::BadLocation {
+                registry: self.registry.clone(),
+                location: loc.to_string(),
+                source,
+            })
     }
 
     /// Sends a request with a body, rebuilt by `body` for the one re-authentication a 401
@@ -607,18 +616,17 @@ impl Client {
         chunk: Option<u64>,
     ) -> Result<(), RegistryError> {
         let scope = Self::push_scope(repo);
-        let size = std::fs::metadata(path)
-            .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?
-            .len();
+        let read_err = |source| RegistryError::ReadUpload {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
         let read_range = |start: u64, len: u64| -> Result<Vec<u8>, RegistryError> {
             use std::io::{Read, Seek, SeekFrom};
-            let mut f = std::fs::File::open(path)
-                .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
-            f.seek(SeekFrom::Start(start))
-                .map_err(|e| RegistryError::Other(e.to_string()))?;
+            let mut f = std::fs::File::open(path).map_err(read_err)?;
+            f.seek(SeekFrom::Start(start)).map_err(read_err)?;
             let mut buf = vec![0u8; len as usize];
-            f.read_exact(&mut buf)
-                .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+            f.read_exact(&mut buf).map_err(read_err)?;
             Ok(buf)
         };
         let octet = |len: u64| {
@@ -660,8 +668,7 @@ impl Client {
                 if rest == 0 {
                     return Ok(reqwest::Body::from(""));
                 }
-                let f = std::fs::File::open(path)
-                    .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+                let f = std::fs::File::open(path).map_err(read_err)?;
                 Ok(reqwest::Body::from(tokio::fs::File::from_std(f)))
             })
             .await?;
@@ -683,7 +690,10 @@ impl Client {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Other(e.to_string()))?,
+            HeaderValue::from_str(media_type).map_err(|source| RegistryError::MediaType {
+                media_type: media_type.to_string(),
+                source,
+            })?,
         );
         let body = bytes.to_vec();
         let resp = self
