@@ -80,14 +80,16 @@ impl fmt::Display for Source {
 pub enum AuthError {
     #[error("cannot parse credentials from {source_name}: {reason}")]
     Parse { source_name: String, reason: String },
-    #[error("cannot read {path}: {error}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    #[error("cannot write {path}: {error}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error("credential helper docker-credential-{helper} for {server}: {reason}")]

@@ -72,6 +72,13 @@ pub enum RegistryError {
         path: PathBuf,
         reason: String,
     },
+    #[error("TLS setup for {registry} ({})", path.display())]
+    TlsRead {
+        registry: String,
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
