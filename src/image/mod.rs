@@ -252,12 +252,12 @@ impl PullObserver for Quiet {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A stored image with one layer: (store dir, entry).
-    fn stored_image() -> (tempfile::TempDir, Store, ImageEntry) {
+    /// A stored image with one layer, named `localhost/one:1`: (store dir, store, entry).
+    pub(crate) fn stored_image() -> (tempfile::TempDir, Store, ImageEntry) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let layer = b"not really a tar";

@@ -574,6 +574,32 @@ impl BlobSink for TeeSink {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_stored_image_resolves_without_the_network() {
+        let (_dir, store, entry) = super::super::tests::stored_image();
+        let puller = Puller {
+            store: store.clone(),
+            credentials: CredentialResolver::default(),
+            registries: RegistriesConf::default(),
+            platform: PlatformSpec::host(),
+            client_options: ClientOptions::default(),
+            jobs: 1,
+            observer: Arc::new(super::super::Quiet),
+            unpack: false,
+        };
+        let image = puller
+            .ensure_resolved("localhost/one:1", &[Policy::Never])
+            .await
+            .unwrap();
+        assert_eq!(image.name, entry.name);
+        assert_eq!(image.lowers.len(), 1);
+        let e = puller
+            .ensure_resolved("localhost/two:1", &[Policy::Never])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ImageError::NotPresent { .. }), "{e}");
+    }
+
     #[test]
     fn policy_lists() {
         assert_eq!(parse_policies("always").unwrap(), [Policy::Always]);
