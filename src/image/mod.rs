@@ -50,7 +50,8 @@ pub enum ImageError {
     },
     #[error("{reference}: image is not in the store and the pull policy is \"never\"")]
     NotPresent { reference: String },
-    #[error("a background task of the pull failed")]
+    /// A blocking part of the pull (locks, commits) panicked or was cancelled.
+    #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
 }
 

@@ -200,7 +200,10 @@ impl Puller {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     if policies.len() > 1 {
-                        tracing::warn!("pull policy {policy:?} failed for {input}: {e}");
+                        tracing::warn!(
+                            "pull policy {policy:?} failed for {input}: {}",
+                            error_chain(&e)
+                        );
                     }
                     last_err = Some(e);
                 }
@@ -230,11 +233,12 @@ impl Puller {
                     Err(e) => {
                         if source.mirror {
                             tracing::warn!(
-                                "mirror {} failed for {logical}: {e}",
-                                source.reference.registry
+                                "mirror {} failed for {logical}: {}",
+                                source.reference.registry,
+                                error_chain(&e)
                             );
                         } else {
-                            tracing::debug!("pull of {label} failed: {e}");
+                            tracing::debug!("pull of {label} failed: {}", error_chain(&e));
                         }
                         failures.push((label, e));
                     }
