@@ -1,6 +1,7 @@
-//! One registry endpoint: ping and challenge, Basic/Bearer auth, retries with backoff and
-//! `Retry-After`, manual redirects (never sending `Authorization` to another origin),
-//! manifests with a size cap, and blob downloads that resume with `Range`.
+//! One registry endpoint: the ping that brings its challenge (answered by `session`),
+//! retries with backoff and `Retry-After`, manual redirects (never sending `Authorization`
+//! to another origin), manifests with a size cap, blob downloads that resume with `Range`,
+//! and uploads.
 
 use super::session::Session;
 use super::{RegistryError, error_code_and_summary, read_limited, tls};
