@@ -41,7 +41,7 @@ pub fn reference(data: &[u8]) {
 
 pub fn www_authenticate(data: &[u8]) {
     if let Some(s) = text(data) {
-        let _ = crate::auth::challenge::parse(s);
+        let _ = crate::registry::session::parse_challenges(s);
     }
 }
 

@@ -5,6 +5,7 @@
 //! the blobs this load added are removed again, so the store is as before.
 
 use super::ArchiveError;
+use crate::oci::config::ImageConfig;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, OCI_CONFIG, OCI_MANIFEST, Parsed, PlatformSpec};
 use crate::oci::reference::ImageRef;
@@ -227,13 +228,9 @@ fn docker_archive(
             .as_str()
             .ok_or_else(|| read_err("manifest.json entry without Config".into()))?;
         let cfg = member(members, cfg_path, "config", read_err)?;
-        let cfg_json: Value = serde_json::from_slice(cfg.small.as_deref().unwrap_or_default())
+        let config: ImageConfig = serde_json::from_slice(cfg.small.as_deref().unwrap_or_default())
             .map_err(|err| read_err(format!("{cfg_path}: {err}")))?;
-        let diff_ids: Vec<Digest> = cfg_json
-            .pointer("/rootfs/diff_ids")
-            .and_then(|d| d.as_array())
-            .map(|a| a.iter().filter_map(|d| d.as_str()?.parse().ok()).collect())
-            .unwrap_or_default();
+        let diff_ids = config.diff_ids();
         let layer_paths: Vec<&str> = e["Layers"]
             .as_array()
             .map(|a| a.iter().filter_map(|l| l.as_str()).collect())
@@ -246,7 +243,7 @@ fn docker_archive(
             )));
         }
         let mut layers = Vec::new();
-        for (p, diff_id) in layer_paths.iter().zip(&diff_ids) {
+        for (p, diff_id) in layer_paths.iter().zip(diff_ids) {
             let l = member(members, p, "layer", read_err)?;
             let head = std::fs::File::open(store.blob_path(&l.digest)).and_then(|mut f| {
                 let mut h = [0u8; 8];

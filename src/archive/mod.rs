@@ -20,10 +20,11 @@ pub enum ArchiveError {
     NotRootfs { source_name: String, reason: String },
     #[error("layer {0}: the unpacked content hashes differently from the stored blob")]
     Mismatch(Digest),
-    #[error("{op} {}: {error}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error(transparent)]

@@ -4,10 +4,11 @@
 //! to a temporary file and renamed, so a failure never leaves half an archive behind.
 
 use super::ArchiveError;
+use crate::oci::config::ImageConfig;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, Parsed};
 use crate::store::{ImageEntry, Store};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -158,24 +159,17 @@ fn docker(w: &mut Writer<'_>, images: &[(ImageEntry, Vec<String>)]) -> Result<()
     for (e, names) in images {
         let (_, m) = image_parts(w.store, e)?;
         let config = w.store.read_blob(&m.config.digest)?;
-        let cfg: Value = serde_json::from_slice(&config).map_err(|err| ArchiveError::Read {
-            source_name: e.name.clone(),
-            reason: err.to_string(),
-        })?;
-        let diff_ids: Vec<String> = cfg
-            .pointer("/rootfs/diff_ids")
-            .and_then(|d| d.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let cfg: ImageConfig =
+            serde_json::from_slice(&config).map_err(|err| ArchiveError::Read {
+                source_name: e.name.clone(),
+                reason: err.to_string(),
+            })?;
+        let diff_ids = cfg.diff_ids();
         let config_name = format!("{}.json", m.config.digest.hex());
         w.bytes(&config_name, &config)?;
         let mut layers = Vec::new();
-        for (l, d) in m.layers.iter().zip(&diff_ids) {
-            let name = format!("{}.tar", d.trim_start_matches("sha256:"));
+        for (l, d) in m.layers.iter().zip(diff_ids) {
+            let name = format!("{}.tar", d.hex());
             w.layer_uncompressed(&name, l)?;
             layers.push(name);
         }

@@ -1,11 +1,9 @@
 //! Registry credentials: where they come from (environment, auth files, credential helpers),
-//! how a registry challenge is answered (Basic, Bearer tokens), and how secrets stay secret.
+//! and how secrets stay secret. Answering a registry's challenge is `registry::session`'s.
 
-pub mod challenge;
 pub mod config;
 pub mod helper;
 pub mod sources;
-pub mod token;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -82,14 +80,16 @@ impl fmt::Display for Source {
 pub enum AuthError {
     #[error("cannot parse credentials from {source_name}: {reason}")]
     Parse { source_name: String, reason: String },
-    #[error("cannot read {path}: {error}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    #[error("cannot write {path}: {error}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error("credential helper docker-credential-{helper} for {server}: {reason}")]
@@ -100,8 +100,6 @@ pub enum AuthError {
     },
     #[error("invalid credential helper name {0:?}: path traversal is not allowed")]
     HelperName(String),
-    #[error("token request to {realm} failed: {reason}")]
-    Token { realm: String, reason: String },
     #[error("invalid --creds value: expected USERNAME[:PASSWORD]")]
     CredsFlag,
 }

@@ -1,11 +1,12 @@
 //! `skiff bundle create`: every image a pipeline needs (job images, services, the helper) in
 //! one docker-archive, to carry into an air-gapped network; `skiff load` reads it back.
 
+use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use skiff::helper::{self, HelperSpec};
-use skiff::registry::pull::{Policy, ProgressMode};
+use skiff::image::Policy;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]

@@ -4,6 +4,7 @@
 //! The job itself is `skiff::job::run`; this adapts the flags and the store to it.
 
 use super::job_runtime::{StoreImages, StoreRuntime};
+use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -11,7 +12,6 @@ use skiff::auth::sources::{AuthEnv, CredentialResolver};
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::log::ConsoleLog;
 use skiff::job::{self as jobs, JobPlan};
-use skiff::registry::pull::ProgressMode;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -61,7 +61,7 @@ pub(super) fn job_puller(
     ctx: &Context,
     registry: &RegistryArgs,
     docker_auth_config: Option<&str>,
-) -> Result<skiff::registry::pull::Puller> {
+) -> Result<skiff::image::pull::Puller> {
     let mut puller = registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;
     if let Some(auth) = docker_auth_config {
         let mut env = AuthEnv::from_process(registry.authfile.clone());

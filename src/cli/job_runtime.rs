@@ -3,12 +3,11 @@
 
 use futures_util::future::LocalBoxFuture as BoxFuture;
 use skiff::image::ResolvedImage;
+use skiff::image::{Policy, Puller};
 use skiff::job::Stream;
 use skiff::job::seams::{
     BoxError, ContainerRequest, ImageSource, JobRuntime, OutputSink, PodRequest,
 };
-use skiff::oci::config::ImageConfig;
-use skiff::registry::pull::{Policy, Puller};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,26 +24,7 @@ impl ImageSource for StoreImages {
         name: &'a str,
         policies: &'a [Policy],
     ) -> BoxFuture<'a, Result<ResolvedImage, BoxError>> {
-        Box::pin(async move {
-            let report = self.puller.ensure(name, policies).await?;
-            let store = &self.puller.store;
-            let entry = store
-                .find(&report.name)?
-                .ok_or_else(|| format!("{} vanished from the store", report.name))?;
-            let lowers = store
-                .image_layers(&entry)?
-                .iter()
-                .rev()
-                .map(|(_, d)| store.layer_path(d))
-                .collect();
-            let config = ImageConfig::parse(&store.read_blob(&report.id)?, &report.name)?;
-            Ok(ResolvedImage {
-                name: report.name,
-                id: report.id,
-                config,
-                lowers,
-            })
-        })
+        Box::pin(async move { Ok(self.puller.ensure_resolved(name, policies).await?) })
     }
 }
 

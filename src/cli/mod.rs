@@ -11,6 +11,7 @@ mod job;
 mod job_runtime;
 mod login;
 mod pods;
+mod progress;
 mod pull;
 mod push;
 mod rootless;
@@ -168,17 +169,17 @@ impl RegistryArgs {
     pub fn puller(
         &self,
         store: Store,
-        progress: skiff::registry::pull::ProgressMode,
+        progress: progress::ProgressMode,
         unpack: bool,
-    ) -> Result<skiff::registry::pull::Puller> {
-        Ok(skiff::registry::pull::Puller {
+    ) -> Result<skiff::image::Puller> {
+        Ok(skiff::image::Puller {
             store,
             credentials: self.credential_resolver()?,
             registries: self.registries()?,
             platform: platform_or_host(None)?,
             client_options: self.client_options(),
             jobs: 4,
-            progress,
+            observer: progress.observer(),
             unpack,
         })
     }

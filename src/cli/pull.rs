@@ -1,7 +1,8 @@
+use super::progress::ProgressMode;
 use super::{Context, Format, RegistryArgs, platform_or_host, print_json};
 use anyhow::{Context as _, Result};
 use clap::Args;
-use skiff::registry::pull::{ProgressMode, Puller, parse_policies};
+use skiff::image::{Puller, parse_policies};
 use std::io::IsTerminal;
 
 #[derive(Args, Debug)]
@@ -43,7 +44,7 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
         platform: platform_or_host(a.platform.as_deref())?,
         client_options: a.registry.client_options(),
         jobs: a.jobs,
-        progress,
+        observer: progress.observer(),
         unpack: !a.no_unpack,
     };
     let report = puller

@@ -1,8 +1,10 @@
+use super::progress::{Lines, QuietPush};
 use super::{Context, Format, RegistryArgs, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::oci::reference::ImageRef;
 use skiff::registry::push::Pusher;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
@@ -36,7 +38,11 @@ pub async fn run(ctx: &Context, a: PushArgs) -> Result<()> {
         registries: a.registry.registries()?,
         client_options: a.registry.client_options(),
         chunk_size: a.chunk_size,
-        quiet: a.quiet || ctx.format == Format::Json,
+        observer: if a.quiet || ctx.format == Format::Json {
+            Arc::new(QuietPush)
+        } else {
+            Arc::new(Lines)
+        },
     };
     let report = pusher
         .push(&entry, &dest)

@@ -1,10 +1,11 @@
 //! `skiff run`: pulls if needed, writes the container's plan, and starts its shim, which
 //! owns the container; this process only forwards signals and reports the exit status.
 
+use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use skiff::registry::pull::{ProgressMode, parse_policies};
+use skiff::image::parse_policies;
 use skiff::runtime::backend::RuntimeChoice;
 use skiff::runtime::spec::{Limits, Network, RunPlan, Volume};
 use std::path::PathBuf;

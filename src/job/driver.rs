@@ -9,7 +9,7 @@ use super::run::{IDLE, MaskedLog, start_idle, start_services};
 use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
 use super::{JobError, JobLog, Stream, script};
 use crate::gitlab::executor::{ExecutorEnv, runs_in_helper};
-use crate::registry::pull::Policy;
+use crate::image::pull::Policy;
 use std::path::{Path, PathBuf};
 
 /// What one runner job made, by name.

@@ -4,8 +4,8 @@
 use super::log::{JobLog, Stream};
 use super::seams::{BoxError, ContainerRequest, ImageSource, JobRuntime, OutputSink, PodRequest};
 use crate::image::ResolvedImage;
+use crate::image::pull::Policy;
 use crate::oci::config::ImageConfig;
-use crate::registry::pull::Policy;
 use futures_util::future::LocalBoxFuture as BoxFuture;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
 use super::{JobError, error_chain, script, services};
 use crate::gitlab::pipeline::ServiceSpec;
 use crate::image::ResolvedImage;
-use crate::registry::pull::parse_policies;
+use crate::image::pull::parse_policies;
 use std::future::Future;
 use std::time::Duration;
 

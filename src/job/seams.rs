@@ -2,7 +2,7 @@
 //! The real implementations act on skiff's runtime and store; the fakes in tests record.
 
 use crate::image::ResolvedImage;
-use crate::registry::pull::Policy;
+use crate::image::pull::Policy;
 use futures_util::future::LocalBoxFuture as BoxFuture;
 use std::path::PathBuf;
 use std::time::Duration;

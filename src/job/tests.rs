@@ -291,7 +291,7 @@ async fn stage_scripts_and_containers_carry_the_jobs_settings() {
         asked[0],
         (
             "alpine:3".to_string(),
-            vec![crate::registry::pull::Policy::IfNotPresent]
+            vec![crate::image::pull::Policy::IfNotPresent]
         )
     );
 }

@@ -1,16 +1,15 @@
-//! One registry endpoint: ping and challenge, Basic/Bearer auth, retries with backoff and
-//! `Retry-After`, manual redirects (never sending `Authorization` to another origin),
-//! manifests with a size cap, and blob downloads that resume with `Range`.
+//! One registry endpoint: the ping that brings its challenge (answered by `session`),
+//! retries with backoff and `Retry-After`, manual redirects (never sending `Authorization`
+//! to another origin), manifests with a size cap, blob downloads that resume with `Range`,
+//! and uploads.
 
+use super::session::Session;
 use super::{RegistryError, error_code_and_summary, read_limited, tls};
-use crate::auth::challenge::{self, Challenge};
-use crate::auth::token::{self, TokenCache, TokenKey};
-use crate::auth::{AuthError, Credential, Source};
+use crate::auth::{Credential, Source};
 use crate::oci::manifest::{ACCEPT, Descriptor, MAX_MANIFEST_SIZE};
 use futures_util::StreamExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
-use std::sync::Mutex;
 use std::time::Duration;
 use url::Url;
 
@@ -50,10 +49,7 @@ pub struct Client {
     /// The registry as named in references (`docker.io`, `127.0.0.1:5000`).
     pub registry: String,
     base: Url,
-    credential: Option<(Credential, Source)>,
-    challenge: Mutex<Option<Challenge>>,
-    extra_scopes: Mutex<Vec<String>>,
-    tokens: TokenCache,
+    session: Session,
     opts: ClientOptions,
 }
 
@@ -79,17 +75,17 @@ impl Client {
             &["https"]
         };
         for scheme in schemes {
-            let base = Url::parse(&format!("{scheme}://{api_host}")).map_err(|e| {
-                RegistryError::Other(format!("{registry}: invalid registry host: {e}"))
+            let base = Url::parse(&format!("{scheme}://{api_host}")).map_err(|source| {
+                RegistryError::InvalidHost {
+                    registry: registry.to_string(),
+                    source,
+                }
             })?;
             let client = Client {
                 http: http.clone(),
                 registry: registry.to_string(),
                 base: base.clone(),
-                credential: credential.clone(),
-                challenge: Mutex::new(None),
-                extra_scopes: Mutex::new(Vec::new()),
-                tokens: TokenCache::default(),
+                session: Session::new(registry, http.clone(), credential.clone()),
                 opts: opts.clone(),
             };
             let ping = base.join("/v2/").expect("static path");
@@ -110,7 +106,7 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     if status == StatusCode::UNAUTHORIZED {
-                        *client.challenge.lock().expect("lock") = pick_challenge(&resp);
+                        client.session.remember_challenge(&resp);
                         return Ok(client);
                     }
                     if status.is_success() {
@@ -140,7 +136,7 @@ impl Client {
     }
 
     pub fn credential_source(&self) -> Option<&Source> {
-        self.credential.as_ref().map(|(_, s)| s)
+        self.session.credential_source()
     }
 
     pub fn endpoint(&self) -> String {
@@ -400,7 +396,11 @@ impl Client {
                     // The ping (no scope) expects a 401; everything else may re-authenticate once.
                     if status == StatusCode::UNAUTHORIZED && scope.is_some() && !reauthenticated {
                         reauthenticated = true;
-                        if self.reauthenticate(&resp, scope.unwrap_or_default()).await {
+                        if self
+                            .session
+                            .reauthenticate(&resp, scope.unwrap_or_default())
+                            .await
+                        {
                             attempt -= 1;
                             continue;
                         }
@@ -431,93 +431,6 @@ impl Client {
         }
     }
 
-    /// Reacts to a 401: `insufficient_scope` asks for the scope the server names,
-    /// `invalid_token` drops the cached token, a first challenge is remembered.
-    async fn reauthenticate(&self, resp: &Response, scope: &str) -> bool {
-        let Some(ch) = pick_challenge(resp) else {
-            return false;
-        };
-        let key = self.token_key(&ch, scope);
-        match ch.param("error") {
-            Some("insufficient_scope") => {
-                if let Some(s) = ch.param("scope") {
-                    let mut extra = self.extra_scopes.lock().expect("lock");
-                    for one in s.split(' ') {
-                        if one != scope && !extra.iter().any(|e| e == one) {
-                            extra.push(one.to_string());
-                        }
-                    }
-                }
-            }
-            Some(_) => {}
-            None => {}
-        }
-        if let Some(k) = key {
-            self.tokens.invalidate(&k).await;
-        }
-        *self.challenge.lock().expect("lock") = Some(ch);
-        true
-    }
-
-    fn token_key(&self, ch: &Challenge, scope: &str) -> Option<TokenKey> {
-        let realm = ch.param("realm")?.to_string();
-        let mut scopes = vec![scope.to_string()];
-        scopes.extend(self.extra_scopes.lock().expect("lock").iter().cloned());
-        scopes.retain(|s| !s.is_empty());
-        Some(TokenKey {
-            realm,
-            service: ch.param("service").unwrap_or_default().to_string(),
-            scopes,
-        })
-    }
-
-    async fn authorization(&self, scope: Option<&str>) -> Result<Option<String>, SendError> {
-        let ch = self.challenge.lock().expect("lock").clone();
-        let Some(ch) = ch else { return Ok(None) };
-        let cred = self.credential.as_ref().map(|(c, _)| c);
-        match ch.scheme.as_str() {
-            "basic" => Ok(cred.filter(|c| !c.username.is_empty()).map(|c| {
-                use base64::Engine as _;
-                let raw = format!("{}:{}", c.username, c.password.expose());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                )
-            })),
-            "bearer" => {
-                let Some(key) = self.token_key(&ch, scope.unwrap_or_default()) else {
-                    return Ok(None);
-                };
-                if let Some(t) = self.tokens.get(&key).await {
-                    return Ok(Some(format!("Bearer {}", t.expose())));
-                }
-                match token::fetch(&self.http, &key, cred).await {
-                    Ok((t, lifetime)) => {
-                        let header = format!("Bearer {}", t.expose());
-                        self.tokens.put(key, t, lifetime).await;
-                        Ok(Some(header))
-                    }
-                    Err(AuthError::Token { realm, reason }) => {
-                        Err(SendError::Fatal(RegistryError::Unauthorized {
-                            registry: self.registry.clone(),
-                            via: self.via(),
-                            reason: format!("token request to {realm} failed: {reason}"),
-                        }))
-                    }
-                    Err(e) => Err(SendError::Fatal(e.into())),
-                }
-            }
-            _ => Ok(None),
-        }
-    }
-
-    fn via(&self) -> String {
-        match self.credential_source() {
-            Some(s) => format!(" with credentials from {s}"),
-            None => " (no credentials configured for it)".into(),
-        }
-    }
-
     async fn send_once(
         &self,
         method: &Method,
@@ -533,7 +446,12 @@ impl Client {
             req = req.header("Docker-Distribution-API-Version", "registry/2.0");
             // Credentials go only to the registry's own origin, never to a redirect target.
             if scope.is_some() && url.origin() == self.base.origin() {
-                if let Some(auth) = self.authorization(scope).await? {
+                if let Some(auth) = self
+                    .session
+                    .authorization(scope)
+                    .await
+                    .map_err(SendError::Fatal)?
+                {
                     req = req.header(header::AUTHORIZATION, auth);
                 }
             }
@@ -547,19 +465,21 @@ impl Client {
                     .get(header::LOCATION)
                     .and_then(|l| l.to_str().ok())
                 {
-                    url = url.join(loc).map_err(|e| {
-                        SendError::Fatal(RegistryError::Other(format!(
-                            "{url}: bad redirect {loc:?}: {e}"
-                        )))
+                    url = url.join(loc).map_err(|source| {
+                        SendError::Fatal(RegistryError::BadRedirect {
+                            url: url.to_string(),
+                            location: loc.to_string(),
+                            source,
+                        })
                     })?;
                     continue;
                 }
             }
             return Ok(resp);
         }
-        Err(SendError::Fatal(RegistryError::Other(format!(
-            "{url}: too many redirects"
-        ))))
+        Err(SendError::Fatal(RegistryError::TooManyRedirects {
+            url: url.to_string(),
+        }))
     }
 
     // ---- push -------------------------------------------------------------------------
@@ -573,12 +493,16 @@ impl Client {
             .headers()
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| {
-                RegistryError::Other(format!("{}: upload reply without Location", self.registry))
+            .ok_or_else(|| RegistryError::NoLocation {
+                registry: self.registry.clone(),
             })?;
-        self.base.join(loc).map_err(|e| {
-            RegistryError::Other(format!("{}: bad Location {loc:?}: {e}", self.registry))
-        })
+        self.base
+            .join(loc)
+            .map_err(|source| RegistryError::BadLocation {
+                registry: self.registry.clone(),
+                location: loc.to_string(),
+                source,
+            })
     }
 
     /// Sends a request with a body, rebuilt by `body` for the one re-authentication a 401
@@ -600,11 +524,8 @@ impl Client {
                 .header("Docker-Distribution-API-Version", "registry/2.0")
                 .body(body()?);
             if url.origin() == self.base.origin() {
-                match self.authorization(Some(scope)).await {
-                    Ok(Some(a)) => req = req.header(header::AUTHORIZATION, a),
-                    Ok(None) => {}
-                    Err(SendError::Fatal(e)) => return Err(e),
-                    Err(SendError::Retryable(e)) => return Err(RegistryError::Other(e)),
+                if let Some(a) = self.session.authorization(Some(scope)).await? {
+                    req = req.header(header::AUTHORIZATION, a);
                 }
             }
             let resp = req.send().await.map_err(|e| RegistryError::Connection {
@@ -615,7 +536,7 @@ impl Client {
             })?;
             if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
                 reauthenticated = true;
-                if self.reauthenticate(&resp, scope).await {
+                if self.session.reauthenticate(&resp, scope).await {
                     continue;
                 }
             }
@@ -651,14 +572,8 @@ impl Client {
         digest: &crate::oci::digest::Digest,
         from: &str,
     ) -> Result<Option<Url>, RegistryError> {
-        {
-            // The token must also allow reading the source repository.
-            let mut extra = self.extra_scopes.lock().expect("lock");
-            let want = format!("repository:{from}:pull");
-            if !extra.contains(&want) {
-                extra.push(want);
-            }
-        }
+        // The token must also allow reading the source repository.
+        self.session.add_scope(format!("repository:{from}:pull"));
         let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string())
@@ -702,18 +617,17 @@ impl Client {
         chunk: Option<u64>,
     ) -> Result<(), RegistryError> {
         let scope = Self::push_scope(repo);
-        let size = std::fs::metadata(path)
-            .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?
-            .len();
+        let read_err = |source| RegistryError::ReadUpload {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
         let read_range = |start: u64, len: u64| -> Result<Vec<u8>, RegistryError> {
             use std::io::{Read, Seek, SeekFrom};
-            let mut f = std::fs::File::open(path)
-                .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
-            f.seek(SeekFrom::Start(start))
-                .map_err(|e| RegistryError::Other(e.to_string()))?;
+            let mut f = std::fs::File::open(path).map_err(read_err)?;
+            f.seek(SeekFrom::Start(start)).map_err(read_err)?;
             let mut buf = vec![0u8; len as usize];
-            f.read_exact(&mut buf)
-                .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+            f.read_exact(&mut buf).map_err(read_err)?;
             Ok(buf)
         };
         let octet = |len: u64| {
@@ -755,8 +669,7 @@ impl Client {
                 if rest == 0 {
                     return Ok(reqwest::Body::from(""));
                 }
-                let f = std::fs::File::open(path)
-                    .map_err(|e| RegistryError::Other(format!("{}: {e}", path.display())))?;
+                let f = std::fs::File::open(path).map_err(read_err)?;
                 Ok(reqwest::Body::from(tokio::fs::File::from_std(f)))
             })
             .await?;
@@ -778,7 +691,10 @@ impl Client {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Other(e.to_string()))?,
+            HeaderValue::from_str(media_type).map_err(|source| RegistryError::MediaType {
+                media_type: media_type.to_string(),
+                source,
+            })?,
         );
         let body = bytes.to_vec();
         let resp = self
@@ -804,7 +720,7 @@ impl Client {
         if status == 401 || (status == 403 && code.as_deref() == Some("DENIED")) {
             return RegistryError::Unauthorized {
                 registry: self.registry.clone(),
-                via: self.via(),
+                via: self.session.via(),
                 reason: format!("{method} {url}: HTTP {status}{detail}"),
             };
         }
@@ -833,6 +749,19 @@ impl Client {
     }
 }
 
+/// Downloads straight into the store: the store knows nothing of registries.
+impl BlobSink for crate::store::Ingest {
+    fn written(&self) -> u64 {
+        crate::store::Ingest::written(self)
+    }
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RegistryError> {
+        Ok(self.write_bytes(bytes)?)
+    }
+    async fn reset(&mut self) -> Result<(), RegistryError> {
+        Ok(self.restart()?)
+    }
+}
+
 struct VecSink(Vec<u8>);
 
 impl BlobSink for VecSink {
@@ -847,20 +776,6 @@ impl BlobSink for VecSink {
         self.0.clear();
         Ok(())
     }
-}
-
-/// Bearer first, then Basic (containerd's priority); other schemes are ignored.
-fn pick_challenge(resp: &Response) -> Option<Challenge> {
-    let mut all: Vec<Challenge> = resp
-        .headers()
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(challenge::parse)
-        .filter(|c| c.scheme == "bearer" || c.scheme == "basic")
-        .collect();
-    all.sort_by_key(|c| if c.scheme == "bearer" { 0 } else { 1 });
-    all.into_iter().next()
 }
 
 /// `Retry-After` as seconds or an HTTP date; capped at five minutes.

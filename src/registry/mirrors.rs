@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {error}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error("invalid registries configuration {path}: {reason}")]

@@ -1,10 +1,10 @@
 //! OCI distribution client: endpoints, challenges and tokens, manifests, blobs (streamed,
-//! verified, resumed), retries, mirrors and pulls into the store.
+//! verified, resumed), retries, mirrors, uploads. Pulling into the store is `image::pull`'s.
 
 pub mod client;
 pub mod mirrors;
-pub mod pull;
 pub mod push;
+pub mod session;
 pub mod tls;
 
 use crate::auth::AuthError;
@@ -13,7 +13,7 @@ use crate::store::StoreError;
 use futures_util::StreamExt;
 use std::path::PathBuf;
 
-pub use client::{Client, ClientOptions};
+pub use client::{BlobSink, Client, ClientOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -66,20 +66,18 @@ pub enum RegistryError {
         expected: u64,
         actual: u64,
     },
-    #[error("{0}")]
-    Blocked(String),
-    #[error("{reference}: {}", format_attempts(.attempts))]
-    AllSourcesFailed {
-        reference: String,
-        attempts: Vec<(String, String)>,
-    },
-    #[error("{reference}: image is not in the store and the pull policy is \"never\"")]
-    NotPresent { reference: String },
     #[error("TLS setup for {registry} ({}): {reason}", path.display())]
     Tls {
         registry: String,
         path: PathBuf,
         reason: String,
+    },
+    #[error("TLS setup for {registry} ({})", path.display())]
+    TlsRead {
+        registry: String,
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
     },
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -87,22 +85,51 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] mirrors::ConfigError),
-    #[error(transparent)]
-    Unpack(#[from] crate::unpack::UnpackError),
-    #[error("{0}")]
-    Other(String),
-}
-
-fn format_attempts(attempts: &[(String, String)]) -> String {
-    match attempts {
-        [] => "no source to pull from".into(),
-        [(_, e)] => e.clone(),
-        many => {
-            let (primary, mirrors) = many.split_last().expect("non-empty");
-            let list: Vec<String> = mirrors.iter().map(|(s, e)| format!("[{s}: {e}]")).collect();
-            format!("{} (mirrors also failed: {})", primary.1, list.join(" "))
-        }
-    }
+    #[error("{registry}: invalid registry host")]
+    InvalidHost {
+        registry: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{url}: bad redirect {location:?}")]
+    BadRedirect {
+        url: String,
+        location: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{url}: too many redirects")]
+    TooManyRedirects { url: String },
+    #[error("{registry}: upload reply without Location")]
+    NoLocation { registry: String },
+    #[error("{registry}: bad Location {location:?}")]
+    BadLocation {
+        registry: String,
+        location: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A blob file being uploaded.
+    #[error("{}", path.display())]
+    ReadUpload {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid media type {media_type:?}")]
+    MediaType {
+        media_type: String,
+        #[source]
+        source: reqwest::header::InvalidHeaderValue,
+    },
+    #[error("{name}: the stored manifest does not parse")]
+    StoredManifest { name: String },
+    #[error("{destination}: registry stored manifest {theirs}, expected {ours}")]
+    PushedDigest {
+        destination: String,
+        theirs: String,
+        ours: Digest,
+    },
 }
 
 /// An error with all its sources: "a: b: c".

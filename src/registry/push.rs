@@ -11,6 +11,57 @@ use crate::oci::manifest::{self, Parsed};
 use crate::oci::reference::ImageRef;
 use crate::store::{ImageEntry, SOURCE_ANNOTATION, Store};
 use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// What a push reports as it goes. `Display` gives the line skiff prints for it.
+#[derive(Debug, Clone, Copy)]
+pub enum PushEvent<'a> {
+    Authenticating {
+        from: &'a crate::auth::Source,
+    },
+    /// Mounted from another repository of the same registry: no upload.
+    BlobMounted {
+        digest: &'a Digest,
+        from: &'a str,
+    },
+    /// `how`: exists, uploaded or chunked.
+    Blob {
+        digest: &'a Digest,
+        how: &'static str,
+    },
+    ManifestWritten {
+        destination: &'a ImageRef,
+    },
+}
+
+impl fmt::Display for PushEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushEvent::Authenticating { from } => {
+                write!(f, "Authenticating with credentials from {from}")
+            }
+            PushEvent::BlobMounted { digest, from } => {
+                write!(
+                    f,
+                    "Copying blob {} mounted from {from}",
+                    &digest.hex()[..12]
+                )
+            }
+            PushEvent::Blob { digest, how } => {
+                write!(f, "Copying blob {} {how}", &digest.hex()[..12])
+            }
+            PushEvent::ManifestWritten { destination } => {
+                write!(f, "Writing manifest {destination}")
+            }
+        }
+    }
+}
+
+/// Receives a push's progress (the CLI prints it, `-q` ignores it).
+pub trait PushObserver: Send + Sync {
+    fn event(&self, event: &PushEvent<'_>);
+}
 
 pub struct Pusher {
     pub store: Store,
@@ -19,7 +70,7 @@ pub struct Pusher {
     pub client_options: ClientOptions,
     /// Upload blobs larger than this in chunks (PATCH); `None` uploads in one PUT.
     pub chunk_size: Option<u64>,
-    pub quiet: bool,
+    pub observer: Arc<dyn PushObserver>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,14 +90,14 @@ impl Pusher {
         let Ok((Parsed::Image(m), media_type)) =
             manifest::parse(&bytes, Some(&entry.manifest.media_type), &entry.name)
         else {
-            return Err(RegistryError::Other(format!(
-                "{}: the stored manifest does not parse",
-                entry.name
-            )));
+            return Err(RegistryError::StoredManifest {
+                name: entry.name.clone(),
+            });
         };
         let cred = self.credentials.resolve(&dest.name()).await?;
-        if let (Some((_, src)), false) = (&cred, self.quiet) {
-            eprintln!("Authenticating with credentials from {src}");
+        if let Some((_, src)) = &cred {
+            self.observer
+                .event(&PushEvent::Authenticating { from: src });
         }
         let mut opts = self.client_options.clone();
         opts.insecure |= self.registries.is_insecure(&dest.registry);
@@ -59,7 +110,6 @@ impl Pusher {
         });
         let mut blobs = Vec::new();
         for desc in m.layers.iter().chain(std::iter::once(&m.config)) {
-            let short = &desc.digest.hex()[..12];
             let how = if client.blob_exists(repo, &desc.digest).await? {
                 "exists"
             } else {
@@ -67,7 +117,10 @@ impl Pusher {
                     Some(f) => match client.mount_blob(repo, &desc.digest, f).await? {
                         None => {
                             blobs.push((desc.digest.clone(), "mounted"));
-                            self.say(&format!("Copying blob {short} mounted from {f}"));
+                            self.observer.event(&PushEvent::BlobMounted {
+                                digest: &desc.digest,
+                                from: f,
+                            });
                             continue;
                         }
                         Some(loc) => loc,
@@ -89,7 +142,10 @@ impl Pusher {
                     "uploaded"
                 }
             };
-            self.say(&format!("Copying blob {short} {how}"));
+            self.observer.event(&PushEvent::Blob {
+                digest: &desc.digest,
+                how,
+            });
             blobs.push((desc.digest.clone(), how));
         }
         let reference = dest.tag.clone().unwrap_or_else(|| "latest".into());
@@ -99,22 +155,19 @@ impl Pusher {
             .await?
         {
             if theirs != digest.to_string() {
-                return Err(RegistryError::Other(format!(
-                    "{dest}: registry stored manifest {theirs}, expected {digest}"
-                )));
+                return Err(RegistryError::PushedDigest {
+                    destination: dest.to_string(),
+                    theirs,
+                    ours: digest,
+                });
             }
         }
-        self.say(&format!("Writing manifest {dest}"));
+        self.observer
+            .event(&PushEvent::ManifestWritten { destination: dest });
         Ok(PushReport {
             destination: dest.to_string(),
             manifest_digest: digest,
             blobs,
         })
-    }
-
-    fn say(&self, msg: &str) {
-        if !self.quiet {
-            eprintln!("{msg}");
-        }
     }
 }

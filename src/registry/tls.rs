@@ -46,17 +46,22 @@ pub fn client_for(
         path: path.to_path_buf(),
         reason,
     };
+    let read_err = |path: &Path, error| RegistryError::TlsRead {
+        registry: host.to_string(),
+        path: path.to_path_buf(),
+        error,
+    };
     let dir = certs_dirs(host).into_iter().find(|d| d.is_dir());
     if let Some(dir) = &dir {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| terr(dir, e.to_string()))?
+            .map_err(|e| read_err(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
         for path in &entries {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("crt") => {
-                    let pem = std::fs::read(path).map_err(|e| terr(path, e.to_string()))?;
+                    let pem = std::fs::read(path).map_err(|e| read_err(path, e))?;
                     for cert in reqwest::Certificate::from_pem_bundle(&pem)
                         .map_err(|e| terr(path, e.to_string()))?
                     {
@@ -74,8 +79,8 @@ pub fn client_for(
                             ),
                         ));
                     }
-                    let mut pem = std::fs::read(path).map_err(|e| terr(path, e.to_string()))?;
-                    pem.extend(std::fs::read(&key).map_err(|e| terr(&key, e.to_string()))?);
+                    let mut pem = std::fs::read(path).map_err(|e| read_err(path, e))?;
+                    pem.extend(std::fs::read(&key).map_err(|e| read_err(&key, e))?);
                     let id =
                         reqwest::Identity::from_pem(&pem).map_err(|e| terr(path, e.to_string()))?;
                     builder = builder.identity(id);

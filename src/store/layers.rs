@@ -3,6 +3,7 @@
 //! becomes visible by rename; a directory without the `tmp-` prefix is always complete.
 
 use super::{FileLock, ImageEntry, Store, StoreError};
+use crate::oci::config::ImageConfig;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, Parsed};
 use std::collections::BTreeSet;
@@ -70,13 +71,9 @@ impl Store {
         else {
             return Err(bad(format!("{}: manifest does not parse", entry.name)));
         };
-        let config: serde_json::Value = serde_json::from_slice(&self.read_blob(&m.config.digest)?)
+        let config: ImageConfig = serde_json::from_slice(&self.read_blob(&m.config.digest)?)
             .map_err(|e| bad(format!("{}: config: {e}", entry.name)))?;
-        let diff_ids: Vec<Digest> = config
-            .pointer("/rootfs/diff_ids")
-            .and_then(|d| d.as_array())
-            .map(|a| a.iter().filter_map(|d| d.as_str()?.parse().ok()).collect())
-            .unwrap_or_default();
+        let diff_ids = config.diff_ids();
         if diff_ids.len() != m.layers.len() {
             return Err(bad(format!(
                 "{}: {} diff_ids for {} layers",
@@ -85,7 +82,7 @@ impl Store {
                 m.layers.len()
             )));
         }
-        Ok(m.layers.into_iter().zip(diff_ids).collect())
+        Ok(m.layers.into_iter().zip(diff_ids.iter().cloned()).collect())
     }
 
     /// Layer directories no stored image uses, and temporary ones of dead processes.
@@ -128,22 +125,9 @@ impl Store {
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
                 let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-                pid.is_none_or(|p| !process_alive(p))
+                pid.is_none_or(|p| !crate::proc::process_alive(p))
             })
             .map(|e| e.path())
             .collect()
-    }
-}
-
-/// Alive and not a zombie waiting to be reaped.
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
     }
 }

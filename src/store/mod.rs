@@ -210,20 +210,10 @@ impl Store {
         FileLock::exclusive(&p).map_err(|e| self.io("lock", &p, e))
     }
 
+    /// The store's records (index.json, oci-layout) are on disk before anything relies on them.
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), unique()));
-        let res = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            sync_dir(path.parent().unwrap_or(Path::new(".")))
-        })();
-        if let Err(e) = res {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(self.io("write", path, e));
-        }
-        Ok(())
+        crate::proc::write_atomic(path, bytes, crate::proc::Durability::Fsync)
+            .map_err(|e| self.io("write", path, e))
     }
 
     fn read_index(&self) -> Result<IndexFile, StoreError> {
@@ -592,18 +582,6 @@ impl Drop for Ingest {
         if self.file.is_some() || self.path.exists() {
             let _ = std::fs::remove_file(&self.path);
         }
-    }
-}
-
-impl crate::registry::client::BlobSink for Ingest {
-    fn written(&self) -> u64 {
-        self.written
-    }
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), crate::registry::RegistryError> {
-        Ok(self.write_bytes(bytes)?)
-    }
-    async fn reset(&mut self) -> Result<(), crate::registry::RegistryError> {
-        Ok(self.restart()?)
     }
 }
 

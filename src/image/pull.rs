@@ -1,15 +1,17 @@
 //! Pulling an image into the store: names (short names, mirrors), manifest and platform,
-//! config and layers (concurrent, locked per blob so each is downloaded once), then the ref.
-//! Pull policies decide whether the network is touched at all.
+//! config and layers (concurrent, locked per blob so each is downloaded once, teed into the
+//! unpacker), then the ref. Pull policies decide whether the network is touched at all.
 
-use super::RegistryError;
-use super::client::{Client, ClientOptions};
-use super::mirrors::{PullSource, RegistriesConf};
+use super::{
+    ImageError, PullEvent, PullObserver, ResolvedImage, StoredImage, check_layers, read_config,
+};
 use crate::auth::CredentialResolver;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, MAX_CONFIG_SIZE, Parsed, PlatformSpec};
 use crate::oci::reference::{ImageRef, is_short_name};
-use crate::store::{ImageEntry, PULLED_ANNOTATION, SOURCE_ANNOTATION, Store};
+use crate::registry::mirrors::{PullSource, RegistriesConf};
+use crate::registry::{BlobSink, Client, ClientOptions, RegistryError, error_chain};
+use crate::store::{ImageEntry, PULLED_ANNOTATION, REF_NAME, SOURCE_ANNOTATION, Store};
 use crate::unpack::child::{LayerUnpacker, unpack_blob_file};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -51,13 +53,6 @@ pub fn parse_policies(s: &str) -> Result<Vec<Policy>, String> {
     Ok(list)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
-    Bars,
-    Lines,
-    Quiet,
-}
-
 pub struct Puller {
     pub store: Store,
     pub credentials: CredentialResolver,
@@ -65,7 +60,7 @@ pub struct Puller {
     pub platform: PlatformSpec,
     pub client_options: ClientOptions,
     pub jobs: usize,
-    pub progress: ProgressMode,
+    pub observer: Arc<dyn PullObserver>,
     /// Unpack layers into `layers/<diff_id>` (skiff pull --no-unpack turns it off).
     pub unpack: bool,
 }
@@ -95,33 +90,22 @@ pub struct LayerReport {
 }
 
 impl Puller {
-    fn say(&self, msg: &str) {
-        if self.progress != ProgressMode::Quiet {
-            eprintln!("{msg}");
-        }
-    }
-
     /// The references an input may mean, in order (short names go through
     /// `unqualified-search-registries`; without any, Docker Hub as docker does).
-    pub fn candidates(&self, input: &str) -> Result<Vec<ImageRef>, RegistryError> {
+    pub fn candidates(&self, input: &str) -> Result<Vec<ImageRef>, ImageError> {
         let search = &self.registries.unqualified_search_registries;
         if is_short_name(input) && !search.is_empty() {
-            search
+            Ok(search
                 .iter()
-                .map(|r| {
-                    ImageRef::parse(&format!("{r}/{input}"))
-                        .map_err(|e| RegistryError::Other(e.to_string()))
-                })
-                .collect()
+                .map(|r| ImageRef::parse(&format!("{r}/{input}")))
+                .collect::<Result<_, _>>()?)
         } else {
-            Ok(vec![
-                ImageRef::parse(input).map_err(|e| RegistryError::Other(e.to_string()))?,
-            ])
+            Ok(vec![ImageRef::parse(input)?])
         }
     }
 
     /// The stored image an input names, if any (short names also as `localhost/NAME`).
-    pub fn find_local(&self, input: &str) -> Result<Option<(ImageRef, ImageEntry)>, RegistryError> {
+    pub fn find_local(&self, input: &str) -> Result<Option<(ImageRef, ImageEntry)>, ImageError> {
         let mut names = Vec::new();
         if is_short_name(input) {
             if let Ok(r) = ImageRef::parse_local(input) {
@@ -146,25 +130,20 @@ impl Puller {
         Ok(None)
     }
 
-    fn local_report(&self, r: &ImageRef, e: &ImageEntry) -> Result<PullReport, RegistryError> {
-        let bytes = self.store.read_blob(&e.manifest.digest)?;
-        let (parsed, _) = manifest::parse(&bytes, Some(&e.manifest.media_type), &r.to_string())?;
-        let Parsed::Image(m) = parsed else {
-            return Err(RegistryError::Other(format!(
-                "{}: stored name points at an index",
-                e.name
-            )));
-        };
-        Ok(PullReport {
-            name: e.name.clone(),
-            id: m.config.digest.clone(),
-            manifest_digest: e.manifest.digest.clone(),
-            source: e
+    /// What a policy that found the image in the store reports: nothing downloaded.
+    fn local_report(image: &StoredImage) -> PullReport {
+        PullReport {
+            name: image.entry.name.clone(),
+            id: image.id().clone(),
+            manifest_digest: image.entry.manifest.digest.clone(),
+            source: image
+                .entry
                 .annotation(SOURCE_ANNOTATION)
                 .unwrap_or("local")
                 .to_string(),
             credentials_from: None,
-            layers: m
+            layers: image
+                .manifest
                 .layers
                 .iter()
                 .map(|l| LayerReport {
@@ -176,36 +155,55 @@ impl Puller {
                 })
                 .collect(),
             pulled: false,
-        })
+        }
     }
 
     /// Applies the policy chain; each failing policy falls through to the next.
-    pub async fn ensure(
+    pub async fn ensure(&self, input: &str, policies: &[Policy]) -> Result<PullReport, ImageError> {
+        Ok(self.ensure_image(input, policies).await?.0)
+    }
+
+    /// `ensure`, then the image as a container needs it: for an image already in the store,
+    /// its index entry, manifest and config are each read once (and never again here).
+    pub async fn ensure_resolved(
         &self,
         input: &str,
         policies: &[Policy],
-    ) -> Result<PullReport, RegistryError> {
+    ) -> Result<ResolvedImage, ImageError> {
+        let (_, image) = self.ensure_image(input, policies).await?;
+        Ok(image.into_resolved(&self.store))
+    }
+
+    async fn ensure_image(
+        &self,
+        input: &str,
+        policies: &[Policy],
+    ) -> Result<(PullReport, StoredImage), ImageError> {
         let mut last_err = None;
         for policy in policies {
             let result = match policy {
                 Policy::Never | Policy::IfNotPresent => match self.find_local(input)? {
                     Some((r, e)) => {
-                        let mut report = self.local_report(&r, &e)?;
-                        self.ensure_unpacked(&e, &mut report).await?;
-                        return Ok(report);
+                        let image = StoredImage::load(&self.store, e, &r.to_string())?;
+                        let mut report = Self::local_report(&image);
+                        self.ensure_unpacked(&image, &mut report).await?;
+                        return Ok((report, image));
                     }
-                    None if *policy == Policy::Never => Err(RegistryError::NotPresent {
+                    None if *policy == Policy::Never => Err(ImageError::NotPresent {
                         reference: input.to_string(),
                     }),
-                    None => self.pull(input).await,
+                    None => self.pull_image(input).await,
                 },
-                Policy::Always => self.pull(input).await,
+                Policy::Always => self.pull_image(input).await,
             };
             match result {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     if policies.len() > 1 {
-                        tracing::warn!("pull policy {policy:?} failed for {input}: {e}");
+                        tracing::warn!(
+                            "pull policy {policy:?} failed for {input}: {}",
+                            error_chain(&e)
+                        );
                     }
                     last_err = Some(e);
                 }
@@ -215,27 +213,32 @@ impl Puller {
     }
 
     /// Pulls from the network: every candidate name, every endpoint (mirrors, then primary).
-    pub async fn pull(&self, input: &str) -> Result<PullReport, RegistryError> {
-        let mut failures: Vec<(String, RegistryError)> = Vec::new();
+    pub async fn pull(&self, input: &str) -> Result<PullReport, ImageError> {
+        Ok(self.pull_image(input).await?.0)
+    }
+
+    async fn pull_image(&self, input: &str) -> Result<(PullReport, StoredImage), ImageError> {
+        let mut failures: Vec<(String, ImageError)> = Vec::new();
         for logical in &self.candidates(input)? {
             let sources = self
                 .registries
                 .pull_sources(logical, self.client_options.insecure)
-                .map_err(RegistryError::Blocked)?;
+                .map_err(ImageError::Blocked)?;
             for source in sources {
                 let label = source.reference.to_string();
                 match self.pull_from(logical, &source).await {
                     Ok(r) => return Ok(r),
                     // Local faults are not the endpoint's; trying a mirror would not help.
-                    Err(e @ (RegistryError::Store(_) | RegistryError::Auth(_))) => return Err(e),
+                    Err(e) if e.is_local() => return Err(e),
                     Err(e) => {
                         if source.mirror {
                             tracing::warn!(
-                                "mirror {} failed for {logical}: {e}",
-                                source.reference.registry
+                                "mirror {} failed for {logical}: {}",
+                                source.reference.registry,
+                                error_chain(&e)
                             );
                         } else {
-                            tracing::debug!("pull of {label} failed: {e}");
+                            tracing::debug!("pull of {label} failed: {}", error_chain(&e));
                         }
                         failures.push((label, e));
                     }
@@ -246,11 +249,11 @@ impl Puller {
             // One place to try: keep its typed error.
             return Err(failures.pop().expect("one").1);
         }
-        Err(RegistryError::AllSourcesFailed {
+        Err(ImageError::AllSourcesFailed {
             reference: input.to_string(),
             attempts: failures
                 .into_iter()
-                .map(|(l, e)| (l, e.to_string()))
+                .map(|(l, e)| (l, error_chain(&e)))
                 .collect(),
         })
     }
@@ -259,12 +262,13 @@ impl Puller {
         &self,
         logical: &ImageRef,
         source: &PullSource,
-    ) -> Result<PullReport, RegistryError> {
+    ) -> Result<(PullReport, StoredImage), ImageError> {
         let physical = &source.reference;
-        self.say(&format!("Trying to pull {physical}..."));
+        self.observer.event(&PullEvent::Trying { source: physical });
         let cred = self.credentials.resolve(&physical.name()).await?;
         if let Some((_, src)) = &cred {
-            self.say(&format!("Authenticating with credentials from {src}"));
+            self.observer
+                .event(&PullEvent::Authenticating { from: src });
             tracing::info!(
                 "authenticating to {} with credentials from {src}",
                 physical.registry
@@ -283,11 +287,11 @@ impl Puller {
         let mut index_digest = None;
         if let Parsed::Index(index) = &parsed {
             let chosen = self.platform.select(&index.manifests).ok_or_else(|| {
-                RegistryError::NoPlatform {
+                ImageError::from(RegistryError::NoPlatform {
                     reference: label.clone(),
                     wanted: self.platform.to_string(),
                     available: manifest::describe_platforms(&index.manifests),
-                }
+                })
             })?;
             index_digest = Some(Digest::sha256_of(&bytes));
             let digest = chosen.digest.to_string();
@@ -302,14 +306,13 @@ impl Puller {
             return Err(RegistryError::BadManifest {
                 reference: label,
                 reason: "an index inside an index".into(),
-            });
+            }
+            .into());
         };
         let manifest_digest = Digest::sha256_of(&bytes);
         // Shared with other pulls, exclusive with gc; may wait for a running prune.
         let store = self.store.clone();
-        let _use = tokio::task::spawn_blocking(move || store.use_lock())
-            .await
-            .map_err(|e| RegistryError::Other(e.to_string()))??;
+        let _use = tokio::task::spawn_blocking(move || store.use_lock()).await??;
 
         // Locked like the layers: concurrent pulls of one image fetch the config once.
         let config_digest = image.config.digest.clone();
@@ -324,10 +327,11 @@ impl Puller {
             c
         };
         drop(config_lock);
-        let diff_ids = check_config(&config, &image.layers, &label)?;
+        let config = read_config(&config, &label)?;
+        check_layers(&config, &image.layers, &label)?;
 
         let layers = self
-            .fetch_layers(&client, repo, &image.layers, &diff_ids)
+            .fetch_layers(&client, repo, &image.layers, config.diff_ids())
             .await?;
         self.store.put_blob(&manifest_digest, &bytes)?;
 
@@ -349,19 +353,37 @@ impl Puller {
             annotations: None,
             platform: None,
         };
+        // The entry as the index now holds it (`set_ref` adds the name).
+        let mut entry = ImageEntry {
+            name: name.clone(),
+            manifest: desc.clone(),
+        };
+        let mut named = ann.clone();
+        named.insert(REF_NAME.to_string(), name.clone());
+        entry.manifest.annotations = Some(named);
         self.store.set_ref(&name, desc, ann)?;
         if physical.registry != logical.registry {
-            self.say(&format!("Pulled {name} from mirror {}", client.endpoint()));
+            self.observer.event(&PullEvent::FromMirror {
+                name: &name,
+                endpoint: &client.endpoint(),
+            });
         }
-        Ok(PullReport {
-            name,
+        let report = PullReport {
+            name: name.clone(),
             id: image.config.digest.clone(),
             manifest_digest,
             source: format!("{}/{}", client.endpoint(), physical.repository),
             credentials_from: client.credential_source().map(|s| s.to_string()),
             layers,
             pulled: true,
-        })
+        };
+        // What was just verified and stored: no need to read it back.
+        let stored = StoredImage {
+            entry,
+            manifest: *image,
+            config,
+        };
+        Ok((report, stored))
     }
 
     async fn fetch_layers(
@@ -370,45 +392,34 @@ impl Puller {
         repo: &str,
         layers: &[Descriptor],
         diff_ids: &[Digest],
-    ) -> Result<Vec<LayerReport>, RegistryError> {
+    ) -> Result<Vec<LayerReport>, ImageError> {
         use futures_util::stream::{self, StreamExt, TryStreamExt};
-        let bars = (self.progress == ProgressMode::Bars).then(indicatif::MultiProgress::new);
-        let bars = Arc::new(bars);
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<(&Descriptor, &Digest)> = layers
             .iter()
             .zip(diff_ids)
             .filter(|(l, _)| seen.insert(l.digest.clone()))
             .collect();
-        let results: Vec<LayerReport> = stream::iter(unique)
-            .map(|(layer, diff_id)| {
-                let bars = bars.clone();
-                async move {
-                    self.fetch_layer(client, repo, layer, diff_id, bars.as_ref().as_ref())
-                        .await
-                }
-            })
+        stream::iter(unique)
+            .map(|(layer, diff_id)| self.fetch_layer(client, repo, layer, diff_id))
             .buffered(self.jobs.max(1))
             .try_collect()
-            .await?;
-        Ok(results)
+            .await
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-    ) -> Result<T, RegistryError> {
+    ) -> Result<T, ImageError> {
         let store = self.store.clone();
-        Ok(tokio::task::spawn_blocking(move || f(store))
-            .await
-            .map_err(|e| RegistryError::Other(e.to_string()))??)
+        Ok(tokio::task::spawn_blocking(move || f(store)).await??)
     }
 
     /// Takes the layer's lock if it still needs unpacking; `None` when there is nothing to do.
     async fn claim_layer(
         &self,
         diff_id: &Digest,
-    ) -> Result<Option<crate::store::FileLock>, RegistryError> {
+    ) -> Result<Option<crate::store::FileLock>, ImageError> {
         if !self.unpack || self.store.has_layer(diff_id) {
             return Ok(None);
         }
@@ -424,9 +435,7 @@ impl Puller {
         repo: &str,
         layer: &Descriptor,
         diff_id: &Digest,
-        bars: Option<&indicatif::MultiProgress>,
-    ) -> Result<LayerReport, RegistryError> {
-        let short = &layer.digest.hex()[..12];
+    ) -> Result<LayerReport, ImageError> {
         let digest = layer.digest.clone();
         // Another process may be downloading the same blob: wait for it, then reuse it.
         let _lock = self.blocking(move |s| s.lock_blob(&digest)).await?;
@@ -439,10 +448,9 @@ impl Puller {
             unpacked: false,
         };
         if self.store.has_blob(&layer.digest) {
-            self.say_line(
-                bars,
-                &format!("Copying blob {short} skipped: already exists"),
-            );
+            self.observer.event(&PullEvent::LayerExists {
+                digest: &layer.digest,
+            });
             if layer_lock.is_some() {
                 self.unpack_stored(layer, diff_id).await?;
                 report.unpacked = true;
@@ -459,29 +467,11 @@ impl Puller {
             unpacker,
             restarted: false,
         };
-        let bar = bars.map(|m| {
-            let b = m.add(indicatif::ProgressBar::new(layer.size));
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "Copying blob {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .expect("static template")
-                .progress_chars("=> "),
-            );
-            b.set_message(short.to_string());
-            b
+        self.observer.event(&PullEvent::LayerStarted {
+            digest: &layer.digest,
+            size: layer.size,
         });
-        if bar.is_none() {
-            self.say_line(
-                None,
-                &format!("Copying blob {short} ({} bytes)", layer.size),
-            );
-        }
-        let progress = |n: u64| {
-            if let Some(b) = &bar {
-                b.inc(n);
-            }
-        };
+        let progress = |n: u64| self.observer.progress(&layer.digest, n);
         let fetched = client.fetch_blob(repo, layer, &mut sink, &progress).await;
         let TeeSink {
             ingest,
@@ -491,9 +481,9 @@ impl Puller {
         let committed = match fetched {
             Ok(()) => tokio::task::spawn_blocking(move || ingest.commit())
                 .await
-                .map_err(|e| RegistryError::Other(e.to_string()))
-                .and_then(|r| r.map_err(RegistryError::from)),
-            Err(e) => Err(e),
+                .map_err(ImageError::from)
+                .and_then(|r| r.map_err(ImageError::from)),
+            Err(e) => Err(e.into()),
         };
         if let Err(e) = committed {
             if let Some(u) = unpacker {
@@ -515,19 +505,14 @@ impl Puller {
             }
             (None, _) => {}
         }
-        match &bar {
-            Some(b) => b.finish(),
-            None => self.say_line(None, &format!("Copying blob {short} done")),
-        }
+        self.observer.event(&PullEvent::LayerDone {
+            digest: &layer.digest,
+        });
         Ok(report)
     }
 
     /// Unpacks a layer from its verified blob in the store.
-    async fn unpack_stored(
-        &self,
-        layer: &Descriptor,
-        diff_id: &Digest,
-    ) -> Result<(), RegistryError> {
+    async fn unpack_stored(&self, layer: &Descriptor, diff_id: &Digest) -> Result<(), ImageError> {
         unpack_blob_file(
             self.store.root(),
             diff_id,
@@ -539,20 +524,20 @@ impl Puller {
 
     /// Unpacks whatever layers of a stored image are not unpacked yet (pulled with
     /// --no-unpack, or found by a pull policy without any download).
-    pub async fn ensure_unpacked(
+    async fn ensure_unpacked(
         &self,
-        entry: &ImageEntry,
+        image: &StoredImage,
         report: &mut PullReport,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), ImageError> {
         if !self.unpack {
             return Ok(());
         }
-        for (i, (desc, diff_id)) in self.store.image_layers(entry)?.into_iter().enumerate() {
+        for (i, (desc, diff_id)) in image.layers().enumerate() {
             if let Some(r) = report.layers.get_mut(i) {
                 r.diff_id = Some(diff_id.clone());
             }
-            if self.claim_layer(&diff_id).await?.is_some() {
-                self.unpack_stored(&desc, &diff_id).await?;
+            if self.claim_layer(diff_id).await?.is_some() {
+                self.unpack_stored(desc, diff_id).await?;
                 if let Some(r) = report.layers.get_mut(i) {
                     r.unpacked = true;
                 }
@@ -560,48 +545,6 @@ impl Puller {
         }
         Ok(())
     }
-
-    fn say_line(&self, bars: Option<&indicatif::MultiProgress>, msg: &str) {
-        match bars {
-            Some(m) => {
-                let _ = m.println(msg);
-            }
-            None => self.say(msg),
-        }
-    }
-}
-
-/// The config must be an image config whose diff_ids match the layers one to one.
-fn check_config(
-    config: &[u8],
-    layers: &[Descriptor],
-    reference: &str,
-) -> Result<Vec<Digest>, RegistryError> {
-    let bad = |reason: String| RegistryError::BadManifest {
-        reference: reference.to_string(),
-        reason,
-    };
-    let v: serde_json::Value =
-        serde_json::from_slice(config).map_err(|e| bad(format!("config is not JSON: {e}")))?;
-    let diff_ids = v
-        .pointer("/rootfs/diff_ids")
-        .and_then(|d| d.as_array())
-        .ok_or_else(|| bad("config has no rootfs.diff_ids".into()))?;
-    if diff_ids.len() != layers.len() {
-        return Err(bad(format!(
-            "config lists {} diff_ids for {} layers",
-            diff_ids.len(),
-            layers.len()
-        )));
-    }
-    diff_ids
-        .iter()
-        .map(|d| {
-            d.as_str()
-                .and_then(|s| s.parse::<Digest>().ok())
-                .ok_or_else(|| bad(format!("invalid diff_id {d}")))
-        })
-        .collect()
 }
 
 /// The download's sink: the store's ingest file, and the unpacker's stdin when teeing.
@@ -611,7 +554,7 @@ struct TeeSink {
     restarted: bool,
 }
 
-impl super::client::BlobSink for TeeSink {
+impl BlobSink for TeeSink {
     fn written(&self) -> u64 {
         self.ingest.written()
     }
@@ -634,6 +577,32 @@ impl super::client::BlobSink for TeeSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stored_image_resolves_without_the_network() {
+        let (_dir, store, entry) = super::super::tests::stored_image();
+        let puller = Puller {
+            store: store.clone(),
+            credentials: CredentialResolver::default(),
+            registries: RegistriesConf::default(),
+            platform: PlatformSpec::host(),
+            client_options: ClientOptions::default(),
+            jobs: 1,
+            observer: Arc::new(super::super::Quiet),
+            unpack: false,
+        };
+        let image = puller
+            .ensure_resolved("localhost/one:1", &[Policy::Never])
+            .await
+            .unwrap();
+        assert_eq!(image.name, entry.name);
+        assert_eq!(image.lowers.len(), 1);
+        let e = puller
+            .ensure_resolved("localhost/two:1", &[Policy::Never])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ImageError::NotPresent { .. }), "{e}");
+    }
 
     #[test]
     fn policy_lists() {
