@@ -1,3 +1,6 @@
+//! The skiff binary: internal helpers first, then the command line.
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use clap::Parser;

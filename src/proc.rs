@@ -38,6 +38,19 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A detached helper's end of the ready pipe its spawner waits on (`SKIFF_READY_FD`); one
+/// byte written to it means "ready", its closing without one "failed". Reopened
+/// close-on-exec so that nothing the helper starts inherits it.
+pub fn take_ready_pipe() -> Option<std::fs::File> {
+    let fd: i32 = std::env::var("SKIFF_READY_FD").ok()?.parse().ok()?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .ok();
+    let _ = nix::unistd::close(fd);
+    file
+}
+
 /// How far an atomic write goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {

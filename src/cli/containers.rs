@@ -4,7 +4,7 @@
 use super::{Context, Format, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use skiff::runtime::shim::{State, read_state};
+use skiff::runtime::container::{State, Status, read_state};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -82,10 +82,10 @@ pub fn ps(ctx: &Context, a: PsArgs) -> Result<()> {
         let Some(s) = read_state(&e.path()) else {
             continue;
         };
-        if !a.all && s.status != "running" {
+        if !a.all && s.status != Status::Running {
             continue;
         }
-        rows.push(serde_json::json!({"id": e.file_name().to_string_lossy(), "image": s.image, "command": s.command.join(" "), "status": s.status, "exit_code": s.exit_code}));
+        rows.push(serde_json::json!({"id": e.file_name().to_string_lossy(), "image": s.image, "command": s.command.join(" "), "status": s.status.as_str(), "exit_code": s.exit_code}));
     }
     if ctx.format == Format::Json {
         return print_json(&rows);
@@ -136,7 +136,7 @@ fn signal(name: &str) -> Result<nix::sys::signal::Signal> {
 /// namespace, its owner may signal every process in it.
 fn send(d: &std::path::Path, s: &State, sig: nix::sys::signal::Signal) -> Result<()> {
     if sig == nix::sys::signal::Signal::SIGKILL
-        && let Some(pid) = skiff::runtime::shim::container_pid(d)
+        && let Some(pid) = skiff::runtime::container::container_pid(d)
     {
         return nix::sys::signal::kill(pid, sig).context("killing the container's init");
     }
@@ -148,7 +148,7 @@ fn send(d: &std::path::Path, s: &State, sig: nix::sys::signal::Signal) -> Result
 fn wait_exited(d: &std::path::Path, timeout: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if read_state(d).is_none_or(|s| s.status != "running") {
+        if read_state(d).is_none_or(|s| s.status != Status::Running) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -159,7 +159,7 @@ fn wait_exited(d: &std::path::Path, timeout: Duration) -> bool {
 pub fn kill(ctx: &Context, a: KillArgs) -> Result<()> {
     let (d, s) = dir(ctx, &a.container)?;
     let s = s
-        .filter(|s| s.status == "running")
+        .filter(|s| s.status == Status::Running)
         .with_context(|| format!("{} is not running", a.container))?;
     send(&d, &s, signal(&a.signal)?)
 }
@@ -167,7 +167,7 @@ pub fn kill(ctx: &Context, a: KillArgs) -> Result<()> {
 pub fn stop(ctx: &Context, a: StopArgs) -> Result<()> {
     for c in &a.containers {
         let (d, s) = dir(ctx, c)?;
-        let Some(s) = s.filter(|s| s.status == "running") else {
+        let Some(s) = s.filter(|s| s.status == Status::Running) else {
             continue;
         };
         send(&d, &s, nix::sys::signal::Signal::SIGTERM)?;
@@ -185,7 +185,7 @@ pub fn stop(ctx: &Context, a: StopArgs) -> Result<()> {
 pub async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
     for c in &a.containers {
         let (d, s) = dir(ctx, c)?;
-        if let Some(s) = s.as_ref().filter(|s| s.status == "created") {
+        if let Some(s) = s.as_ref().filter(|s| s.status == Status::Created) {
             if !a.force {
                 bail!("{c} is starting: wait for it or use --force");
             }
@@ -193,13 +193,13 @@ pub async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
             let shim = nix::unistd::Pid::from_raw(s.shim_pid as i32);
             let _ = nix::sys::signal::kill(shim, nix::sys::signal::Signal::SIGKILL);
             let start = std::time::Instant::now();
-            while skiff::runtime::shim::process_alive(s.shim_pid)
+            while skiff::proc::process_alive(s.shim_pid)
                 && start.elapsed() < Duration::from_secs(10)
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        if let Some(s) = s.filter(|s| s.status == "running") {
+        if let Some(s) = s.filter(|s| s.status == Status::Running) {
             if !a.force {
                 bail!("{c} is running: stop it first or use --force");
             }
@@ -235,9 +235,9 @@ pub struct ExecArgs {
 pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
     let (d, s) = dir(ctx, &a.container)?;
     let s = s
-        .filter(|s| s.status == "running")
+        .filter(|s| s.status == Status::Running)
         .with_context(|| format!("{} is not running", a.container))?;
-    let plan: skiff::runtime::spec::RunPlan =
+    let plan: skiff::runtime::plan::RunPlan =
         serde_json::from_slice(&std::fs::read(d.join("plan.json"))?)?;
     let user = match &a.user {
         None => None,

@@ -4,9 +4,11 @@
 use super::{Context, Format, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
+use skiff::proc::process_alive;
+use skiff::runtime::container::{Status, container_pid, read_state};
+use skiff::runtime::network::Network;
+use skiff::runtime::plan::RunPlan;
 use skiff::runtime::pod::{self, PodState};
-use skiff::runtime::shim::{container_pid, process_alive, read_state};
-use skiff::runtime::spec::{Network, RunPlan};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -116,7 +118,7 @@ fn kill_container(d: &Path) -> bool {
     }
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if read_state(d).is_none_or(|s| s.status != "running") {
+        if read_state(d).is_none_or(|s| s.status != Status::Running) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -146,7 +148,7 @@ async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
         let containers = pod::members(&dir);
         let running: Vec<&PathBuf> = containers
             .iter()
-            .filter(|d| read_state(d).is_some_and(|s| s.status == "running"))
+            .filter(|d| read_state(d).is_some_and(|s| s.status == Status::Running))
             .collect();
         if !running.is_empty() && !a.force {
             bail!(
@@ -231,9 +233,9 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         let remove_on_exit = plan.as_ref().is_none_or(|p| p.remove);
         let dead = match read_state(&d) {
             Some(s) => {
-                s.status == "exited (shim died)"
+                s.status == Status::ShimDied
                     // An --rm container whose shim died while removing it.
-                    || (s.status == "exited" && remove_on_exit && !process_alive(s.shim_pid))
+                    || (s.status == Status::Exited && remove_on_exit && !process_alive(s.shim_pid))
             }
             // No state: no shim has started. Abandoned once the process that wrote the plan
             // is gone (plans of older versions: after a minute).
@@ -252,7 +254,7 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             report.push(format!("killed the processes of container {id}"));
         }
-        if skiff::runtime::shim::kill_unstarted_clones(&d, &[std::process::id()]) > 0 {
+        if skiff::runtime::container::kill_unstarted_clones(&d, &[std::process::id()]) > 0 {
             report.push(format!("killed the unstarted init of container {id}"));
         }
         remove_cgroup(&id);
@@ -260,8 +262,8 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
             remove.push(d);
             report.push(format!("removed container {id}"));
         } else if let Some(mut s) = read_state(&d) {
-            s.status = "exited".into();
-            skiff::runtime::shim::write_state(&d, &s);
+            s.status = Status::Exited;
+            skiff::runtime::container::write_state(&d, &s);
             report.push(format!("marked container {id} exited (its shim died)"));
         }
     }
@@ -341,7 +343,7 @@ fn remove_cgroup(id: &str) {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let path = skiff::runtime::shim::cgroup_path(id);
+    let path = skiff::runtime::container::cgroup_path(id);
     let relative = path.strip_prefix("/").unwrap_or(&path);
     for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
         let dir = Path::new(mount).join(relative);

@@ -6,7 +6,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::registry::pull::{ProgressMode, parse_policies};
 use skiff::runtime::backend::RuntimeChoice;
-use skiff::runtime::spec::{Limits, Network, RunPlan, Volume};
+use skiff::runtime::network::Network;
+use skiff::runtime::plan::{Limits, RunPlan, Volume};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -216,7 +217,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let plan = RunPlan {
         id: id.clone(),
         image: entry.name.clone(),
-        image_config: config.get("config").cloned().unwrap_or_default(),
+        image_config: serde_json::from_value(config.get("config").cloned().unwrap_or_default())?,
         lowers,
         dir: dir.clone(),
         command: a.command.clone(),

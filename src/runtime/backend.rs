@@ -40,11 +40,7 @@ impl RuntimeChoice {
         if name.contains('/') {
             return Ok(Self::External { path: name.into() });
         }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
+        crate::proc::which(name)
             .map(|path| Self::External { path })
             .ok_or_else(|| BackendError::NotFound { name: name.into() })
     }
@@ -240,10 +236,10 @@ impl External {
         // spec asks for limits (then skiff found a delegated cgroup). runc skips them by
         // itself and rejects the flag.
         if self.path.file_name().is_some_and(|n| n == "crun") {
-            let limits = std::fs::read(state.with_file_name("bundle").join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .is_some_and(|c| !c.pointer("/linux/resources").is_none_or(|r| r.is_null()));
+            let limits =
+                oci_spec::runtime::Spec::load(state.with_file_name("bundle").join("config.json"))
+                    .ok()
+                    .is_some_and(|c| c.linux().as_ref().is_some_and(|l| l.resources().is_some()));
             cmd.arg(if limits {
                 "--cgroup-manager=cgroupfs"
             } else {
@@ -290,7 +286,7 @@ impl Backend for External {
         while start.elapsed() < std::time::Duration::from_secs(30) {
             let written =
                 std::fs::read_to_string(paths.pid_file).is_ok_and(|p| !p.trim().is_empty());
-            if written || !super::shim::process_alive(child.id()) {
+            if written || !crate::proc::process_alive(child.id()) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -312,20 +308,11 @@ impl Backend for External {
         cmd.arg("exec");
         // The runtimes start from an empty environment once --env is given: the container's
         // own first (PATH and all), then the overrides.
-        let config: serde_json::Value = std::fs::read(paths.bundle.join("config.json"))
+        let base: Vec<String> = oci_spec::runtime::Spec::load(paths.bundle.join("config.json"))
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .and_then(|c| c.process().as_ref().and_then(|p| p.env().clone()))
             .unwrap_or_default();
-        let base = config
-            .pointer("/process/env")
-            .and_then(|e| e.as_array())
-            .cloned()
-            .unwrap_or_default();
-        for e in base
-            .iter()
-            .filter_map(|e| e.as_str())
-            .chain(request.env.iter().map(String::as_str))
-        {
+        for e in base.iter().chain(&request.env) {
             cmd.arg("--env").arg(e);
         }
         if let Some(w) = &request.cwd {

@@ -1,8 +1,12 @@
-//! Running things rootless: user namespaces with the user's subordinate ids.
+//! Running containers rootless: the container and pod APIs, and the shim and helpers that
+//! do the work in user namespaces with the user's subordinate ids.
 
 pub mod backend;
+pub mod container;
 pub mod network;
+pub mod plan;
 pub mod pod;
+pub mod pod_state;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;

@@ -5,7 +5,7 @@
 //! The helpers must run in the host's namespaces, so they are spawned before the shim
 //! enters its user namespace and told to attach once the network namespace exists.
 
-use super::spec::Network;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -35,6 +35,73 @@ pub enum NetworkError {
     RootPasta,
     #[error("{what}: {error}")]
     Sys { what: String, error: String },
+    #[error("{option} {value:?}: expected {expected}")]
+    BadOption {
+        option: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// The host's network namespace.
+    Host,
+    /// A new network namespace (loopback only, down).
+    None,
+    /// A new network namespace made by the shim, loopback up.
+    Private,
+    /// Private, with outbound access through slirp4netns (user-mode TCP/IP). The host's
+    /// loopback stays out of reach unless asked for, as in podman.
+    Slirp4netns { allow_host_loopback: bool },
+    /// Private, with outbound access through pasta (package passt); extra pasta arguments
+    /// as podman takes them (`pasta:--map-gw`).
+    Pasta { args: Vec<String> },
+}
+
+impl Network {
+    /// podman's syntax: `host`, `none`, `private`, `slirp4netns[:allow_host_loopback=true]`,
+    /// `pasta[:ARG,ARG...]`.
+    pub fn parse(text: &str) -> Result<Self, NetworkError> {
+        let (name, options) = text.split_once(':').unwrap_or((text, ""));
+        let bad = |expected| NetworkError::BadOption {
+            option: "--network".into(),
+            value: text.into(),
+            expected,
+        };
+        Ok(match (name, options) {
+            ("host", "") => Self::Host,
+            ("none", "") => Self::None,
+            ("private", "") => Self::Private,
+            ("slirp4netns", o) => Self::Slirp4netns {
+                allow_host_loopback: match o {
+                    "" | "allow_host_loopback=false" => false,
+                    "allow_host_loopback=true" => true,
+                    _ => return Err(bad("slirp4netns[:allow_host_loopback=true|false]")),
+                },
+            },
+            ("pasta", o) => Self::Pasta {
+                args: o
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            },
+            _ => {
+                return Err(bad(
+                    "host, none, private, slirp4netns[:allow_host_loopback=true] or pasta[:ARGS]",
+                ));
+            }
+        })
+    }
+    /// Whether the shim makes a network namespace and brings loopback up in it.
+    pub fn is_private(&self) -> bool {
+        matches!(
+            self,
+            Self::Private | Self::Slirp4netns { .. } | Self::Pasta { .. }
+        )
+    }
 }
 
 fn program_for(net: &Network) -> Option<(&'static str, &'static str)> {
@@ -47,15 +114,7 @@ fn program_for(net: &Network) -> Option<(&'static str, &'static str)> {
 
 /// Whether a helper program is installed.
 pub fn available(program: &str) -> bool {
-    find(program).is_some()
-}
-
-fn find(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/bin".into()])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    crate::proc::which(program).is_some()
 }
 
 /// A user-mode network helper, started but not yet attached.
@@ -92,7 +151,7 @@ pub fn prepare_helper(
         // offers pasta to rootless users only).
         return Err(NetworkError::RootPasta);
     }
-    let path = find(program).ok_or(NetworkError::Missing { program, package })?;
+    let path = crate::proc::which(program).ok_or(NetworkError::Missing { program, package })?;
     let mut args: Vec<String> = vec![];
     match net {
         Network::Slirp4netns {

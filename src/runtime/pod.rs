@@ -4,66 +4,11 @@
 //! the same port at once.
 
 use super::network::{self, Helper};
-use super::spec::Network;
+use super::pod_state::{ENDED, MEMBER_LOCK};
+pub use super::pod_state::{PodError, PodState, has_ended, lock_for_member, read, running, write};
 use super::userns;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PodError {
-    #[error("no pod {name}")]
-    NotFound { name: String },
-    #[error("pod {name} is not running (its infra process is gone): remove it with `skiff pod rm`")]
-    NotRunning { name: String },
-    #[error("reading {path}: {error}")]
-    Read { path: PathBuf, error: String },
-}
-
-/// `pods/<name>/pod.json`: written by `pod create`, completed by the infra process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PodState {
-    pub name: String,
-    pub network: Network,
-    /// `--add-host` entries given at creation.
-    #[serde(default)]
-    pub hosts: Vec<(String, String)>,
-    #[serde(default)]
-    pub dns: Vec<String>,
-    /// The infra process, once it holds the namespaces.
-    #[serde(default)]
-    pub infra_pid: Option<u32>,
-    /// A process whose end ends the pod: the infra kills the members and exits (`skiff job`
-    /// passes its own pid, so a job killed with SIGKILL leaves no service running).
-    #[serde(default)]
-    pub owner: Option<u32>,
-}
-
-const ENDED: &str = "ended";
-const MEMBER_LOCK: &str = "member.lock";
-
-/// The pod's owner has ended: its members are being killed, or were.
-pub fn has_ended(dir: &Path) -> bool {
-    dir.join(ENDED).exists()
-}
-
-/// Held (shared) by a member's shim from joining the pod until its container's pid is on
-/// disk, so that a pod ending with its owner kills every member, even one starting then.
-pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let lock =
-        crate::store::FileLock::shared(&dir.join(MEMBER_LOCK)).map_err(|e| PodError::Read {
-            path: dir.join(MEMBER_LOCK),
-            error: e.to_string(),
-        })?;
-    if has_ended(dir) {
-        return Err(PodError::NotRunning { name });
-    }
-    Ok(lock)
-}
 
 /// The containers whose plan puts them in the pod at `pod_dir` (`<store>/pods/<name>`).
 pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
@@ -78,44 +23,10 @@ pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
         .filter(|d| {
             std::fs::read(d.join("plan.json"))
                 .ok()
-                .and_then(|b| serde_json::from_slice::<super::spec::RunPlan>(&b).ok())
+                .and_then(|b| serde_json::from_slice::<super::plan::RunPlan>(&b).ok())
                 .is_some_and(|p| p.pod.as_deref() == Some(pod_dir))
         })
         .collect()
-}
-
-pub fn read(dir: &Path) -> Result<PodState, PodError> {
-    let path = dir.join("pod.json");
-    let bytes = std::fs::read(&path).map_err(|e| PodError::Read {
-        path: path.clone(),
-        error: e.to_string(),
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| PodError::Read {
-        path,
-        error: e.to_string(),
-    })
-}
-
-pub fn write(dir: &Path, state: &PodState) -> std::io::Result<()> {
-    let tmp = dir.join("pod.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
-    std::fs::rename(tmp, dir.join("pod.json"))
-}
-
-/// The running pod in `dir`: its state with a live infra pid.
-pub fn running(dir: &Path) -> Result<(PodState, u32), PodError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    if !dir.join("pod.json").exists() {
-        return Err(PodError::NotFound { name });
-    }
-    let state = read(dir)?;
-    match state.infra_pid.filter(|p| super::shim::process_alive(*p)) {
-        Some(pid) => Ok((state, pid)),
-        None => Err(PodError::NotRunning { name }),
-    }
 }
 
 /// `skiff __pod DIR`: makes the namespaces, reports ready, then waits for SIGTERM or the end
@@ -129,7 +40,7 @@ pub fn pod_main(dir: &Path) -> i32 {
         Ok(s) => s,
         Err(e) => return fail("reading the pod", &e),
     };
-    let mut ready = super::shim::take_ready_pipe();
+    let mut ready = crate::proc::take_ready_pipe();
     use nix::sys::signal::{SigSet, Signal};
     let mut mask = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -201,7 +112,7 @@ pub fn pod_main(dir: &Path) -> i32 {
         let _ = std::fs::write(dir.join(ENDED), b"");
         let _lock = crate::store::FileLock::exclusive(&dir.join(MEMBER_LOCK));
         for member in members(dir) {
-            if let Some(pid) = super::shim::container_pid(&member) {
+            if let Some(pid) = super::container::container_pid(&member) {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
         }

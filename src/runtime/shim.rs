@@ -4,11 +4,12 @@
 //! runtime, so the mounts live exactly as long as the container does.
 
 use super::backend::Paths;
+use super::container::{State, Status, cgroup_path, write_state};
 use super::network;
+use super::plan::RunPlan;
 use super::rootfs::{self, OverlayDirs};
-use super::spec::{self, RunPlan};
+use super::spec;
 use super::userns;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
@@ -28,14 +29,14 @@ pub fn shim_main(dir: &Path) -> i32 {
     write_state(
         dir,
         &State {
-            status: "created".into(),
+            status: Status::Created,
             shim_pid: std::process::id(),
             exit_code: None,
             image: plan.image.clone(),
             command: spec::command_line(&plan).unwrap_or_default(),
         },
     );
-    let mut ready = take_ready_pipe();
+    let mut ready = crate::proc::take_ready_pipe();
     // Before anything else: if this process is SIGKILLed from here on, the guardian takes
     // the container down with it.
     let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
@@ -49,11 +50,11 @@ pub fn shim_main(dir: &Path) -> i32 {
     let mut _net_helper = None;
     let mut member_lock = None;
     if let Some(pod_dir) = &plan.pod {
-        match super::pod::lock_for_member(pod_dir) {
+        match super::pod_state::lock_for_member(pod_dir) {
             Ok(l) => member_lock = Some(l),
             Err(e) => return fail("joining the pod", e),
         }
-        let pid = match super::pod::running(pod_dir) {
+        let pid = match super::pod_state::running(pod_dir) {
             Ok((_, pid)) => pid,
             Err(e) => return fail("joining the pod", e),
         };
@@ -237,7 +238,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     write_state(
         dir,
         &State {
-            status: "running".into(),
+            status: Status::Running,
             shim_pid: std::process::id(),
             exit_code: None,
             image: plan.image.clone(),
@@ -260,7 +261,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     write_state(
         dir,
         &State {
-            status: "exited".into(),
+            status: Status::Exited,
             shim_pid: std::process::id(),
             exit_code: Some(code),
             image: plan.image.clone(),
@@ -274,67 +275,6 @@ pub fn shim_main(dir: &Path) -> i32 {
         }
     }
     code
-}
-
-/// `containers/<id>/state.json`, replaced atomically by the shim as the container runs.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct State {
-    pub status: String,
-    pub shim_pid: u32,
-    pub exit_code: Option<i32>,
-    pub image: String,
-    pub command: Vec<String>,
-}
-
-pub fn write_state(dir: &Path, state: &State) {
-    let tmp = dir.join("state.json.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec(state).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, dir.join("state.json"));
-    }
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|st| {
-            st.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        })
-        .unwrap_or(false)
-}
-
-/// A container's state, reconciled: "running" with a dead shim means the shim crashed.
-pub fn read_state(dir: &Path) -> Option<State> {
-    let mut s: State = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
-    if (s.status == "running" || s.status == "created") && !process_alive(s.shim_pid) {
-        s.status = "exited (shim died)".into();
-    }
-    Some(s)
-}
-
-/// The container init's pid as the runtime recorded it, if that process still exists.
-pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
-    let pid: i32 = std::fs::read_to_string(dir.join("container.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (pid > 1 && Path::new(&format!("/proc/{pid}")).exists())
-        .then(|| nix::unistd::Pid::from_raw(pid))
-}
-
-/// `skiff run -d` waits on this pipe until the container has started (one byte), or sees it
-/// close when the shim gives up. Reopened close-on-exec so that no runtime inherits it.
-pub fn take_ready_pipe() -> Option<std::fs::File> {
-    let fd: i32 = std::env::var("SKIFF_READY_FD").ok()?.parse().ok()?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{fd}"))
-        .ok();
-    let _ = nix::unistd::close(fd);
-    file
 }
 
 /// Finds the command in the container's root the way execvp would (through the process's
@@ -375,55 +315,6 @@ fn check_executable(
         127,
         format!("{name}: executable file not found in $PATH in the container"),
     ))
-}
-
-/// `/<our cgroup>/skiff-<id>`, the cgroup a root container gets.
-pub fn cgroup_path(id: &str) -> std::path::PathBuf {
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
-        })
-        .unwrap_or_else(|| "/".into());
-    Path::new(&own).join(format!("skiff-{id}"))
-}
-
-/// Kills copies of the shim that never became a container: libcontainer clones the shim
-/// to make the container's init, which waits (as `skiff __shim DIR`, before its exec) for
-/// the start signal; if the shim dies then, before the init's pid is on disk, nothing else
-/// would ever end it. `except`: the shim itself and the caller when it is such a copy too
-/// (the guardian).
-pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if except.contains(&pid) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let mut args = cmdline.split(|b| *b == 0);
-        let (_exe, sub, arg) = (args.next(), args.next(), args.next());
-        if sub == Some(b"__shim".as_slice())
-            && arg.is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)) == dir)
-            && nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-        {
-            killed += 1;
-        }
-    }
-    killed
 }
 
 /// libcontainer reopens a stdout or stderr that is the host's /dev/null as the container's

@@ -125,7 +125,7 @@ fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, shim_pid: u32, pid_file: &std
     // cloned right now appears after the first scan.
     if let Some(dir) = pid_file.parent() {
         for _ in 0..50 {
-            if super::shim::kill_unstarted_clones(dir, &[std::process::id(), shim_pid]) == 0 {
+            if super::container::kill_unstarted_clones(dir, &[std::process::id(), shim_pid]) == 0 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));

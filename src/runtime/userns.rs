@@ -7,7 +7,7 @@
 //! bit counts.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,14 +70,6 @@ pub fn parse_subid(text: &str, user: &str, uid: u32) -> Option<IdRange> {
     })
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// What this process would get: root, the full subordinate map, or a single id (and why).
 pub fn detect() -> Mapping {
     let uid = nix::unistd::geteuid().as_raw();
@@ -100,7 +92,7 @@ pub fn detect() -> Mapping {
             "no range for {user} ({uid}) in /etc/subuid and /etc/subgid"
         ));
     };
-    if find_program("newuidmap").is_none() || find_program("newgidmap").is_none() {
+    if crate::proc::which("newuidmap").is_none() || crate::proc::which("newgidmap").is_none() {
         return single("newuidmap/newgidmap are not installed (Debian package uidmap)".into());
     }
     Mapping::Full {
@@ -244,7 +236,7 @@ pub fn map_ids_main(args: &[String]) -> i32 {
         return 1; // the parent went away before unsharing
     }
     for (prog, id, start, count) in [("newuidmap", uid, us, uc), ("newgidmap", gid, gs, gc)] {
-        let path = find_program(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
+        let path = crate::proc::which(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
         match Command::new(&path)
             .args([pid.as_str(), "0", id, "1", "1", start, count])
             .output()
