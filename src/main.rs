@@ -9,8 +9,8 @@ fn main() -> std::process::ExitCode {
     let parent = skiff::runtime::sys::take_parent_pid();
     // Internal helpers run before clap and before any thread exists.
     let args: Vec<String> = std::env::args().collect();
-    if let Some(cmd) = args.get(1).filter(|a| a.starts_with("__")) {
-        return std::process::ExitCode::from(cli::internal::run(cmd, &args[2..], parent) as u8);
+    if args.get(1).is_some_and(|a| a.starts_with("__")) {
+        return std::process::ExitCode::from(cli::internal::run(&args[1..], parent) as u8);
     }
     let args = cli::Cli::parse();
     match cli::run(args) {

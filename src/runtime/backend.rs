@@ -65,7 +65,7 @@ impl RuntimeChoice {
 
 /// A process to run in a running container (`skiff exec`).
 #[derive(Debug, Clone, Default)]
-pub struct ExecRequest {
+pub struct ExecProcess {
     pub args: Vec<String>,
     /// Added to (and overriding) the container's own environment.
     pub env: Vec<String>,
@@ -97,7 +97,7 @@ pub trait Backend {
     fn delete(&mut self, id: &str, paths: &Paths);
     /// Runs a process in the running container and returns its exit code. Called from a
     /// single-threaded process that has joined the container's user namespace.
-    fn exec(&self, id: &str, paths: &Paths, request: &ExecRequest) -> Result<i32, BackendError>;
+    fn exec(&self, id: &str, paths: &Paths, request: &ExecProcess) -> Result<i32, BackendError>;
 }
 
 /// The exit code a shell would report for a wait status.
@@ -195,7 +195,7 @@ impl Backend for Libcontainer {
         }
     }
 
-    fn exec(&self, id: &str, paths: &Paths, request: &ExecRequest) -> Result<i32, BackendError> {
+    fn exec(&self, id: &str, paths: &Paths, request: &ExecProcess) -> Result<i32, BackendError> {
         let env: HashMap<String, String> = request
             .env
             .iter()
@@ -303,7 +303,7 @@ impl Backend for External {
             .status();
     }
 
-    fn exec(&self, id: &str, paths: &Paths, request: &ExecRequest) -> Result<i32, BackendError> {
+    fn exec(&self, id: &str, paths: &Paths, request: &ExecProcess) -> Result<i32, BackendError> {
         let mut cmd = self.command(paths.state);
         cmd.arg("exec");
         // The runtimes start from an empty environment once --env is given: the container's

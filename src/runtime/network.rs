@@ -187,18 +187,20 @@ pub fn prepare_helper(
         }
         _ => unreachable!("program_for returned a helper"),
     }
-    let exe = std::env::current_exe().map_err(|e| NetworkError::Spawn {
-        program,
-        error: e.to_string(),
-    })?;
     let log_file = std::fs::File::create(log).map_err(|e| NetworkError::Sys {
         what: format!("creating {}", log.display()),
         error: e.to_string(),
     })?;
-    let child = Command::new(exe)
-        .arg("__net-helper")
-        .arg(path)
-        .args(args)
+    let helper = crate::proc::HelperCmd::NetHelper {
+        program: path,
+        args,
+    };
+    let child = helper
+        .command()
+        .map_err(|e| NetworkError::Spawn {
+            program,
+            error: e.to_string(),
+        })?
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -251,19 +253,15 @@ fn has_default_route() -> bool {
 }
 
 /// `skiff __net-helper PROGRAM ARGS...`: waits for the go on stdin, then becomes PROGRAM.
-pub fn helper_main(args: &[String]) -> i32 {
+pub fn helper_main(program: &Path, rest: &[String]) -> i32 {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let Some((program, rest)) = args.split_first() else {
-        eprintln!("usage: skiff __net-helper PROGRAM ARGS...");
-        return 2;
-    };
     let mut go = [0u8; 2];
     if std::io::stdin().read_exact(&mut go).is_err() {
         return 0; // the shim gave up before the namespace existed
     }
     let err = Command::new(program).args(rest).stdin(Stdio::null()).exec();
-    eprintln!("skiff: running {program}: {err}");
+    eprintln!("skiff: running {}: {err}", program.display());
     127
 }
 

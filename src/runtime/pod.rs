@@ -3,12 +3,203 @@
 //! other on 127.0.0.1, by the names in the pod's shared /etc/hosts; two pods can listen on
 //! the same port at once.
 
-use super::network::{self, Helper};
+use super::container::{Status, container_pid, read_state};
+use super::network::{self, Helper, Network};
 use super::pod_state::{ENDED, MEMBER_LOCK};
 pub use super::pod_state::{PodError, PodState, has_ended, lock_for_member, read, running, write};
 use super::userns;
+use crate::proc::{HelperCmd, ProcError, process_alive};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// What a pod is made with (`skiff pod create`'s options).
+#[derive(Debug, Clone)]
+pub struct PodOptions {
+    pub name: String,
+    /// Private, slirp4netns or pasta: a pod has a network namespace of its own.
+    pub network: Network,
+    /// `--add-host` entries for every member's /etc/hosts.
+    pub hosts: Vec<(String, String)>,
+    pub dns: Vec<String>,
+    /// A process whose end ends the pod (its members are killed).
+    pub owner: Option<u32>,
+}
+
+/// One line of `pod ls`.
+#[derive(Debug, Clone)]
+pub struct PodSummary {
+    pub name: String,
+    /// Its infra process is alive.
+    pub running: bool,
+    pub network: Network,
+    pub containers: usize,
+}
+
+/// `<root>/pods/<name>`.
+pub fn dir(root: &Path, name: &str) -> PathBuf {
+    root.join("pods").join(name)
+}
+
+/// Makes the pod and starts its infra process (detached, outliving this process); returns
+/// once the pod's namespaces exist.
+pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
+    if !opts.network.is_private() {
+        return Err(PodError::SharedNetwork);
+    }
+    let name = &opts.name;
+    let dir = dir(root, name);
+    if dir.exists() {
+        return Err(PodError::Exists { name: name.clone() });
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| PodError::Io {
+        what: "creating",
+        path: dir.clone(),
+        source,
+    })?;
+    let state = PodState {
+        name: name.clone(),
+        network: opts.network.clone(),
+        hosts: opts.hosts.clone(),
+        dns: opts.dns.clone(),
+        infra_pid: None,
+        owner: opts.owner,
+    };
+    write(&dir, &state).map_err(|source| PodError::Io {
+        what: "writing",
+        path: dir.join("pod.json"),
+        source,
+    })?;
+    match (HelperCmd::Pod { dir: dir.clone() }).spawn_detached(&dir.join("log")) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(match e {
+                ProcError::NotReady { log } => PodError::DidNotStart {
+                    name: name.clone(),
+                    log,
+                },
+                e => e.into(),
+            })
+        }
+    }
+}
+
+/// SIGKILLs a container's init and waits for its shim to record the exit.
+fn kill_member(d: &Path) -> bool {
+    if let Some(pid) = container_pid(d) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if read_state(d).is_none_or(|s| s.status != Status::Running) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// SIGTERM to the infra process, SIGKILL if it lingers.
+fn stop_infra(state: &PodState) {
+    if let Some(pid) = state.infra_pid.filter(|p| process_alive(*p)) {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while process_alive(pid.as_raw() as u32) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Removes the pod and its containers; running members only with `force` (killed first).
+/// Blocking: async callers use `spawn_blocking`.
+pub fn remove(root: &Path, name: &str, force: bool) -> Result<(), PodError> {
+    let dir = dir(root, name);
+    if !dir.join("pod.json").exists() {
+        return Err(PodError::NotFound { name: name.into() });
+    }
+    let state = read(&dir)?;
+    let containers = members(&dir);
+    let running: Vec<&PathBuf> = containers
+        .iter()
+        .filter(|d| read_state(d).is_some_and(|s| s.status == Status::Running))
+        .collect();
+    if !running.is_empty() && !force {
+        return Err(PodError::HasRunning {
+            name: name.into(),
+            count: running.len(),
+        });
+    }
+    for d in running {
+        if !kill_member(d) {
+            return Err(PodError::MemberDidNotStop {
+                name: name.into(),
+                dir: d.clone(),
+            });
+        }
+    }
+    remove_paths(&containers)?;
+    stop_infra(&state);
+    std::fs::remove_dir_all(&dir).map_err(|source| PodError::Io {
+        what: "removing",
+        path: dir.clone(),
+        source,
+    })
+}
+
+/// Removes store paths from inside the user namespace (the `__remove` helper).
+pub(super) fn remove_paths(paths: &[PathBuf]) -> Result<(), PodError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    match (HelperCmd::Remove {
+        paths: paths.to_vec(),
+    })
+    .run()
+    {
+        Err(ProcError::Failed { stderr, .. }) => Err(PodError::Remove {
+            path: paths[0].clone(),
+            stderr,
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// The pods in the store, in directory order.
+pub fn list(root: &Path) -> Vec<PodSummary> {
+    std::fs::read_dir(root.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let state = read(&e.path()).ok()?;
+            Some(PodSummary {
+                running: state.infra_pid.is_some_and(process_alive),
+                containers: members(&e.path()).len(),
+                name: state.name,
+                network: state.network,
+            })
+        })
+        .collect()
+}
+
+/// The command that waits, from inside the pod's network namespace, until one of `ports`
+/// on 127.0.0.1 accepts a connection (exit 0, the port on stdout) or `timeout` passes
+/// (exit 1); 2 when the pod is not running. It dies with the caller.
+pub fn probe_command(
+    root: &Path,
+    pod: &str,
+    timeout: Duration,
+    ports: &[u16],
+) -> Result<std::process::Command, PodError> {
+    Ok(HelperCmd::Probe {
+        pod_dir: dir(root, pod),
+        timeout_ms: timeout.as_millis() as u64,
+        ports: ports.to_vec(),
+    }
+    .command()?)
+}
 
 /// The containers whose plan puts them in the pod at `pod_dir` (`<store>/pods/<name>`).
 pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
@@ -112,7 +303,7 @@ pub fn pod_main(dir: &Path) -> i32 {
         let _ = std::fs::write(dir.join(ENDED), b"");
         let _lock = crate::store::FileLock::exclusive(&dir.join(MEMBER_LOCK));
         for member in members(dir) {
-            if let Some(pid) = super::container::container_pid(&member) {
+            if let Some(pid) = container_pid(&member) {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
         }
@@ -132,22 +323,8 @@ fn pidfd(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
 /// `skiff __probe POD_DIR TIMEOUT_MS PORT...`: from inside the pod's network namespace,
 /// waits until one of the TCP ports on 127.0.0.1 accepts a connection (exit 0), or the
 /// timeout passes (exit 1). GitLab's docker executor also settles for any one port.
-pub fn probe_main(args: &[String]) -> i32 {
-    let [dir, timeout, ports @ ..] = args else {
-        eprintln!("usage: skiff __probe POD_DIR TIMEOUT_MS PORT...");
-        return 2;
-    };
-    let (Ok(timeout), Ok(ports)) = (
-        timeout.parse::<u64>(),
-        ports
-            .iter()
-            .map(|p| p.parse::<u16>())
-            .collect::<Result<Vec<_>, _>>(),
-    ) else {
-        eprintln!("skiff __probe: bad timeout or port");
-        return 2;
-    };
-    let pid = match running(Path::new(dir)) {
+pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
+    let pid = match running(dir) {
         Ok((_, pid)) => pid,
         Err(e) => {
             eprintln!("skiff: {e}");
@@ -173,7 +350,7 @@ pub fn probe_main(args: &[String]) -> i32 {
     }
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
     loop {
-        for port in &ports {
+        for port in ports {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
                 println!("{port}");

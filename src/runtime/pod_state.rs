@@ -13,6 +13,27 @@ pub enum PodError {
     NotRunning { name: String },
     #[error("reading {path}: {error}")]
     Read { path: PathBuf, error: String },
+    #[error("a pod named {name} exists; remove it or pick another name")]
+    Exists { name: String },
+    #[error("a pod has a network of its own (private, slirp4netns or pasta)")]
+    SharedNetwork,
+    #[error("pod {name} did not start: {log}")]
+    DidNotStart { name: String, log: String },
+    #[error("pod {name} has {count} running container(s): stop them first or use --force")]
+    HasRunning { name: String, count: usize },
+    #[error("a container of pod {name} ({}) did not stop", dir.display())]
+    MemberDidNotStop { name: String, dir: PathBuf },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("removing {}: {stderr}", path.display())]
+    Remove { path: PathBuf, stderr: String },
+    #[error(transparent)]
+    Helper(#[from] crate::proc::ProcError),
 }
 
 /// `pods/<name>/pod.json`: written by `pod create`, completed by the infra process.

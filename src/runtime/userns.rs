@@ -115,24 +115,23 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
             subuid,
             subgid,
         } => {
-            let exe = std::env::current_exe().map_err(|e| UsernsError::Sys {
-                what: "current_exe".into(),
-                error: e.to_string(),
-            })?;
-            let mut helper = Command::new(exe)
-                .arg("__map-ids")
-                .arg(pid.to_string())
-                .args(
-                    [
-                        uid,
-                        &subuid.start,
-                        &subuid.count,
-                        gid,
-                        &subgid.start,
-                        &subgid.count,
-                    ]
-                    .map(|v| v.to_string()),
-                )
+            let helper = crate::proc::HelperCmd::MapIds {
+                pid,
+                ids: [
+                    *uid,
+                    subuid.start,
+                    subuid.count,
+                    *gid,
+                    subgid.start,
+                    subgid.count,
+                ],
+            };
+            let mut helper = helper
+                .command()
+                .map_err(|e| UsernsError::Map {
+                    pid,
+                    reason: format!("starting the id-mapping helper: {e}"),
+                })?
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -226,16 +225,14 @@ pub fn make_mounts_private() -> Result<(), UsernsError> {
 
 /// `skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: waits for the go byte on stdin,
 /// then writes the maps with newuidmap/newgidmap, checking their exit status.
-pub fn map_ids_main(args: &[String]) -> i32 {
-    let [pid, uid, us, uc, gid, gs, gc] = args else {
-        eprintln!("usage: skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
-        return 2;
-    };
+pub fn map_ids_main(pid: u32, ids: [u32; 6]) -> i32 {
+    let [uid, us, uc, gid, gs, gc] = ids.map(|i| i.to_string());
+    let pid = pid.to_string();
     let mut go = [0u8; 2];
     if std::io::stdin().read_exact(&mut go).is_err() {
         return 1; // the parent went away before unsharing
     }
-    for (prog, id, start, count) in [("newuidmap", uid, us, uc), ("newgidmap", gid, gs, gc)] {
+    for (prog, id, start, count) in [("newuidmap", &uid, &us, &uc), ("newgidmap", &gid, &gs, &gc)] {
         let path = crate::proc::which(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
         match Command::new(&path)
             .args([pid.as_str(), "0", id, "1", "1", start, count])
