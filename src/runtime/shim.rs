@@ -3,7 +3,7 @@
 //! hierarchy on hybrid hosts, mounts the overlay root, writes the bundle, then execs the OCI
 //! runtime, so the mounts live exactly as long as the container does.
 
-use super::backend::Paths;
+use super::backend::{Backend, Paths};
 use super::container::{State, Status, cgroup_path, write_state};
 use super::network;
 use super::plan::RunPlan;
@@ -15,6 +15,20 @@ use std::path::Path;
 fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
     eprintln!("skiff shim: {what}: {e}");
     125
+}
+
+/// Starts the container; when it cannot be, reports why and returns the exit status: the
+/// shells' and docker's 127 (command not found) and 126 (not executable), else 125.
+fn start(
+    backend: &mut dyn Backend,
+    id: &str,
+    paths: &Paths,
+    terminal: Option<&std::os::fd::OwnedFd>,
+) -> Result<nix::unistd::Pid, i32> {
+    backend.start(id, paths, terminal).map_err(|e| {
+        fail("starting the container", super::error_chain(&e));
+        e.kind().exit_code()
+    })
 }
 
 pub fn shim_main(dir: &Path) -> i32 {
@@ -218,21 +232,9 @@ pub fn shim_main(dir: &Path) -> i32 {
     };
     let mut backend = plan.runtime.backend();
     // std resets the signal mask in children, so the runtime sees signals normally.
-    let pid = match backend.start(&plan.id, &paths, pty_slave.as_ref()) {
+    let pid = match start(backend.as_mut(), &plan.id, &paths, pty_slave.as_ref()) {
         Ok(p) => p,
-        Err(e) => {
-            // The shells' and docker's codes: 127 command not found, 126 not executable.
-            let text = e.to_string();
-            let code = if text.contains("not found") || text.contains("No such file") {
-                127
-            } else if text.contains("ermission denied") {
-                126
-            } else {
-                125
-            };
-            fail("starting the container", e);
-            return code;
-        }
+        Err(code) => return code,
     };
     drop(member_lock.take());
     write_state(
@@ -277,8 +279,67 @@ pub fn shim_main(dir: &Path) -> i32 {
     code
 }
 
+/// `path` (absolute, as the container sees it) on the host under `root`, with symbolic
+/// links followed the way the kernel would inside the container (never out of `root`);
+/// `None` when it does not exist.
+fn resolve_in(root: &Path, path: &Path) -> Option<std::path::PathBuf> {
+    use std::ffi::OsString;
+    use std::path::{Component, PathBuf};
+    let parts = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .rev()
+            .collect()
+    };
+    let mut pending = parts(path);
+    let mut resolved = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let host = root.join(candidate.strip_prefix("/").unwrap_or(&candidate));
+        let meta = std::fs::symlink_metadata(&host).ok()?;
+        if meta.file_type().is_symlink() {
+            // The kernel's limit on links in one lookup.
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&host).ok()?;
+            if target.is_absolute() {
+                resolved = PathBuf::from("/");
+            }
+            pending.extend(parts(&target));
+        } else {
+            resolved = candidate;
+        }
+    }
+    Some(root.join(resolved.strip_prefix("/").unwrap_or(&resolved)))
+}
+
+/// A script's interpreter (`#!/bin/sh -e` → `/bin/sh`), if the file is one.
+fn interpreter(file: &Path) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    text.split_whitespace().next().map(std::path::PathBuf::from)
+}
+
 /// Finds the command in the container's root the way execvp would (through the process's
-/// PATH, relative to its working directory): 127 when missing, 126 when not executable.
+/// PATH, relative to its working directory, links followed inside the root, a script's
+/// interpreter too): 127 when missing, 126 when not executable. libcontainer tells these
+/// apart only in text, and the external runtimes not at all (crun exits 1), so this check
+/// is what gives every runtime the shell's answer.
 fn check_executable(
     root: &Path,
     process: &oci_spec::runtime::Process,
@@ -287,7 +348,6 @@ fn check_executable(
     let Some(name) = process.args().as_ref().and_then(|a| a.first()) else {
         return Ok(());
     };
-    let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     let candidates: Vec<std::path::PathBuf> = if name.contains('/') {
         vec![process.cwd().join(name)]
     } else {
@@ -300,16 +360,31 @@ fn check_executable(
         path.split(':').map(|d| Path::new(d).join(name)).collect()
     };
     for c in &candidates {
-        let Ok(meta) = std::fs::symlink_metadata(inside(c)) else {
+        let Some(found) = resolve_in(root, c) else {
             continue;
         };
-        // Symbolic links point inside the container's root: leave them to the runtime.
+        let Ok(meta) = std::fs::metadata(&found) else {
+            continue;
+        };
+        if meta.is_dir() {
+            continue;
+        }
         if meta.is_file() && meta.permissions().mode() & 0o111 == 0 {
             return Err((126, format!("{name}: permission denied (not executable)")));
         }
-        if !meta.is_dir() {
-            return Ok(());
+        // Only a regular file is read (opening a FIFO would block).
+        if meta.is_file()
+            && let Some(interp) = interpreter(&found)
+        {
+            let interp = process.cwd().join(interp);
+            if resolve_in(root, &interp).is_none() {
+                return Err((
+                    127,
+                    format!("{name}: bad interpreter {}: no such file", interp.display()),
+                ));
+            }
         }
+        return Ok(());
     }
     Err((
         127,
@@ -443,6 +518,92 @@ fn wait_and_relay(
             && matches!(tty::pump_input(m), Relay::Closed)
         {
             stdin_open = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::backend::StartErrorKind;
+    use crate::runtime::backend::fake::{Call, Fake};
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn start_errors_become_the_shells_codes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        let paths = Paths {
+            bundle: p,
+            state: p,
+            pid_file: p,
+        };
+        let cases = [
+            (None, Ok(4242)),
+            (Some(StartErrorKind::NotFound), Err(127)),
+            (Some(StartErrorKind::NotExecutable), Err(126)),
+            (Some(StartErrorKind::Other), Err(125)),
+        ];
+        for (error, want) in cases {
+            let mut fake = Fake {
+                start_error: error,
+                ..Default::default()
+            };
+            let got = start(&mut fake, "c1", &paths, None).map(|p| p.as_raw());
+            assert_eq!(got, want, "{error:?}");
+            assert_eq!(
+                fake.calls,
+                [Call::Start {
+                    id: "c1".into(),
+                    terminal: false
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn commands_are_found_as_execvp_would() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |path: &str, body: &str, mode: u32| {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("bin/sh", "", 0o755);
+        write("bin/data", "", 0o644);
+        write("bin/script", "#!/bin/sh -e\n", 0o755);
+        write("bin/orphan", "#!/no/such/shell\n", 0o755);
+        std::fs::create_dir_all(root.join("usr/bin/dir")).unwrap();
+        symlink("/bin/sh", root.join("usr/bin/abs-link")).unwrap();
+        symlink("../../bin/sh", root.join("usr/bin/rel-link")).unwrap();
+        symlink("/bin/missing", root.join("usr/bin/dangling")).unwrap();
+        // A link climbing out of the root stays inside it.
+        symlink("../../../../../../bin/sh", root.join("usr/bin/escape")).unwrap();
+        let cases: &[(&str, Result<(), i32>)] = &[
+            ("sh", Ok(())),
+            ("/bin/sh", Ok(())),
+            ("abs-link", Ok(())),
+            ("rel-link", Ok(())),
+            ("escape", Ok(())),
+            ("script", Ok(())),
+            ("orphan", Err(127)),
+            ("dangling", Err(127)),
+            ("missing", Err(127)),
+            ("dir", Err(127)),
+            ("data", Err(126)),
+            ("./bin/sh", Ok(())),
+        ];
+        for (name, want) in cases {
+            let process = oci_spec::runtime::ProcessBuilder::default()
+                .args(vec![name.to_string()])
+                .env(vec!["PATH=/usr/bin:/bin".to_string()])
+                .cwd("/")
+                .build()
+                .unwrap();
+            let got = check_executable(root, &process).map_err(|(code, _)| code);
+            assert_eq!(got, *want, "{name}");
         }
     }
 }
