@@ -15,17 +15,13 @@ fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        // The container's own status is skiff run's, silently.
-        Err(e) if e.downcast_ref::<cli::run::ExitStatus>().is_some() => {
-            std::process::ExitCode::from(
-                e.downcast_ref::<cli::run::ExitStatus>()
-                    .map(|s| s.0 as u8)
-                    .unwrap_or(1),
-            )
-        }
         Err(e) => {
-            eprintln!("Error: {e:#}");
-            std::process::ExitCode::from(125)
+            let code = cli::exit_code(&e);
+            // The container's own status is skiff run's, silently.
+            if e.downcast_ref::<cli::run::ExitStatus>().is_none() {
+                eprintln!("Error: {e:#}");
+            }
+            std::process::ExitCode::from(code)
         }
     }
 }

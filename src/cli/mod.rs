@@ -224,6 +224,15 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// skiff's exit status for a failed command: a container's own status (`run`, `exec`)
+/// passes through; every failure of skiff itself is 125, as with podman and docker.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<run::ExitStatus>() {
+        Some(status) => status.0 as u8,
+        None => 125,
+    }
+}
+
 /// libcontainer logs every failure at ERROR on its way up; skiff reports the error itself
 /// once, with context. Its logs show with debug and trace.
 pub fn quiet_runtime(level: &str) -> &'static str {
