@@ -223,14 +223,7 @@ pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .skip(1)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        // The trailing empty string after the last NUL is not an argument.
-        let args = args.split_last().map_or(&args[..], |(_, init)| init);
-        if matches!(HelperCmd::parse(args), Ok(HelperCmd::Shim { dir: d }) if d == dir)
+        if is_shim_of(&cmdline, dir)
             && nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -241,6 +234,21 @@ pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
         }
     }
     killed
+}
+
+/// Whether a /proc/PID/cmdline is that of `skiff __shim DIR` for `dir`.
+fn is_shim_of(cmdline: &[u8], dir: &Path) -> bool {
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    // The empty string after the final NUL is not an argument.
+    let args = match args.split_last() {
+        Some((last, init)) if last.is_empty() => init,
+        _ => &args[..],
+    };
+    matches!(HelperCmd::parse(args), Ok(HelperCmd::Shim { dir: d }) if d == dir)
 }
 
 /// What a container is made with: `skiff run`'s options, typed (the pull and registry flags,
@@ -637,5 +645,45 @@ impl Container {
             }
         }
         remove_paths(&[self.dir.path().to_path_buf()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shims_are_recognised_by_their_command_line() {
+        let dir = Path::new("/s/containers/c1");
+        let cases: &[(&[u8], bool)] = &[
+            (b"/usr/bin/skiff\0__shim\0/s/containers/c1\0", true),
+            (b"skiff\0__shim\0/s/containers/c1/\0", true),
+            (b"skiff\0__shim\0/s/containers/c1", true),
+            (b"skiff\0__shim\0/s/containers/c2\0", false),
+            (b"skiff\0__pod\0/s/containers/c1\0", false),
+            (b"skiff\0run\0/s/containers/c1\0", false),
+            (b"", false),
+        ];
+        for (cmdline, want) in cases {
+            assert_eq!(
+                is_shim_of(cmdline, dir),
+                *want,
+                "{}",
+                String::from_utf8_lossy(cmdline)
+            );
+        }
+    }
+
+    #[test]
+    fn status_is_written_as_before() {
+        for (status, text) in [
+            (Status::Created, "created"),
+            (Status::Running, "running"),
+            (Status::Exited, "exited"),
+            (Status::ShimDied, "exited (shim died)"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            assert_eq!(status.to_string(), text);
+        }
     }
 }

@@ -7,7 +7,8 @@ pub mod exec;
 pub mod network;
 pub mod plan;
 pub mod pod;
-pub mod pod_state;
+// pod.json and the member lock; the public names are re-exported by `pod`.
+mod pod_state;
 pub mod recovery;
 pub mod rootfs;
 pub mod shim;
