@@ -1,6 +1,7 @@
 //! Hidden subcommands the binary runs as its own helper, single-threaded and before any
 //! runtime exists (entering a user namespace requires that).
 
+use anyhow::Result;
 use skiff::oci::digest::Digest;
 use skiff::proc::HelperCmd;
 use skiff::runtime::userns;
@@ -64,47 +65,36 @@ pub fn run(args: &[String], parent: Option<u32>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{e:#}");
             1
         }
     }
 }
 
-fn enter() -> Result<userns::Mapping, String> {
+fn enter() -> Result<userns::Mapping> {
     let mapping = userns::detect();
-    userns::enter(&mapping).map_err(|e| e.to_string())?;
+    userns::enter(&mapping)?;
     Ok(mapping)
 }
 
 /// `__unpack-layer STORE DIFF_ID`: the layer stream on stdin, the report on stdout.
-fn unpack_layer(root: &Path, diff_id: Option<&str>) -> Result<(), String> {
+fn unpack_layer(root: &Path, diff_id: Option<&str>) -> Result<()> {
     // None ("-"): not known in advance (an import); the layer is named by what it hashes to.
-    let diff_id: Option<Digest> = diff_id
-        .map(|d| d.parse().map_err(|e| format!("{e}")))
-        .transpose()?;
+    let diff_id: Option<Digest> = diff_id.map(str::parse).transpose()?;
     let mapping = enter()?;
-    let store = Store::open(root).map_err(|e| e.to_string())?;
-    let stdin = std::fs::File::from(
-        std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| e.to_string())?,
-    );
+    let store = Store::open(root)?;
+    let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let opts = Options::overlay(mapping.can_chown(), mapping.is_root());
-    let report = unpack::layer::unpack_into_store(&store, diff_id.as_ref(), stdin, &opts)
-        .map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        serde_json::to_string(&report).map_err(|e| e.to_string())?
-    );
+    let report = unpack::layer::unpack_into_store(&store, diff_id.as_ref(), stdin, &opts)?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
 /// `__remove PATH...`: trees whose files may belong to subordinate ids.
-fn remove(paths: &[PathBuf]) -> Result<(), String> {
+fn remove(paths: &[PathBuf]) -> Result<()> {
     enter()?;
     for p in paths {
-        unpack::remove_tree(p).map_err(|e| e.to_string())?;
+        unpack::remove_tree(p)?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ pub mod userns;
 
 /// An error and its causes on one line, as anyhow's `{:#}` writes them, for helpers that
 /// report on stderr.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -20,10 +20,17 @@ pub enum NetworkError {
         program: &'static str,
         package: &'static str,
     },
-    #[error("starting {program}: {error}")]
+    #[error("starting {program}")]
     Spawn {
         program: &'static str,
-        error: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting {program}")]
+    Helper {
+        program: &'static str,
+        #[source]
+        source: crate::proc::ProcError,
     },
     #[error("{program} did not configure the network within {secs} s: {log}")]
     NotReady {
@@ -33,8 +40,14 @@ pub enum NetworkError {
     },
     #[error("--network pasta is for rootless use; as root use slirp4netns")]
     RootPasta,
-    #[error("{what}: {error}")]
-    Sys { what: String, error: String },
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ip link set lo up: {0}")]
+    LoopbackUp(std::process::ExitStatus),
     #[error("{option} {value:?}: expected {expected}")]
     BadOption {
         option: String,
@@ -187,9 +200,9 @@ pub fn prepare_helper(
         }
         _ => unreachable!("program_for returned a helper"),
     }
-    let log_file = std::fs::File::create(log).map_err(|e| NetworkError::Sys {
+    let log_file = std::fs::File::create(log).map_err(|source| NetworkError::Sys {
         what: format!("creating {}", log.display()),
-        error: e.to_string(),
+        source,
     })?;
     let helper = crate::proc::HelperCmd::NetHelper {
         program: path,
@@ -197,18 +210,12 @@ pub fn prepare_helper(
     };
     let child = helper
         .command()
-        .map_err(|e| NetworkError::Spawn {
-            program,
-            error: e.to_string(),
-        })?
+        .map_err(|source| NetworkError::Helper { program, source })?
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .map_err(|e| NetworkError::Spawn {
-            program,
-            error: e.to_string(),
-        })?;
+        .map_err(|source| NetworkError::Spawn { program, source })?;
     Ok(Some(PendingHelper {
         program,
         child,
@@ -269,34 +276,31 @@ pub fn helper_main(program: &Path, rest: &[String]) -> i32 {
 pub fn enter_private() -> Result<(), NetworkError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::Sys {
         what: "creating a network namespace".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     match Command::new("ip")
         .args(["link", "set", "lo", "up"])
         .status()
     {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(NetworkError::Sys {
-            what: "ip link set lo up".into(),
-            error: s.to_string(),
-        }),
-        Err(e) => Err(NetworkError::Sys {
+        Ok(s) => Err(NetworkError::LoopbackUp(s)),
+        Err(source) => Err(NetworkError::Sys {
             what: "ip link set lo up (package iproute2)".into(),
-            error: e.to_string(),
+            source,
         }),
     }
 }
 
 /// Joins the network namespace of `pid` (a pod's).
 pub fn join(pid: u32) -> Result<(), NetworkError> {
-    let sys = |what: &str, e: &dyn std::fmt::Display| NetworkError::Sys {
+    let sys = |what: &str, source: std::io::Error| NetworkError::Sys {
         what: format!("{what} of pid {pid}"),
-        error: e.to_string(),
+        source,
     };
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-        .map_err(|e| sys("opening the network namespace", &e))?;
+        .map_err(|e| sys("opening the network namespace", e))?;
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| sys("joining the network namespace", &e))
+        .map_err(|e| sys("joining the network namespace", e.into()))
 }
 
 /// /etc/hosts: localhost, the container's own name, then `extra` (--add-host, pod members).

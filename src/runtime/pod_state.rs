@@ -11,8 +11,18 @@ pub enum PodError {
     NotFound { name: String },
     #[error("pod {name} is not running (its infra process is gone): remove it with `skiff pod rm`")]
     NotRunning { name: String },
-    #[error("reading {path}: {error}")]
-    Read { path: PathBuf, error: String },
+    #[error("reading {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid pod.json", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("a pod named {name} exists; remove it or pick another name")]
     Exists { name: String },
     #[error("a pod has a network of its own (private, slirp4netns or pasta)")]
@@ -70,11 +80,12 @@ pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let lock =
-        crate::store::FileLock::shared(&dir.join(MEMBER_LOCK)).map_err(|e| PodError::Read {
+    let lock = crate::store::FileLock::shared(&dir.join(MEMBER_LOCK)).map_err(|source| {
+        PodError::Read {
             path: dir.join(MEMBER_LOCK),
-            error: e.to_string(),
-        })?;
+            source,
+        }
+    })?;
     if has_ended(dir) {
         return Err(PodError::NotRunning { name });
     }
@@ -83,14 +94,11 @@ pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
 
 pub fn read(dir: &Path) -> Result<PodState, PodError> {
     let path = dir.join("pod.json");
-    let bytes = std::fs::read(&path).map_err(|e| PodError::Read {
+    let bytes = std::fs::read(&path).map_err(|source| PodError::Read {
         path: path.clone(),
-        error: e.to_string(),
+        source,
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| PodError::Read {
-        path,
-        error: e.to_string(),
-    })
+    serde_json::from_slice(&bytes).map_err(|source| PodError::Parse { path, source })
 }
 
 pub fn write(dir: &Path, state: &PodState) -> std::io::Result<()> {

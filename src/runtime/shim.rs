@@ -12,8 +12,8 @@ use super::spec;
 use super::userns;
 use std::path::Path;
 
-fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
-    eprintln!("skiff shim: {what}: {e}");
+fn fail(what: &str, e: &dyn std::error::Error) -> i32 {
+    eprintln!("skiff shim: {what}: {}", super::error_chain(e));
     125
 }
 
@@ -26,18 +26,15 @@ fn start(
     terminal: Option<&std::os::fd::OwnedFd>,
 ) -> Result<nix::unistd::Pid, i32> {
     backend.start(id, paths, terminal).map_err(|e| {
-        fail("starting the container", super::error_chain(&e));
+        fail("starting the container", &e);
         e.kind().exit_code()
     })
 }
 
 pub fn shim_main(dir: &Path) -> i32 {
-    let plan: RunPlan = match std::fs::read(dir.join("plan.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let plan = match RunPlan::read(dir) {
         Ok(p) => p,
-        Err(e) => return fail("reading plan.json", e),
+        Err(e) => return fail("reading plan.json", &e),
     };
     // First of all: from here on a dead shim is seen as one (`system cleanup`).
     write_state(
@@ -55,7 +52,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     // the container down with it.
     let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
         Ok(g) => g,
-        Err(e) => return fail("starting the guardian", e),
+        Err(e) => return fail("starting the guardian", &e),
     };
     let mapping = userns::detect();
     // In a pod: its user and network namespaces, a mount namespace of our own. Otherwise
@@ -66,17 +63,17 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Some(pod_dir) = &plan.pod {
         match super::pod_state::lock_for_member(pod_dir) {
             Ok(l) => member_lock = Some(l),
-            Err(e) => return fail("joining the pod", e),
+            Err(e) => return fail("joining the pod", &e),
         }
         let pid = match super::pod_state::running(pod_dir) {
             Ok((_, pid)) => pid,
-            Err(e) => return fail("joining the pod", e),
+            Err(e) => return fail("joining the pod", &e),
         };
         if let Err(e) = userns::join(pid, &mapping) {
-            return fail("joining the pod's user namespace", e);
+            return fail("joining the pod's user namespace", &e);
         }
         if let Err(e) = network::join(pid) {
-            return fail("joining the pod's network", e);
+            return fail("joining the pod's network", &e);
         }
     } else {
         let pending = match network::prepare_helper(
@@ -86,29 +83,29 @@ pub fn shim_main(dir: &Path) -> i32 {
             &dir.join("network.log"),
         ) {
             Ok(p) => p,
-            Err(e) => return fail("network", e),
+            Err(e) => return fail("network", &e),
         };
         if let Err(e) = userns::enter(&mapping) {
-            return fail("entering the user namespace", e);
+            return fail("entering the user namespace", &e);
         }
         if mapping.is_root() {
-            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                .map_err(|e| e.to_string())
-                .and_then(|_| userns::make_mounts_private().map_err(|e| e.to_string()))
-            {
-                return fail("creating a mount namespace", e);
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+                return fail("creating a mount namespace", &e);
+            }
+            if let Err(e) = userns::make_mounts_private() {
+                return fail("creating a mount namespace", &e);
             }
         }
         // The container inherits the shim's network namespace.
         if plan.network.is_private() {
             if let Err(e) = network::enter_private() {
-                return fail("network", e);
+                return fail("network", &e);
             }
         }
         if let Some(p) = pending {
             match p.attach(std::time::Duration::from_secs(10)) {
                 Ok(h) => _net_helper = Some(h),
-                Err(e) => return fail("network", e),
+                Err(e) => return fail("network", &e),
             }
         }
     }
@@ -122,19 +119,19 @@ pub fn shim_main(dir: &Path) -> i32 {
             nix::mount::MsFlags::MS_BIND,
             None::<&str>,
         ) {
-            return fail("binding cgroup2 over /sys/fs/cgroup", e);
+            return fail("binding cgroup2 over /sys/fs/cgroup", &e);
         }
     }
     let dirs = match OverlayDirs::create(dir) {
         Ok(d) => d,
-        Err(e) => return fail("creating overlay directories", e),
+        Err(e) => return fail("creating overlay directories", &e),
     };
     if let Err(e) = rootfs::mount_overlay(
         &plan.lowers,
         &dirs,
         std::env::var("SKIFF_OVERLAY").ok().as_deref(),
     ) {
-        return fail("mounting the root filesystem", e);
+        return fail("mounting the root filesystem", &e);
     }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     // A pod's members share its hosts file (and its resolv.conf unless --dns is given).
@@ -150,12 +147,12 @@ pub fn shim_main(dir: &Path) -> i32 {
     }
     for (name, body) in files {
         if let Err(e) = std::fs::write(dir.join(name), body) {
-            return fail(name, e);
+            return fail(name, &e);
         }
     }
     let mut spec = match spec::build(&plan, &dirs.merged) {
         Ok(s) => s,
-        Err(e) => return fail("building the runtime spec", e),
+        Err(e) => return fail("building the runtime spec", &e),
     };
     // As root, runtimes that make cgroups (libcontainer, runc) put the container under our
     // own cgroup, not at the hierarchy's root: a CI job's limits keep covering it.
@@ -173,14 +170,11 @@ pub fn shim_main(dir: &Path) -> i32 {
         .unwrap_or_else(|| "/".into());
     let _ = std::fs::create_dir_all(dirs.merged.join(cwd.strip_prefix("/").unwrap_or(&cwd)));
     let bundle = dir.join("bundle");
-    if let Err(e) = std::fs::create_dir_all(&bundle)
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            spec.save(bundle.join("config.json"))
-                .map_err(|e| e.to_string())
-        })
-    {
-        return fail("writing config.json", e);
+    if let Err(e) = std::fs::create_dir_all(&bundle) {
+        return fail("writing config.json", &e);
+    }
+    if let Err(e) = spec.save(bundle.join("config.json")) {
+        return fail("writing config.json", &e);
     }
     // The container runs as our child (or its runtime does), so that after it exits we can
     // still clean up from inside the namespace; signals are relayed through a signalfd.
@@ -197,18 +191,18 @@ pub fn shim_main(dir: &Path) -> i32 {
         mask.add(s);
     }
     if let Err(e) = mask.thread_block() {
-        return fail("blocking signals", e);
+        return fail("blocking signals", &e);
     }
     let signals = match SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK) {
         Ok(fd) => fd,
-        Err(e) => return fail("signalfd", e),
+        Err(e) => return fail("signalfd", &e),
     };
     let state_dir = dir.join("runtime");
     let pid_file = dir.join("container.pid");
     let (pty_master, pty_slave) = if plan.tty {
         match super::tty::open() {
             Ok(p) => (Some(p.master), Some(p.slave)),
-            Err(e) => return fail("run -t", e),
+            Err(e) => return fail("run -t", &e),
         }
     } else {
         (None, None)
@@ -228,7 +222,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     }
     let discard = match pipe_instead_of_dev_null() {
         Ok(d) => d,
-        Err(e) => return fail("replacing /dev/null output", e),
+        Err(e) => return fail("replacing /dev/null output", &e),
     };
     let mut backend = plan.runtime.backend();
     // std resets the signal mask in children, so the runtime sees signals normally.
@@ -441,7 +435,7 @@ fn wait_and_relay(
                 Ok(WaitStatus::Exited(_, c)) => code = Some(c),
                 Ok(WaitStatus::Signaled(_, sig, _)) => code = Some(128 + sig as i32),
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => code = Some(fail("waiting for the container", e)),
+                Err(e) => code = Some(fail("waiting for the container", &e)),
             }
         }
         if let Some(c) = code

@@ -18,8 +18,12 @@ pub enum UsernsError {
     Unshare(nix::Error),
     #[error("mapping ids for pid {pid} failed: {reason}")]
     Map { pid: u32, reason: String },
-    #[error("{what}: {error}")]
-    Sys { what: String, error: String },
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -174,12 +178,12 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
     let root = nix::unistd::Gid::from_raw(0);
     nix::unistd::setresgid(root, root, root).map_err(|e| UsernsError::Sys {
         what: "setresgid(0)".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     let root = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresuid(root, root, root).map_err(|e| UsernsError::Sys {
         what: "setresuid(0)".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     make_mounts_private()
 }
@@ -188,22 +192,24 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
 /// our own there. As root there is no user namespace to join. Single-threaded callers only.
 pub fn join(pid: u32, m: &Mapping) -> Result<(), UsernsError> {
     use nix::sched::{CloneFlags, setns, unshare};
-    let sys = |what: &str, e: &dyn std::fmt::Display| UsernsError::Sys {
+    let sys = |what: &str, e: std::io::Error| UsernsError::Sys {
         what: format!("{what} of pid {pid}"),
-        error: e.to_string(),
+        source: e,
     };
     if !m.is_root() {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
-            .map_err(|e| sys("opening the user namespace", &e))?;
-        setns(ns, CloneFlags::CLONE_NEWUSER).map_err(|e| sys("joining the user namespace", &e))?;
+            .map_err(|e| sys("opening the user namespace", e))?;
+        setns(ns, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| sys("joining the user namespace", e.into()))?;
         let root = nix::unistd::Gid::from_raw(0);
         nix::unistd::setresgid(root, root, root)
-            .map_err(|e| sys("setresgid(0) in the namespace", &e))?;
+            .map_err(|e| sys("setresgid(0) in the namespace", e.into()))?;
         let root = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresuid(root, root, root)
-            .map_err(|e| sys("setresuid(0) in the namespace", &e))?;
+            .map_err(|e| sys("setresuid(0) in the namespace", e.into()))?;
     }
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| sys("creating a mount namespace beside", &e))?;
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| sys("creating a mount namespace beside", e.into()))?;
     make_mounts_private()
 }
 
@@ -218,7 +224,7 @@ pub fn make_mounts_private() -> Result<(), UsernsError> {
     )
     .map_err(|e| UsernsError::Sys {
         what: "making / private in the new mount namespace".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     Ok(())
 }
