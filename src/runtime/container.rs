@@ -674,6 +674,110 @@ mod tests {
         }
     }
 
+    fn image() -> ResolvedImage {
+        let config = crate::oci::config::ImageConfig::parse(
+            br#"{"config":{"Cmd":["sh"],"Env":["A=1"],"Hostname":"kept"},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+            "test",
+        )
+        .unwrap();
+        ResolvedImage {
+            name: "localhost/test:latest".into(),
+            id: crate::oci::digest::Digest::sha256_of(b"config"),
+            config,
+            lowers: vec!["/layers/top".into(), "/layers/base".into()],
+        }
+    }
+
+    #[test]
+    fn create_writes_the_plan_and_find_resolves_prefixes() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let named = |name: &str| CreateOptions {
+            name: Some(name.into()),
+            command: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        };
+        let c = create(root, &image(), &named("abcdef0123456789")).unwrap();
+        assert_eq!(c.id(), "abcdef0123456789");
+        let plan = RunPlan::read(c.dir().path()).unwrap();
+        assert_eq!(plan.image, "localhost/test:latest");
+        assert_eq!(
+            plan.hostname, "abcdef012345",
+            "the id's first 12 characters"
+        );
+        assert_eq!(plan.lowers, image().lowers);
+        assert_eq!(plan.creator, Some(std::process::id()));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(c.dir().plan()).unwrap()).unwrap();
+        assert_eq!(json["image_config"]["Hostname"], "kept");
+        assert_eq!(json["network"], "host");
+        assert!(matches!(
+            create(root, &image(), &named("abcdef0123456789")),
+            Err(ContainerError::Exists(_))
+        ));
+        create(root, &image(), &named("abd")).unwrap();
+        assert_eq!(find(root, "abc").unwrap().id(), "abcdef0123456789");
+        assert_eq!(find(root, "abd").unwrap().id(), "abd");
+        assert!(matches!(
+            find(root, "ab"),
+            Err(ContainerError::Ambiguous(_))
+        ));
+        assert!(matches!(find(root, "zz"), Err(ContainerError::NotFound(_))));
+        // No shim has written a state yet: listed by nobody, not running.
+        assert!(list(root, true).is_empty());
+        assert!(matches!(
+            c.kill(Signal::SIGTERM),
+            Err(ContainerError::NotRunning(_))
+        ));
+        assert!(!c.stop(Duration::from_secs(1)).unwrap());
+        write_state(
+            c.dir().path(),
+            &State {
+                status: Status::Exited,
+                shim_pid: u32::MAX,
+                exit_code: Some(3),
+                image: plan.image.clone(),
+                command: plan.command.clone(),
+            },
+        );
+        assert_eq!(list(root, true).len(), 1);
+        assert!(list(root, false).is_empty());
+        // A running state whose shim is gone reads as a dead shim.
+        write_state(
+            c.dir().path(),
+            &State {
+                status: Status::Running,
+                shim_pid: u32::MAX,
+                exit_code: None,
+                image: plan.image,
+                command: plan.command,
+            },
+        );
+        assert_eq!(c.state().unwrap().status, Status::ShimDied);
+    }
+
+    #[test]
+    fn create_refuses_what_cannot_run() {
+        let d = tempfile::tempdir().unwrap();
+        let in_pod = CreateOptions {
+            pod: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            create(d.path(), &image(), &in_pod),
+            Err(ContainerError::Pod(PodError::NotFound { .. }))
+        ));
+        let volume = CreateOptions {
+            volumes: vec![Volume::parse("/no/such/source:/x").unwrap()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            create(d.path(), &image(), &volume),
+            Err(ContainerError::NoVolumeSource(_))
+        ));
+        assert!(!d.path().join("containers").exists(), "nothing left behind");
+    }
+
     #[test]
     fn status_is_written_as_before() {
         for (status, text) in [

@@ -158,3 +158,38 @@ pub fn command(
     }
     .command()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_the_container_and_carries_the_request() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("containers/c0ffee");
+        std::fs::create_dir_all(&dir).unwrap();
+        let request = ExecRequest {
+            args: vec!["sh".into(), "-c".into(), "echo $X".into()],
+            env: vec!["X=1".into()],
+            workdir: Some("/tmp".into()),
+            user: Some("1000:1000".into()),
+        };
+        let cmd = command(d.path(), "c0f", &request).unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[..2], ["__exec".to_string(), dir.display().to_string()]);
+        let back: ExecRequest = serde_json::from_str(&args[2]).unwrap();
+        assert_eq!(back, request);
+        assert!(matches!(
+            command(d.path(), "nothing", &request),
+            Err(ExecError::Container(ContainerError::NotFound(_)))
+        ));
+        // Not running: the in-process exec refuses before touching any namespace.
+        assert!(matches!(
+            exec(&ContainerDir::new(&dir), &request),
+            Err(ExecError::NotRunning(_))
+        ));
+    }
+}

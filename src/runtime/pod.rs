@@ -363,3 +363,37 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_command_and_missing_pods() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let cmd = probe_command(root, "p1", Duration::from_millis(1500), &[80, 6379]).unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let pod_dir = root.join("pods/p1").display().to_string();
+        assert_eq!(args, ["__probe", &pod_dir, "1500", "80", "6379"]);
+        assert!(matches!(
+            remove(root, "p1", true),
+            Err(PodError::NotFound { .. })
+        ));
+        assert!(list(root).is_empty());
+        let shared = PodOptions {
+            name: "p2".into(),
+            network: Network::Host,
+            hosts: vec![],
+            dns: vec![],
+            owner: None,
+        };
+        assert!(matches!(
+            create(root, &shared),
+            Err(PodError::SharedNetwork)
+        ));
+    }
+}
