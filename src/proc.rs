@@ -295,6 +295,54 @@ impl HelperCmd {
     }
 }
 
+impl HelperCmd {
+    /// The helper a `/proc/PID/cmdline` runs, if it is one of skiff's.
+    pub fn from_cmdline(cmdline: &[u8]) -> Option<Self> {
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .skip(1)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // The empty string after the final NUL is not an argument.
+        let args = match args.split_last() {
+            Some((last, init)) if last.is_empty() => init,
+            _ => &args[..],
+        };
+        Self::parse(args).ok()
+    }
+}
+
+/// SIGKILLs every process whose command line is `helper`'s, except the pids in `except`;
+/// returns how many it killed.
+pub fn kill_helpers(helper: &HelperCmd, except: &[u32]) -> usize {
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if except.contains(&pid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if HelperCmd::from_cmdline(&cmdline).as_ref() == Some(helper)
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// The pid of the skiff process that started a helper (see `runtime::sys::take_parent_pid`).
 pub const PARENT_PID: &str = "SKIFF_PARENT_PID";
 const DETACHED: &str = "SKIFF_DETACHED";
@@ -448,6 +496,28 @@ mod tests {
                 HelperCmd::parse(&args).unwrap_err().usage_status(),
                 *status,
                 "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shims_are_recognised_by_their_command_line() {
+        let dir = Path::new("/s/containers/c1");
+        let cases: &[(&[u8], bool)] = &[
+            (b"/usr/bin/skiff\0__shim\0/s/containers/c1\0", true),
+            (b"skiff\0__shim\0/s/containers/c1/\0", true),
+            (b"skiff\0__shim\0/s/containers/c1", true),
+            (b"skiff\0__shim\0/s/containers/c2\0", false),
+            (b"skiff\0__pod\0/s/containers/c1\0", false),
+            (b"skiff\0run\0/s/containers/c1\0", false),
+            (b"", false),
+        ];
+        for (cmdline, want) in cases {
+            assert_eq!(
+                HelperCmd::from_cmdline(cmdline) == Some(HelperCmd::Shim { dir: dir.into() }),
+                *want,
+                "{}",
+                String::from_utf8_lossy(cmdline)
             );
         }
     }

@@ -208,47 +208,12 @@ pub fn cgroup_path(id: &str) -> std::path::PathBuf {
 /// would ever end it. `except`: the shim itself and the caller when it is such a copy too
 /// (the guardian).
 pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if except.contains(&pid) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if is_shim_of(&cmdline, dir)
-            && nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-        {
-            killed += 1;
-        }
-    }
-    killed
-}
-
-/// Whether a /proc/PID/cmdline is that of `skiff __shim DIR` for `dir`.
-fn is_shim_of(cmdline: &[u8], dir: &Path) -> bool {
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .skip(1)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    // The empty string after the final NUL is not an argument.
-    let args = match args.split_last() {
-        Some((last, init)) if last.is_empty() => init,
-        _ => &args[..],
-    };
-    matches!(HelperCmd::parse(args), Ok(HelperCmd::Shim { dir: d }) if d == dir)
+    crate::proc::kill_helpers(
+        &HelperCmd::Shim {
+            dir: dir.to_path_buf(),
+        },
+        except,
+    )
 }
 
 /// What a container is made with: `skiff run`'s options, typed (the pull and registry flags,
@@ -651,28 +616,6 @@ impl Container {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shims_are_recognised_by_their_command_line() {
-        let dir = Path::new("/s/containers/c1");
-        let cases: &[(&[u8], bool)] = &[
-            (b"/usr/bin/skiff\0__shim\0/s/containers/c1\0", true),
-            (b"skiff\0__shim\0/s/containers/c1/\0", true),
-            (b"skiff\0__shim\0/s/containers/c1", true),
-            (b"skiff\0__shim\0/s/containers/c2\0", false),
-            (b"skiff\0__pod\0/s/containers/c1\0", false),
-            (b"skiff\0run\0/s/containers/c1\0", false),
-            (b"", false),
-        ];
-        for (cmdline, want) in cases {
-            assert_eq!(
-                is_shim_of(cmdline, dir),
-                *want,
-                "{}",
-                String::from_utf8_lossy(cmdline)
-            );
-        }
-    }
 
     fn image() -> ResolvedImage {
         let config = crate::oci::config::ImageConfig::parse(

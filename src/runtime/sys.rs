@@ -125,7 +125,11 @@ fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, shim_pid: u32, pid_file: &std
     // cloned right now appears after the first scan.
     if let Some(dir) = pid_file.parent() {
         for _ in 0..50 {
-            if super::container::kill_unstarted_clones(dir, &[std::process::id(), shim_pid]) == 0 {
+            let shim = crate::proc::HelperCmd::Shim {
+                dir: dir.to_path_buf(),
+            };
+            // What container::kill_unstarted_clones does; sys sits below container.
+            if crate::proc::kill_helpers(&shim, &[std::process::id(), shim_pid]) == 0 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
