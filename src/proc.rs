@@ -83,9 +83,10 @@ pub enum HelperCmd {
         timeout_ms: u64,
         ports: Vec<u16>,
     },
-    /// `__exec CONTAINER_DIR REQUEST`: a process in a running container (the request as
-    /// JSON); exits with its status, 125 when skiff fails.
-    Exec { dir: PathBuf, request: String },
+    /// `__exec CONTAINER_DIR`: a process in a running container; exits with its status, 125
+    /// when skiff fails. The request (JSON) travels in `SKIFF_EXEC_REQUEST`, not in the
+    /// arguments: its environment variables are nobody else's to read in /proc.
+    Exec { dir: PathBuf },
 }
 
 impl HelperCmd {
@@ -132,10 +133,7 @@ impl HelperCmd {
                 args.push(timeout_ms.to_string().into());
                 args.extend(ports.iter().map(|p| OsString::from(p.to_string())));
             }
-            Self::Exec { dir, request } => {
-                args.push(dir.into());
-                args.push(request.into());
-            }
+            Self::Exec { dir } => args.push(dir.into()),
         }
         args
     }
@@ -197,11 +195,8 @@ impl HelperCmd {
                 }
             }
             ("__probe", _) => return Err(usage("__probe POD_DIR TIMEOUT_MS PORT...")),
-            ("__exec", [dir, request]) => Self::Exec {
-                dir: dir.into(),
-                request: request.clone(),
-            },
-            ("__exec", _) => return Err(usage("__exec CONTAINER_DIR REQUEST")),
+            ("__exec", [dir]) => Self::Exec { dir: dir.into() },
+            ("__exec", _) => return Err(usage("__exec CONTAINER_DIR")),
             (other, _) => return Err(ProcError::Unknown(other.to_string())),
         })
     }
@@ -469,7 +464,6 @@ mod tests {
             },
             HelperCmd::Exec {
                 dir: "/s/containers/c".into(),
-                request: "{}".into(),
             },
         ];
         for cmd in cmds {

@@ -60,7 +60,7 @@ pub fn run(args: &[String], parent: Option<u32>) -> i32 {
         } => return skiff::runtime::pod::probe_main(&pod_dir, timeout_ms, &ports),
         HelperCmd::Pod { dir } => return skiff::runtime::pod::pod_main(&dir),
         HelperCmd::Shim { dir } => return skiff::runtime::shim::shim_main(&dir),
-        HelperCmd::Exec { dir, request } => return skiff::runtime::exec::exec_main(&dir, &request),
+        HelperCmd::Exec { dir } => return skiff::runtime::exec::exec_main(&dir),
     };
     match result {
         Ok(()) => 0,

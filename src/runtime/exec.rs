@@ -126,10 +126,14 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
     Ok(plan.runtime.backend().exec(&dir.id(), &paths, &process)?)
 }
 
-/// `skiff __exec DIR REQUEST`: `exec` as a helper process; its exit status is the process's,
-/// 125 when skiff fails.
-pub fn exec_main(dir: &Path, request: &str) -> i32 {
-    let result = serde_json::from_str::<ExecRequest>(request)
+/// Where `command` puts the request for the helper.
+const REQUEST_ENV: &str = "SKIFF_EXEC_REQUEST";
+
+/// `skiff __exec DIR` (the request in `SKIFF_EXEC_REQUEST`): `exec` as a helper process; its
+/// exit status is the process's, 125 when skiff fails.
+pub fn exec_main(dir: &Path) -> i32 {
+    let request = std::env::var(REQUEST_ENV).unwrap_or_default();
+    let result = serde_json::from_str::<ExecRequest>(&request)
         .map_err(ExecError::Request)
         .and_then(|r| exec(&ContainerDir::new(dir), &r));
     match result {
@@ -152,11 +156,12 @@ pub fn command(
 ) -> Result<std::process::Command, ExecError> {
     let c = container::find(root, container)?;
     let request = serde_json::to_string(request).map_err(ExecError::Request)?;
-    Ok(HelperCmd::Exec {
+    let mut cmd = HelperCmd::Exec {
         dir: c.dir().path().to_path_buf(),
-        request,
     }
-    .command()?)
+    .command()?;
+    cmd.env(REQUEST_ENV, request);
+    Ok(cmd)
 }
 
 #[cfg(test)]
@@ -179,8 +184,13 @@ mod tests {
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(args[..2], ["__exec".to_string(), dir.display().to_string()]);
-        let back: ExecRequest = serde_json::from_str(&args[2]).unwrap();
+        assert_eq!(args, ["__exec".to_string(), dir.display().to_string()]);
+        let env = cmd
+            .get_envs()
+            .find(|(k, _)| *k == REQUEST_ENV)
+            .and_then(|(_, v)| v)
+            .unwrap();
+        let back: ExecRequest = serde_json::from_str(&env.to_string_lossy()).unwrap();
         assert_eq!(back, request);
         assert!(matches!(
             command(d.path(), "nothing", &request),
