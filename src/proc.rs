@@ -27,8 +27,9 @@ pub enum ProcError {
     /// A detached helper exited without reporting ready; its log says why.
     #[error("{log}")]
     NotReady { log: String },
+    /// `status`: the exit status the helper has always given for this (1 or 2).
     #[error("usage: skiff {usage}")]
-    Usage { usage: &'static str },
+    Usage { usage: &'static str, status: i32 },
     #[error("skiff {helper}: {what}")]
     BadArgument {
         helper: &'static str,
@@ -48,9 +49,7 @@ impl ProcError {
     /// The exit status of a helper started with arguments it cannot use.
     pub fn usage_status(&self) -> i32 {
         match self {
-            Self::Usage { usage } if usage.starts_with("__map-ids") => 2,
-            Self::Usage { usage } if usage.starts_with("__net-helper") => 2,
-            Self::Usage { usage } if usage.starts_with("__probe") => 2,
+            Self::Usage { status, .. } => *status,
             Self::BadArgument { .. } => 2,
             _ => 1,
         }
@@ -143,7 +142,9 @@ impl HelperCmd {
         let Some((name, rest)) = args.split_first() else {
             return Err(ProcError::Unknown(String::new()));
         };
-        let usage = |usage| ProcError::Usage { usage };
+        // The helpers that parsed their own arguments exited 2 on bad ones, the others 1.
+        let usage = |usage| ProcError::Usage { usage, status: 1 };
+        let usage2 = |usage| ProcError::Usage { usage, status: 2 };
         Ok(match (name.as_str(), rest) {
             ("__shim", [dir]) => Self::Shim { dir: dir.into() },
             ("__shim", _) => return Err(usage("__shim CONTAINER_DIR")),
@@ -161,9 +162,9 @@ impl HelperCmd {
                 program: program.into(),
                 args: rest.to_vec(),
             },
-            ("__net-helper", _) => return Err(usage("__net-helper PROGRAM ARGS...")),
+            ("__net-helper", _) => return Err(usage2("__net-helper PROGRAM ARGS...")),
             ("__map-ids", [pid, rest @ ..]) if rest.len() == 6 => {
-                let bad = || usage("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
+                let bad = || usage2("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
                 let mut ids = [0u32; 6];
                 for (slot, text) in ids.iter_mut().zip(rest) {
                     *slot = text.parse().map_err(|_| bad())?;
@@ -174,7 +175,7 @@ impl HelperCmd {
                 }
             }
             ("__map-ids", _) => {
-                return Err(usage("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT"));
+                return Err(usage2("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT"));
             }
             ("__probe", [dir, timeout, ports @ ..]) => {
                 let bad = ProcError::BadArgument {
@@ -194,7 +195,7 @@ impl HelperCmd {
                         })?,
                 }
             }
-            ("__probe", _) => return Err(usage("__probe POD_DIR TIMEOUT_MS PORT...")),
+            ("__probe", _) => return Err(usage2("__probe POD_DIR TIMEOUT_MS PORT...")),
             ("__exec", [dir]) => Self::Exec { dir: dir.into() },
             ("__exec", _) => return Err(usage("__exec CONTAINER_DIR")),
             (other, _) => return Err(ProcError::Unknown(other.to_string())),
