@@ -37,16 +37,17 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(e) => return fail("reading plan.json", &e),
     };
     // First of all: from here on a dead shim is seen as one (`system cleanup`).
-    write_state(
-        dir,
-        &State {
-            status: Status::Created,
+    let record = |status, exit_code| {
+        let state = State {
+            status,
             shim_pid: std::process::id(),
-            exit_code: None,
+            exit_code,
             image: plan.image.clone(),
             command: spec::command_line(&plan).unwrap_or_default(),
-        },
-    );
+        };
+        write_state(dir, &state);
+    };
+    record(Status::Created, None);
     let mut ready = crate::proc::take_ready_pipe();
     // Before anything else: if this process is SIGKILLed from here on, the guardian takes
     // the container down with it.
@@ -231,16 +232,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(code) => return code,
     };
     drop(member_lock.take());
-    write_state(
-        dir,
-        &State {
-            status: Status::Running,
-            shim_pid: std::process::id(),
-            exit_code: None,
-            image: plan.image.clone(),
-            command: spec::command_line(&plan).unwrap_or_default(),
-        },
-    );
+    record(Status::Running, None);
     if let Some(mut r) = ready.take() {
         use std::io::Write;
         let _ = r.write_all(b"r");
@@ -254,16 +246,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     let code = wait_and_relay(pid, &signals, pty_master, discard);
     backend.delete(&plan.id, &paths);
     guardian.dismiss();
-    write_state(
-        dir,
-        &State {
-            status: Status::Exited,
-            shim_pid: std::process::id(),
-            exit_code: Some(code),
-            image: plan.image.clone(),
-            command: spec::command_line(&plan).unwrap_or_default(),
-        },
-    );
+    record(Status::Exited, Some(code));
     if plan.remove {
         let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
         if let Err(e) = crate::unpack::remove_tree(dir) {
