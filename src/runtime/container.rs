@@ -162,7 +162,7 @@ pub struct State {
 pub fn write_state(dir: &Path, state: &State) {
     if let Ok(bytes) = serde_json::to_vec(state) {
         let _ = crate::proc::write_atomic(
-            &dir.join("state.json"),
+            &ContainerDir::new(dir).state(),
             &bytes,
             crate::proc::Durability::Replace,
         );
@@ -171,7 +171,8 @@ pub fn write_state(dir: &Path, state: &State) {
 
 /// A container's state, reconciled: "running" with a dead shim means the shim crashed.
 pub fn read_state(dir: &Path) -> Option<State> {
-    let mut s: State = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
+    let path = ContainerDir::new(dir).state();
+    let mut s: State = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     if matches!(s.status, Status::Running | Status::Created)
         && !crate::proc::process_alive(s.shim_pid)
     {
@@ -182,7 +183,7 @@ pub fn read_state(dir: &Path) -> Option<State> {
 
 /// The container init's pid as the runtime recorded it, if that process still exists.
 pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
-    let pid: i32 = std::fs::read_to_string(dir.join("container.pid"))
+    let pid: i32 = std::fs::read_to_string(ContainerDir::new(dir).pid_file())
         .ok()?
         .trim()
         .parse()

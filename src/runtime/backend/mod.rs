@@ -107,16 +107,6 @@ impl RuntimeChoice {
             .ok_or_else(|| BackendError::NotFound { name: name.into() })
     }
 
-    pub fn name(&self) -> String {
-        match self {
-            Self::Libcontainer => "libcontainer".into(),
-            Self::External { path } => path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-        }
-    }
-
     pub fn backend(&self) -> Box<dyn Backend> {
         match self {
             Self::Libcontainer => Box::new(Libcontainer { container: None }),
