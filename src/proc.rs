@@ -1,9 +1,348 @@
-//! Processes and files, the few ways skiff does them: whether a process is alive, where a
-//! program is, and how a file is replaced atomically. (The typed helper commands and their
-//! spawner join these.)
+//! Processes and files, the few ways skiff does them: the internal helper commands (typed,
+//! one spawner), whether a process is alive, where a program is, and how a file is replaced
+//! atomically.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("locating the skiff binary")]
+    Exe(#[source] std::io::Error),
+    #[error("starting skiff {helper}")]
+    Spawn {
+        helper: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating {}", path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating a pipe")]
+    Pipe(#[source] std::io::Error),
+    /// A detached helper exited without reporting ready; its log says why.
+    #[error("{log}")]
+    NotReady { log: String },
+    /// `status`: the exit status the helper has always given for this (1 or 2).
+    #[error("usage: skiff {usage}")]
+    Usage { usage: &'static str, status: i32 },
+    #[error("skiff {helper}: {what}")]
+    BadArgument {
+        helper: &'static str,
+        what: &'static str,
+    },
+    #[error("unknown internal command {0}")]
+    Unknown(String),
+    /// A helper run to its end failed; what it wrote on stderr.
+    #[error("{stderr}")]
+    Failed {
+        helper: &'static str,
+        stderr: String,
+    },
+}
+
+impl ProcError {
+    /// The exit status of a helper started with arguments it cannot use.
+    pub fn usage_status(&self) -> i32 {
+        match self {
+            Self::Usage { status, .. } => *status,
+            Self::BadArgument { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Every process skiff starts from its own binary (`skiff __NAME ARGS...`). The argument
+/// lists are what `ps` shows and what `kill_unstarted_clones` recognises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperCmd {
+    /// `__shim DIR`: a container's shim.
+    Shim { dir: PathBuf },
+    /// `__pod DIR`: a pod's infra process.
+    Pod { dir: PathBuf },
+    /// `__unpack-layer STORE DIFF_ID|-`: a layer on stdin, unpacked inside the user
+    /// namespace; `None` ("-"): named by what it hashes to.
+    UnpackLayer {
+        store: PathBuf,
+        diff_id: Option<String>,
+    },
+    /// `__remove PATH...`: trees whose files may belong to subordinate ids.
+    Remove { paths: Vec<PathBuf> },
+    /// `__net-helper PROGRAM ARGS...`: waits for the go on stdin, then becomes PROGRAM.
+    NetHelper { program: PathBuf, args: Vec<String> },
+    /// `__map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: newuidmap/newgidmap for PID.
+    MapIds { pid: u32, ids: [u32; 6] },
+    /// `__probe POD_DIR TIMEOUT_MS PORT...`: waits until a port in the pod accepts.
+    Probe {
+        pod_dir: PathBuf,
+        timeout_ms: u64,
+        ports: Vec<u16>,
+    },
+    /// `__exec CONTAINER_DIR`: a process in a running container; exits with its status, 125
+    /// when skiff fails. The request (JSON) travels in `SKIFF_EXEC_REQUEST`, not in the
+    /// arguments: its environment variables are nobody else's to read in /proc.
+    Exec { dir: PathBuf },
+}
+
+impl HelperCmd {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Shim { .. } => "__shim",
+            Self::Pod { .. } => "__pod",
+            Self::UnpackLayer { .. } => "__unpack-layer",
+            Self::Remove { .. } => "__remove",
+            Self::NetHelper { .. } => "__net-helper",
+            Self::MapIds { .. } => "__map-ids",
+            Self::Probe { .. } => "__probe",
+            Self::Exec { .. } => "__exec",
+        }
+    }
+
+    /// The arguments after the binary's name.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![self.name().into()];
+        match self {
+            Self::Shim { dir } | Self::Pod { dir } => args.push(dir.into()),
+            Self::UnpackLayer { store, diff_id } => {
+                args.push(store.into());
+                args.push(diff_id.as_deref().unwrap_or("-").into());
+            }
+            Self::Remove { paths } => args.extend(paths.iter().map(OsString::from)),
+            Self::NetHelper {
+                program,
+                args: rest,
+            } => {
+                args.push(program.into());
+                args.extend(rest.iter().map(OsString::from));
+            }
+            Self::MapIds { pid, ids } => {
+                args.push(pid.to_string().into());
+                args.extend(ids.iter().map(|i| OsString::from(i.to_string())));
+            }
+            Self::Probe {
+                pod_dir,
+                timeout_ms,
+                ports,
+            } => {
+                args.push(pod_dir.into());
+                args.push(timeout_ms.to_string().into());
+                args.extend(ports.iter().map(|p| OsString::from(p.to_string())));
+            }
+            Self::Exec { dir } => args.push(dir.into()),
+        }
+        args
+    }
+
+    /// The inverse of `to_args`: `args[0]` is the `__NAME`.
+    pub fn parse(args: &[String]) -> Result<Self, ProcError> {
+        let Some((name, rest)) = args.split_first() else {
+            return Err(ProcError::Unknown(String::new()));
+        };
+        // The helpers that parsed their own arguments exited 2 on bad ones, the others 1.
+        let usage = |usage| ProcError::Usage { usage, status: 1 };
+        let usage2 = |usage| ProcError::Usage { usage, status: 2 };
+        Ok(match (name.as_str(), rest) {
+            ("__shim", [dir]) => Self::Shim { dir: dir.into() },
+            ("__shim", _) => return Err(usage("__shim CONTAINER_DIR")),
+            ("__pod", [dir]) => Self::Pod { dir: dir.into() },
+            ("__pod", _) => return Err(usage("__pod POD_DIR")),
+            ("__unpack-layer", [store, diff_id]) => Self::UnpackLayer {
+                store: store.into(),
+                diff_id: (diff_id != "-").then(|| diff_id.clone()),
+            },
+            ("__unpack-layer", _) => return Err(usage("__unpack-layer STORE DIFF_ID|-")),
+            ("__remove", paths) => Self::Remove {
+                paths: paths.iter().map(PathBuf::from).collect(),
+            },
+            ("__net-helper", [program, rest @ ..]) => Self::NetHelper {
+                program: program.into(),
+                args: rest.to_vec(),
+            },
+            ("__net-helper", _) => return Err(usage2("__net-helper PROGRAM ARGS...")),
+            ("__map-ids", [pid, rest @ ..]) if rest.len() == 6 => {
+                let bad = || usage2("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
+                let mut ids = [0u32; 6];
+                for (slot, text) in ids.iter_mut().zip(rest) {
+                    *slot = text.parse().map_err(|_| bad())?;
+                }
+                Self::MapIds {
+                    pid: pid.parse().map_err(|_| bad())?,
+                    ids,
+                }
+            }
+            ("__map-ids", _) => {
+                return Err(usage2("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT"));
+            }
+            ("__probe", [dir, timeout, ports @ ..]) => {
+                let bad = ProcError::BadArgument {
+                    helper: "__probe",
+                    what: "bad timeout or port",
+                };
+                Self::Probe {
+                    pod_dir: dir.into(),
+                    timeout_ms: timeout.parse().map_err(|_| bad)?,
+                    ports: ports
+                        .iter()
+                        .map(|p| p.parse::<u16>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| ProcError::BadArgument {
+                            helper: "__probe",
+                            what: "bad timeout or port",
+                        })?,
+                }
+            }
+            ("__probe", _) => return Err(usage2("__probe POD_DIR TIMEOUT_MS PORT...")),
+            ("__exec", [dir]) => Self::Exec { dir: dir.into() },
+            ("__exec", _) => return Err(usage("__exec CONTAINER_DIR")),
+            (other, _) => return Err(ProcError::Unknown(other.to_string())),
+        })
+    }
+
+    /// Whether the helper must outlive the process that started it (no parent-death signal).
+    /// A shim is detached only when started so (`skiff run -d`), which it learns from its
+    /// environment.
+    pub fn runs_detached(&self) -> bool {
+        match self {
+            Self::Pod { .. } => true,
+            Self::Shim { .. } => std::env::var_os(DETACHED).is_some(),
+            _ => false,
+        }
+    }
+
+    /// The helper as a child of this process: it dies with us (its parent-death signal is
+    /// armed against the pid we put in `SKIFF_PARENT_PID`). Stdio is the caller's to set;
+    /// `tokio::process::Command::from` makes it async.
+    pub fn command(&self) -> Result<std::process::Command, ProcError> {
+        let mut cmd = std::process::Command::new(std::env::current_exe().map_err(ProcError::Exe)?);
+        cmd.args(self.to_args())
+            .env(PARENT_PID, std::process::id().to_string())
+            .env_remove(DETACHED);
+        Ok(cmd)
+    }
+
+    /// Runs the helper to its end (stdin empty, output captured); `ProcError::Failed` with
+    /// its stderr when it fails.
+    pub fn run(&self) -> Result<(), ProcError> {
+        let out = self
+            .command()?
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|source| ProcError::Spawn {
+                helper: self.name(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(ProcError::Failed {
+                helper: self.name(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// Starts a helper that outlives us (a detached shim, a pod's infra): its own process
+    /// group, output to `log`, no parent-death signal. Returns once it reports ready on the
+    /// pipe named by `SKIFF_READY_FD`; `ProcError::NotReady` with its log when it exits
+    /// without doing so.
+    pub fn spawn_detached(&self, log: &Path) -> Result<(), ProcError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let file = std::fs::File::create(log).map_err(|source| ProcError::Log {
+            path: log.to_path_buf(),
+            source,
+        })?;
+        let out = file.try_clone().map_err(|source| ProcError::Log {
+            path: log.to_path_buf(),
+            source,
+        })?;
+        let (ready_r, ready_w) =
+            rustix::pipe::pipe().map_err(|e| ProcError::Pipe(std::io::Error::from(e)))?;
+        rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)
+            .map_err(|e| ProcError::Pipe(std::io::Error::from(e)))?;
+        self.command()?
+            .env(DETACHED, "1")
+            .env(READY_FD, ready_w.as_raw_fd().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ProcError::Spawn {
+                helper: self.name(),
+                source,
+            })?;
+        drop(ready_w);
+        let mut byte = [0u8; 1];
+        if std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1) {
+            Ok(())
+        } else {
+            Err(ProcError::NotReady {
+                log: std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            })
+        }
+    }
+}
+
+impl HelperCmd {
+    /// The helper a `/proc/PID/cmdline` runs, if it is one of skiff's.
+    pub fn from_cmdline(cmdline: &[u8]) -> Option<Self> {
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .skip(1)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // The empty string after the final NUL is not an argument.
+        let args = match args.split_last() {
+            Some((last, init)) if last.is_empty() => init,
+            _ => &args[..],
+        };
+        Self::parse(args).ok()
+    }
+}
+
+/// SIGKILLs every process whose command line is `helper`'s, except the pids in `except`;
+/// returns how many it killed.
+pub fn kill_helpers(helper: &HelperCmd, except: &[u32]) -> usize {
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if except.contains(&pid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if HelperCmd::from_cmdline(&cmdline).as_ref() == Some(helper)
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// The pid of the skiff process that started a helper (see `runtime::sys::take_parent_pid`).
+pub const PARENT_PID: &str = "SKIFF_PARENT_PID";
+const DETACHED: &str = "SKIFF_DETACHED";
+const READY_FD: &str = "SKIFF_READY_FD";
 
 /// Whether `pid` exists and is not a zombie waiting to be reaped.
 pub fn process_alive(pid: u32) -> bool {
@@ -36,6 +375,19 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .filter(|d| !d.as_os_str().is_empty())
         .map(|d| d.join(name))
         .find(|p| p.is_file())
+}
+
+/// A detached helper's end of the ready pipe its spawner waits on (`SKIFF_READY_FD`); one
+/// byte written to it means "ready", its closing without one "failed". Reopened
+/// close-on-exec so that nothing the helper starts inherits it.
+pub fn take_ready_pipe() -> Option<std::fs::File> {
+    let fd: i32 = std::env::var(READY_FD).ok()?.parse().ok()?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .ok();
+    let _ = nix::unistd::close(fd);
+    file
 }
 
 /// How far an atomic write goes.
@@ -76,6 +428,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helper_commands_round_trip() {
+        let cmds = [
+            HelperCmd::Shim {
+                dir: "/s/containers/c".into(),
+            },
+            HelperCmd::Pod {
+                dir: "/s/pods/p".into(),
+            },
+            HelperCmd::UnpackLayer {
+                store: "/s".into(),
+                diff_id: Some("sha256:ab".into()),
+            },
+            HelperCmd::UnpackLayer {
+                store: "/s".into(),
+                diff_id: None,
+            },
+            HelperCmd::Remove {
+                paths: vec!["/a".into(), "/b".into()],
+            },
+            HelperCmd::Remove { paths: vec![] },
+            HelperCmd::NetHelper {
+                program: "/usr/bin/pasta".into(),
+                args: vec!["--quiet".into()],
+            },
+            HelperCmd::MapIds {
+                pid: 7,
+                ids: [1000, 100000, 65536, 1000, 100000, 65536],
+            },
+            HelperCmd::Probe {
+                pod_dir: "/s/pods/p".into(),
+                timeout_ms: 500,
+                ports: vec![80, 6379],
+            },
+            HelperCmd::Exec {
+                dir: "/s/containers/c".into(),
+            },
+        ];
+        for cmd in cmds {
+            let args: Vec<String> = cmd
+                .to_args()
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect();
+            assert_eq!(HelperCmd::parse(&args).unwrap(), cmd, "{args:?}");
+        }
+        // The argv other tools see stays as it was.
+        let shim = HelperCmd::Shim { dir: "/d".into() }.to_args();
+        assert_eq!(shim, ["__shim", "/d"]);
+        let bad: &[(&[&str], i32)] = &[
+            (&["__shim"], 1),
+            (&["__probe", "/p", "x", "80"], 2),
+            (&["__map-ids", "1"], 2),
+            (&["__net-helper"], 2),
+            (&["__nothing"], 1),
+        ];
+        for (args, status) in bad {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            assert_eq!(
+                HelperCmd::parse(&args).unwrap_err().usage_status(),
+                *status,
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shims_are_recognised_by_their_command_line() {
+        let dir = Path::new("/s/containers/c1");
+        let cases: &[(&[u8], bool)] = &[
+            (b"/usr/bin/skiff\0__shim\0/s/containers/c1\0", true),
+            (b"skiff\0__shim\0/s/containers/c1/\0", true),
+            (b"skiff\0__shim\0/s/containers/c1", true),
+            (b"skiff\0__shim\0/s/containers/c2\0", false),
+            (b"skiff\0__pod\0/s/containers/c1\0", false),
+            (b"skiff\0run\0/s/containers/c1\0", false),
+            (b"", false),
+        ];
+        for (cmdline, want) in cases {
+            assert_eq!(
+                HelperCmd::from_cmdline(cmdline) == Some(HelperCmd::Shim { dir: dir.into() }),
+                *want,
+                "{}",
+                String::from_utf8_lossy(cmdline)
+            );
+        }
+    }
 
     #[test]
     fn liveness_and_lookup() {

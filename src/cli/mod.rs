@@ -226,6 +226,15 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// skiff's exit status for a failed command: a container's own status (`run`, `exec`)
+/// passes through; every failure of skiff itself is 125, as with podman and docker.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<run::ExitStatus>() {
+        Some(status) => status.0 as u8,
+        None => 125,
+    }
+}
+
 /// libcontainer logs every failure at ERROR on its way up; skiff reports the error itself
 /// once, with context. Its logs show with debug and trace.
 pub fn quiet_runtime(level: &str) -> &'static str {
@@ -268,12 +277,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => return containers::logs(&ctx, a),
         Command::Kill(a) => return containers::kill(&ctx, a),
         Command::Stop(a) => return containers::stop(&ctx, a),
+        Command::Rm(a) => return containers::rm(&ctx, a),
         Command::Unshare(a) => return rootless::unshare(&ctx, a),
         Command::Mount(a) => return rootless::mount(&ctx, a),
         Command::Import(a) => return archive::import_cmd(&ctx, a),
         Command::Load(a) => return archive::load_cmd(&ctx, a),
         Command::Save(a) => return archive::save_cmd(&ctx, a),
         Command::Helper(c) => return archive::helper_cmd(&ctx, c),
+        Command::System(pods::SystemCommand::Cleanup) => return pods::cleanup(&ctx),
         other => other,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -286,9 +297,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Run(a) => run::run(&ctx, *a).await,
             Command::Job(a) => job::run(&ctx, *a).await,
             Command::Gitlab(c) => gitlab::run(&ctx, *c).await,
-            Command::Rm(a) => containers::rm(&ctx, a).await,
             Command::Pod(c) => pods::run(&ctx, c).await,
-            Command::System(pods::SystemCommand::Cleanup) => pods::cleanup(&ctx).await,
             Command::Bundle(c) => bundle::run(&ctx, c).await,
             Command::Images(a) => images::list(&ctx, a),
             Command::Inspect(a) => images::inspect(&ctx, a),
@@ -305,45 +314,16 @@ pub fn run(cli: Cli) -> Result<()> {
             | Command::Logs(_)
             | Command::Kill(_)
             | Command::Stop(_)
+            | Command::Rm(_)
             | Command::Unshare(_)
             | Command::Mount(_)
             | Command::Import(_)
             | Command::Load(_)
             | Command::Save(_)
-            | Command::Helper(_) => {
+            | Command::Helper(_)
+            | Command::System(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }
     })
-}
-
-/// Starts a helper that outlives us (a detached shim, a pod's infra): its own process group,
-/// output to `log`, no parent-death signal. Waits until it reports ready on the pipe named by
-/// `SKIFF_READY_FD`; `Err(log)` with its log when it exits without doing so.
-pub fn spawn_detached(
-    cmd: &mut std::process::Command,
-    log: &std::path::Path,
-) -> Result<std::result::Result<(), String>> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let (ready_r, ready_w) = rustix::pipe::pipe().context("creating a pipe")?;
-    rustix::io::fcntl_setfd(&ready_r, rustix::io::FdFlags::CLOEXEC)?;
-    cmd.env("SKIFF_READY_FD", ready_w.as_raw_fd().to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
-    drop(ready_w);
-    let mut byte = [0u8; 1];
-    if std::io::Read::read(&mut std::fs::File::from(ready_r), &mut byte).is_ok_and(|n| n == 1) {
-        Ok(Ok(()))
-    } else {
-        Ok(Err(std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .trim()
-            .to_string()))
-    }
 }

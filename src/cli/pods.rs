@@ -4,11 +4,8 @@
 use super::{Context, Format, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use skiff::runtime::pod::{self, PodState};
-use skiff::runtime::shim::{container_pid, process_alive, read_state};
-use skiff::runtime::spec::{Network, RunPlan};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use skiff::runtime::network::Network;
+use skiff::runtime::pod::{self, PodOptions};
 
 #[derive(Subcommand, Debug)]
 pub enum PodCommand {
@@ -57,7 +54,7 @@ pub enum SystemCommand {
 pub async fn run(ctx: &Context, c: PodCommand) -> Result<()> {
     match c {
         PodCommand::Create(a) => create(ctx, a),
-        PodCommand::Rm(a) => rm(ctx, a).await,
+        PodCommand::Rm(a) => rm(ctx, a),
         PodCommand::Ls => ls(ctx),
     }
 }
@@ -83,108 +80,33 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
                 .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let dir = ctx.root.join("pods").join(&name);
-    if dir.exists() {
-        bail!("a pod named {name} exists; remove it or pick another name");
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    pod::write(
-        &dir,
-        &PodState {
+    pod::create(
+        &ctx.root,
+        &PodOptions {
             name: name.clone(),
             network,
             hosts,
             dns: a.dns,
-            infra_pid: None,
             owner: a.owner,
         },
     )?;
-    let mut infra = std::process::Command::new(std::env::current_exe()?);
-    infra.arg("__pod").arg(&dir);
-    if let Err(log) = super::spawn_detached(&mut infra, &dir.join("log"))? {
-        let _ = std::fs::remove_dir_all(&dir);
-        bail!("pod {name} did not start: {log}");
-    }
     println!("{name}");
     Ok(())
 }
 
-/// SIGKILLs a container's init and waits for its shim to record the exit.
-fn kill_container(d: &Path) -> bool {
-    if let Some(pid) = container_pid(d) {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        if read_state(d).is_none_or(|s| s.status != "running") {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-fn stop_infra(state: &PodState) {
-    if let Some(pid) = state.infra_pid.filter(|p| process_alive(*p)) {
-        let pid = nix::unistd::Pid::from_raw(pid as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        while process_alive(pid.as_raw() as u32) && start.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
-async fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
+fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
     for name in &a.pods {
-        let dir = ctx.root.join("pods").join(name);
-        if !dir.join("pod.json").exists() {
-            bail!("no pod {name}");
-        }
-        let state = pod::read(&dir)?;
-        let containers = pod::members(&dir);
-        let running: Vec<&PathBuf> = containers
-            .iter()
-            .filter(|d| read_state(d).is_some_and(|s| s.status == "running"))
-            .collect();
-        if !running.is_empty() && !a.force {
-            bail!(
-                "pod {name} has {} running container(s): stop them first or use --force",
-                running.len()
-            );
-        }
-        for d in running {
-            if !kill_container(d) {
-                bail!("a container of pod {name} ({}) did not stop", d.display());
-            }
-        }
-        skiff::unpack::child::remove_paths(&containers).await?;
-        stop_infra(&state);
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        pod::remove(&ctx.root, name, a.force)?;
         println!("{name}");
     }
     Ok(())
 }
 
 fn ls(ctx: &Context) -> Result<()> {
-    let mut rows = vec![];
-    for e in std::fs::read_dir(ctx.root.join("pods"))
+    let rows: Vec<serde_json::Value> = pod::list(&ctx.root)
         .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Ok(state) = pod::read(&e.path()) else {
-            continue;
-        };
-        let status = if state.infra_pid.is_some_and(process_alive) {
-            "running"
-        } else {
-            "dead"
-        };
-        let containers = pod::members(&e.path()).len();
-        rows.push(serde_json::json!({"name": state.name, "status": status, "network": state.network, "containers": containers}));
-    }
+        .map(|p| serde_json::json!({"name": p.name, "status": if p.running { "running" } else { "dead" }, "network": p.network, "containers": p.containers}))
+        .collect();
     if ctx.format == Format::Json {
         return print_json(&rows);
     }
@@ -211,108 +133,11 @@ fn ls(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Containers whose shim is gone: their processes are killed (the guardian normally did
-/// that already), --rm ones are removed, the others are kept as exited. Pods whose infra
-/// process is gone are removed, and the files of jobs whose `skiff job` process is gone. Mounts need nothing: they lived in the dead shims'
-/// namespaces.
-pub async fn cleanup(ctx: &Context) -> Result<()> {
-    let mut remove = vec![];
-    let mut report = vec![];
-    for e in std::fs::read_dir(ctx.root.join("containers"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let d = e.path();
-        let id = e.file_name().to_string_lossy().to_string();
-        let plan: Option<RunPlan> = std::fs::read(d.join("plan.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let remove_on_exit = plan.as_ref().is_none_or(|p| p.remove);
-        let dead = match read_state(&d) {
-            Some(s) => {
-                s.status == "exited (shim died)"
-                    // An --rm container whose shim died while removing it.
-                    || (s.status == "exited" && remove_on_exit && !process_alive(s.shim_pid))
-            }
-            // No state: no shim has started. Abandoned once the process that wrote the plan
-            // is gone (plans of older versions: after a minute).
-            None => match plan.as_ref().and_then(|p| p.creator) {
-                Some(creator) => !process_alive(creator),
-                None => std::fs::metadata(d.join("plan.json"))
-                    .and_then(|m| m.modified())
-                    .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
-                    .unwrap_or(true),
-            },
-        };
-        if !dead {
-            continue;
-        }
-        if let Some(pid) = container_pid(&d) {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            report.push(format!("killed the processes of container {id}"));
-        }
-        if skiff::runtime::shim::kill_unstarted_clones(&d, &[std::process::id()]) > 0 {
-            report.push(format!("killed the unstarted init of container {id}"));
-        }
-        remove_cgroup(&id);
-        if remove_on_exit {
-            remove.push(d);
-            report.push(format!("removed container {id}"));
-        } else if let Some(mut s) = read_state(&d) {
-            s.status = "exited".into();
-            skiff::runtime::shim::write_state(&d, &s);
-            report.push(format!("marked container {id} exited (its shim died)"));
-        }
-    }
-    for e in std::fs::read_dir(ctx.root.join("pods"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Ok(state) = pod::read(&e.path()) else {
-            continue;
-        };
-        let ended = pod::has_ended(&e.path());
-        if ended || !state.infra_pid.is_some_and(process_alive) {
-            if let Some(pid) = state.infra_pid.filter(|_| ended) {
-                // Its owner is gone and the infra is killing the members: it exits once it
-                // has seen every member start, which takes a moment at most.
-                let start = Instant::now();
-                while process_alive(pid) && start.elapsed() < Duration::from_secs(5) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            // Its members cannot run without it.
-            for d in pod::members(&e.path()) {
-                if let Some(pid) = container_pid(&d) {
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                }
-                remove.push(d);
-            }
-            remove.push(e.path());
-            report.push(format!(
-                "removed pod {} (its infra process was gone)",
-                state.name
-            ));
-        }
-    }
-    // Directories of `skiff job` processes killed before their own cleanup (their stage
-    // scripts hold the job's variables).
-    for dir in skiff::job::recovery::abandoned(&ctx.root) {
-        report.push(format!(
-            "removed the files of job {}",
-            dir.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        remove.push(dir);
-    }
-    remove.sort();
-    remove.dedup();
-    skiff::unpack::child::remove_paths(&remove).await?;
+/// What killed processes left behind: containers and pods (`runtime::recovery`), then the
+/// files of jobs whose `skiff job` process is gone (`job::recovery`).
+pub fn cleanup(ctx: &Context) -> Result<()> {
+    let mut report = skiff::runtime::recovery::cleanup(&ctx.root)?;
+    report.extend(skiff::job::recovery::cleanup(&ctx.root)?);
     for line in &report {
         println!("{line}");
     }
@@ -320,23 +145,4 @@ pub async fn cleanup(ctx: &Context) -> Result<()> {
         println!("nothing to clean up");
     }
     Ok(())
-}
-
-/// The empty cgroup a root container's runtime made (it could not delete it after a crash).
-fn remove_cgroup(id: &str) {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    let path = skiff::runtime::shim::cgroup_path(id);
-    let relative = path.strip_prefix("/").unwrap_or(&path);
-    for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        let dir = Path::new(mount).join(relative);
-        if dir.join("cgroup.procs").exists() {
-            // Processes may take a moment to leave after SIGKILL.
-            let start = Instant::now();
-            while std::fs::remove_dir(&dir).is_err() && start.elapsed() < Duration::from_secs(2) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
 }

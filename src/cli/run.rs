@@ -1,13 +1,16 @@
-//! `skiff run`: pulls if needed, writes the container's plan, and starts its shim, which
-//! owns the container; this process only forwards signals and reports the exit status.
+//! `skiff run`: flags to `container::CreateOptions`, the image pulled if needed, then the
+//! container created and started (its shim owns it; in the foreground this process only
+//! forwards signals and reports the exit status).
 
 use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use skiff::image::parse_policies;
 use skiff::runtime::backend::RuntimeChoice;
-use skiff::runtime::spec::{Limits, Network, RunPlan, Volume};
+use skiff::runtime::container::{self, CreateOptions};
+use skiff::runtime::network::Network;
+use skiff::runtime::plan::{Limits, Volume};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -117,81 +120,19 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
-pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
-    let mut network = Network::parse(&a.network)?;
-    let pod = match &a.pod {
-        Some(name) => {
-            let pod_dir = ctx.root.join("pods").join(name);
-            let (state, _) = skiff::runtime::pod::running(&pod_dir)?;
-            network = state.network;
-            Some(pod_dir)
-        }
-        None => None,
-    };
-    let hosts = a
-        .add_host
+fn add_hosts(entries: &[String]) -> Result<Vec<(String, String)>> {
+    entries
         .iter()
         .map(|h| {
             h.split_once(':')
                 .map(|(n, ip)| (n.to_string(), ip.to_string()))
                 .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let volumes = a
-        .volume
-        .iter()
-        .map(|v| Volume::parse(v))
-        .collect::<Result<Vec<_>, _>>()?;
-    for v in &volumes {
-        if !v.source.exists() {
-            bail!("-v {}: no such file or directory", v.source.display());
-        }
-    }
-    let limits = Limits {
-        memory: a.memory.as_deref().map(parse_bytes).transpose()?,
-        cpus: a.cpus,
-        pids: a.pids_limit,
-    };
-    if !limits.is_empty()
-        && let Err(why) = skiff::runtime::spec::cgroup_delegation()
-    {
-        eprintln!(
-            "WARNING: --memory/--cpus/--pids-limit are NOT enforced: {why}. \
-             Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you."
-        );
-    }
-    let runtime = RuntimeChoice::parse(&a.runtime)?;
-    let store = ctx.store()?;
-    let puller = a
-        .registry
-        .puller(store.clone(), ProgressMode::Quiet, true)?;
-    let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
-    let report = puller
-        .ensure(&a.image, &policies)
-        .await
-        .with_context(|| format!("image {}", a.image))?;
-    let entry = store
-        .find(&report.name)?
-        .with_context(|| format!("{} vanished", report.name))?;
-    let layers = store.image_layers(&entry)?;
-    let lowers: Vec<PathBuf> = layers
-        .iter()
-        .rev()
-        .map(|(_, d)| store.layer_path(d))
-        .collect();
-    let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&report.id)?)?;
-    let id = match &a.name {
-        Some(n) => n.clone(),
-        None => format!(
-            "{:016x}",
-            (std::process::id() as u64) << 32 ^ skiff::time::now_nanos()
-        ),
-    };
-    let dir = ctx.root.join("containers").join(&id);
-    if dir.exists() {
-        bail!("a container named {id} exists; remove it or pick another --name");
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        .collect()
+}
+
+/// `--env-file` lines, then `-e`; a bare KEY takes its value from this environment.
+fn resolve_env(a: &RunArgs) -> Result<Vec<String>> {
     let mut from_files = vec![];
     for f in &a.env_file {
         let text =
@@ -203,7 +144,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
                 .map(str::to_string),
         );
     }
-    let env: Vec<String> = from_files
+    Ok(from_files
         .iter()
         .chain(&a.env)
         .map(|e| {
@@ -213,89 +154,73 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
                 format!("{e}={}", std::env::var(e).unwrap_or_default())
             }
         })
-        .collect();
-    let plan = RunPlan {
-        id: id.clone(),
-        image: entry.name.clone(),
-        image_config: config.get("config").cloned().unwrap_or_default(),
-        lowers,
-        dir: dir.clone(),
+        .collect())
+}
+
+pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
+    let mut opts = CreateOptions {
+        name: a.name.clone(),
         command: a.command.clone(),
         entrypoint: a
             .entrypoint
             .as_ref()
             .map(|e| serde_json::from_str::<Vec<String>>(e).unwrap_or_else(|_| vec![e.clone()])),
-        env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),
-        hostname: a
-            .hostname
-            .clone()
-            .unwrap_or_else(|| id.chars().take(12).collect()),
-        network,
-        runtime,
-        remove: a.rm,
-        creator: Some(std::process::id()),
-        volumes,
+        hostname: a.hostname.clone(),
+        network: Network::parse(&a.network)?,
+        pod: a.pod.clone(),
+        dns: a.dns.clone(),
         tmpfs: a.tmpfs.clone(),
         read_only: a.read_only,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
-        dns: a.dns.clone(),
-        hosts: hosts.clone(),
-        pod: pod.clone(),
-        limits,
         tty: a.tty,
+        remove: a.rm,
+        ..Default::default()
     };
-    if let Some(pod_dir) = &pod {
-        // Every member finds this one by its name, and by the hosts it adds.
-        let mut entries = vec![(id.clone(), "127.0.0.1".to_string())];
-        entries.extend(hosts);
-        skiff::runtime::network::append_hosts(&pod_dir.join("hosts"), &entries)
-            .context("adding to the pod's /etc/hosts")?;
+    // What can be refused is refused before pulling.
+    if let Some(pod) = &opts.pod {
+        skiff::runtime::pod::running(&skiff::runtime::pod::dir(&ctx.root, pod))?;
     }
-    std::fs::write(dir.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
+    opts.hosts = add_hosts(&a.add_host)?;
+    opts.volumes = a
+        .volume
+        .iter()
+        .map(|v| Volume::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    container::check(&ctx.root, &opts)?;
+    opts.limits = Limits {
+        memory: a.memory.as_deref().map(parse_bytes).transpose()?,
+        cpus: a.cpus,
+        pids: a.pids_limit,
+    };
+    if !opts.limits.is_empty()
+        && let Err(why) = skiff::runtime::spec::cgroup_delegation()
+    {
+        eprintln!(
+            "WARNING: --memory/--cpus/--pids-limit are NOT enforced: {why}. \
+             Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you."
+        );
+    }
+    opts.runtime = RuntimeChoice::parse(&a.runtime)?;
+    let puller = a.registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;
+    let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
+    // The index entry, manifest and config, each read once.
+    let image = puller
+        .ensure_resolved(&a.image, &policies)
+        .await
+        .with_context(|| format!("image {}", a.image))?;
+    opts.env = resolve_env(&a)?;
+    let c = container::create(&ctx.root, &image, &opts)?;
     if a.detach {
         // The shim reports "started", so that `run -d` returns once the container runs (an
         // `exec` right after it finds it) or fails with the shim's error.
-        let mut shim = std::process::Command::new(std::env::current_exe()?);
-        shim.arg("__shim").arg(&dir).env("SKIFF_DETACHED", "1");
-        if let Err(log) = super::spawn_detached(&mut shim, &dir.join("log"))? {
-            bail!("container {id} did not start: {log}");
-        }
-        println!("{id}");
+        c.start_detached()?;
+        println!("{}", c.id());
         return Ok(());
     }
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("__shim")
-        .arg(&dir)
-        .stdin(if a.interactive {
-            std::process::Stdio::inherit()
-        } else {
-            std::process::Stdio::null()
-        })
-        .spawn()
-        .context("starting the shim")?;
-    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let status = loop {
-        tokio::select! {
-            s = child.wait() => break s?,
-            _ = term.recv() => { if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM); } }
-            _ = int.recv() => { if let Some(p) = pid { let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGINT); } }
-        }
-    };
-    let code = {
-        use std::os::unix::process::ExitStatusExt;
-        status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-    };
-    if a.rm && dir.exists() {
-        // The shim removes it from inside the namespace; this only catches a shim that died.
-        skiff::unpack::child::remove_paths(&[dir]).await?;
-    }
+    let code = c.run_attached(a.interactive).await?;
     if code != 0 {
         return Err(ExitStatus(code).into());
     }

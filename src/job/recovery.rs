@@ -61,6 +61,25 @@ pub fn abandoned(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `system cleanup`'s part for jobs: removes the abandoned job directories (their stage
+/// scripts hold the job's variables); a line for each.
+pub fn cleanup(root: &Path) -> Result<Vec<String>, JobError> {
+    let mut dirs = abandoned(root);
+    dirs.sort();
+    crate::runtime::container::remove_paths(&dirs).map_err(|e| JobError::Remove {
+        source: Box::new(e),
+    })?;
+    Ok(dirs
+        .iter()
+        .map(|d| {
+            format!(
+                "removed the files of job {}",
+                d.file_name().unwrap_or_default().to_string_lossy()
+            )
+        })
+        .collect())
+}
+
 /// Only the owner may enter. (Containers reach their bind-mounted subdirectory without
 /// passing through it.)
 pub fn make_private(dir: &Path) -> Result<(), JobError> {

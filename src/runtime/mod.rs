@@ -1,8 +1,15 @@
-//! Running things rootless: user namespaces with the user's subordinate ids.
+//! Running containers rootless: the container and pod APIs, and the shim and helpers that
+//! do the work in user namespaces with the user's subordinate ids.
 
 pub mod backend;
+pub mod container;
+pub mod exec;
 pub mod network;
+pub mod plan;
 pub mod pod;
+// pod.json and the member lock; the public names are re-exported by `pod`.
+mod pod_state;
+pub mod recovery;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;
@@ -10,3 +17,16 @@ pub mod spec;
 pub mod sys;
 pub mod tty;
 pub mod userns;
+
+/// An error and its causes on one line, as anyhow's `{:#}` writes them, for helpers that
+/// report on stderr.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

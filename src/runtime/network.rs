@@ -5,7 +5,7 @@
 //! The helpers must run in the host's namespaces, so they are spawned before the shim
 //! enters its user namespace and told to attach once the network namespace exists.
 
-use super::spec::Network;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -20,10 +20,17 @@ pub enum NetworkError {
         program: &'static str,
         package: &'static str,
     },
-    #[error("starting {program}: {error}")]
+    #[error("starting {program}")]
     Spawn {
         program: &'static str,
-        error: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting {program}")]
+    Helper {
+        program: &'static str,
+        #[source]
+        source: crate::proc::ProcError,
     },
     #[error("{program} did not configure the network within {secs} s: {log}")]
     NotReady {
@@ -33,8 +40,81 @@ pub enum NetworkError {
     },
     #[error("--network pasta is for rootless use; as root use slirp4netns")]
     RootPasta,
-    #[error("{what}: {error}")]
-    Sys { what: String, error: String },
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ip link set lo up: {0}")]
+    LoopbackUp(std::process::ExitStatus),
+    #[error("{option} {value:?}: expected {expected}")]
+    BadOption {
+        option: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// The host's network namespace.
+    Host,
+    /// A new network namespace (loopback only, down).
+    None,
+    /// A new network namespace made by the shim, loopback up.
+    Private,
+    /// Private, with outbound access through slirp4netns (user-mode TCP/IP). The host's
+    /// loopback stays out of reach unless asked for, as in podman.
+    Slirp4netns { allow_host_loopback: bool },
+    /// Private, with outbound access through pasta (package passt); extra pasta arguments
+    /// as podman takes them (`pasta:--map-gw`).
+    Pasta { args: Vec<String> },
+}
+
+impl Network {
+    /// podman's syntax: `host`, `none`, `private`, `slirp4netns[:allow_host_loopback=true]`,
+    /// `pasta[:ARG,ARG...]`.
+    pub fn parse(text: &str) -> Result<Self, NetworkError> {
+        let (name, options) = text.split_once(':').unwrap_or((text, ""));
+        let bad = |expected| NetworkError::BadOption {
+            option: "--network".into(),
+            value: text.into(),
+            expected,
+        };
+        Ok(match (name, options) {
+            ("host", "") => Self::Host,
+            ("none", "") => Self::None,
+            ("private", "") => Self::Private,
+            ("slirp4netns", o) => Self::Slirp4netns {
+                allow_host_loopback: match o {
+                    "" | "allow_host_loopback=false" => false,
+                    "allow_host_loopback=true" => true,
+                    _ => return Err(bad("slirp4netns[:allow_host_loopback=true|false]")),
+                },
+            },
+            ("pasta", o) => Self::Pasta {
+                args: o
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            },
+            _ => {
+                return Err(bad(
+                    "host, none, private, slirp4netns[:allow_host_loopback=true] or pasta[:ARGS]",
+                ));
+            }
+        })
+    }
+    /// Whether the shim makes a network namespace and brings loopback up in it.
+    pub fn is_private(&self) -> bool {
+        matches!(
+            self,
+            Self::Private | Self::Slirp4netns { .. } | Self::Pasta { .. }
+        )
+    }
 }
 
 fn program_for(net: &Network) -> Option<(&'static str, &'static str)> {
@@ -47,15 +127,7 @@ fn program_for(net: &Network) -> Option<(&'static str, &'static str)> {
 
 /// Whether a helper program is installed.
 pub fn available(program: &str) -> bool {
-    find(program).is_some()
-}
-
-fn find(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/usr/sbin".into(), "/bin".into()])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    crate::proc::which(program).is_some()
 }
 
 /// A user-mode network helper, started but not yet attached.
@@ -92,7 +164,7 @@ pub fn prepare_helper(
         // offers pasta to rootless users only).
         return Err(NetworkError::RootPasta);
     }
-    let path = find(program).ok_or(NetworkError::Missing { program, package })?;
+    let path = crate::proc::which(program).ok_or(NetworkError::Missing { program, package })?;
     let mut args: Vec<String> = vec![];
     match net {
         Network::Slirp4netns {
@@ -128,26 +200,22 @@ pub fn prepare_helper(
         }
         _ => unreachable!("program_for returned a helper"),
     }
-    let exe = std::env::current_exe().map_err(|e| NetworkError::Spawn {
-        program,
-        error: e.to_string(),
-    })?;
-    let log_file = std::fs::File::create(log).map_err(|e| NetworkError::Sys {
+    let log_file = std::fs::File::create(log).map_err(|source| NetworkError::Sys {
         what: format!("creating {}", log.display()),
-        error: e.to_string(),
+        source,
     })?;
-    let child = Command::new(exe)
-        .arg("__net-helper")
-        .arg(path)
-        .args(args)
+    let helper = crate::proc::HelperCmd::NetHelper {
+        program: path,
+        args,
+    };
+    let child = helper
+        .command()
+        .map_err(|source| NetworkError::Helper { program, source })?
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .map_err(|e| NetworkError::Spawn {
-            program,
-            error: e.to_string(),
-        })?;
+        .map_err(|source| NetworkError::Spawn { program, source })?;
     Ok(Some(PendingHelper {
         program,
         child,
@@ -192,19 +260,15 @@ fn has_default_route() -> bool {
 }
 
 /// `skiff __net-helper PROGRAM ARGS...`: waits for the go on stdin, then becomes PROGRAM.
-pub fn helper_main(args: &[String]) -> i32 {
+pub fn helper_main(program: &Path, rest: &[String]) -> i32 {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
-    let Some((program, rest)) = args.split_first() else {
-        eprintln!("usage: skiff __net-helper PROGRAM ARGS...");
-        return 2;
-    };
     let mut go = [0u8; 2];
     if std::io::stdin().read_exact(&mut go).is_err() {
         return 0; // the shim gave up before the namespace existed
     }
     let err = Command::new(program).args(rest).stdin(Stdio::null()).exec();
-    eprintln!("skiff: running {program}: {err}");
+    eprintln!("skiff: running {}: {err}", program.display());
     127
 }
 
@@ -212,34 +276,31 @@ pub fn helper_main(args: &[String]) -> i32 {
 pub fn enter_private() -> Result<(), NetworkError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetworkError::Sys {
         what: "creating a network namespace".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     match Command::new("ip")
         .args(["link", "set", "lo", "up"])
         .status()
     {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(NetworkError::Sys {
-            what: "ip link set lo up".into(),
-            error: s.to_string(),
-        }),
-        Err(e) => Err(NetworkError::Sys {
+        Ok(s) => Err(NetworkError::LoopbackUp(s)),
+        Err(source) => Err(NetworkError::Sys {
             what: "ip link set lo up (package iproute2)".into(),
-            error: e.to_string(),
+            source,
         }),
     }
 }
 
 /// Joins the network namespace of `pid` (a pod's).
 pub fn join(pid: u32) -> Result<(), NetworkError> {
-    let sys = |what: &str, e: &dyn std::fmt::Display| NetworkError::Sys {
+    let sys = |what: &str, source: std::io::Error| NetworkError::Sys {
         what: format!("{what} of pid {pid}"),
-        error: e.to_string(),
+        source,
     };
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-        .map_err(|e| sys("opening the network namespace", &e))?;
+        .map_err(|e| sys("opening the network namespace", e))?;
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| sys("joining the network namespace", &e))
+        .map_err(|e| sys("joining the network namespace", e.into()))
 }
 
 /// /etc/hosts: localhost, the container's own name, then `extra` (--add-host, pod members).

@@ -3,66 +3,202 @@
 //! other on 127.0.0.1, by the names in the pod's shared /etc/hosts; two pods can listen on
 //! the same port at once.
 
-use super::network::{self, Helper};
-use super::spec::Network;
+use super::container::{Status, container_pid, read_state};
+use super::network::{self, Helper, Network};
+use super::pod_state::{ENDED, MEMBER_LOCK};
+pub use super::pod_state::{PodError, PodState, has_ended, lock_for_member, read, running, write};
 use super::userns;
-use serde::{Deserialize, Serialize};
+use crate::proc::{HelperCmd, ProcError, process_alive};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PodError {
-    #[error("no pod {name}")]
-    NotFound { name: String },
-    #[error("pod {name} is not running (its infra process is gone): remove it with `skiff pod rm`")]
-    NotRunning { name: String },
-    #[error("reading {path}: {error}")]
-    Read { path: PathBuf, error: String },
-}
-
-/// `pods/<name>/pod.json`: written by `pod create`, completed by the infra process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PodState {
+/// What a pod is made with (`skiff pod create`'s options).
+#[derive(Debug, Clone)]
+pub struct PodOptions {
     pub name: String,
+    /// Private, slirp4netns or pasta: a pod has a network namespace of its own.
     pub network: Network,
-    /// `--add-host` entries given at creation.
-    #[serde(default)]
+    /// `--add-host` entries for every member's /etc/hosts.
     pub hosts: Vec<(String, String)>,
-    #[serde(default)]
     pub dns: Vec<String>,
-    /// The infra process, once it holds the namespaces.
-    #[serde(default)]
-    pub infra_pid: Option<u32>,
-    /// A process whose end ends the pod: the infra kills the members and exits (`skiff job`
-    /// passes its own pid, so a job killed with SIGKILL leaves no service running).
-    #[serde(default)]
+    /// A process whose end ends the pod (its members are killed).
     pub owner: Option<u32>,
 }
 
-const ENDED: &str = "ended";
-const MEMBER_LOCK: &str = "member.lock";
-
-/// The pod's owner has ended: its members are being killed, or were.
-pub fn has_ended(dir: &Path) -> bool {
-    dir.join(ENDED).exists()
+/// One line of `pod ls`.
+#[derive(Debug, Clone)]
+pub struct PodSummary {
+    pub name: String,
+    /// Its infra process is alive.
+    pub running: bool,
+    pub network: Network,
+    pub containers: usize,
 }
 
-/// Held (shared) by a member's shim from joining the pod until its container's pid is on
-/// disk, so that a pod ending with its owner kills every member, even one starting then.
-pub fn lock_for_member(dir: &Path) -> Result<crate::store::FileLock, PodError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let lock =
-        crate::store::FileLock::shared(&dir.join(MEMBER_LOCK)).map_err(|e| PodError::Read {
-            path: dir.join(MEMBER_LOCK),
-            error: e.to_string(),
-        })?;
-    if has_ended(dir) {
-        return Err(PodError::NotRunning { name });
+/// `<root>/pods/<name>`.
+pub fn dir(root: &Path, name: &str) -> PathBuf {
+    root.join("pods").join(name)
+}
+
+/// Makes the pod and starts its infra process (detached, outliving this process); returns
+/// once the pod's namespaces exist.
+pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
+    if !opts.network.is_private() {
+        return Err(PodError::SharedNetwork);
     }
-    Ok(lock)
+    let name = &opts.name;
+    let dir = dir(root, name);
+    if dir.exists() {
+        return Err(PodError::Exists { name: name.clone() });
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| PodError::Io {
+        what: "creating",
+        path: dir.clone(),
+        source,
+    })?;
+    let state = PodState {
+        name: name.clone(),
+        network: opts.network.clone(),
+        hosts: opts.hosts.clone(),
+        dns: opts.dns.clone(),
+        infra_pid: None,
+        owner: opts.owner,
+    };
+    write(&dir, &state).map_err(|source| PodError::Io {
+        what: "writing",
+        path: dir.join("pod.json"),
+        source,
+    })?;
+    match (HelperCmd::Pod { dir: dir.clone() }).spawn_detached(&dir.join("log")) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(match e {
+                ProcError::NotReady { log } => PodError::DidNotStart {
+                    name: name.clone(),
+                    log,
+                },
+                e => e.into(),
+            })
+        }
+    }
+}
+
+/// SIGKILLs a container's init and waits for its shim to record the exit.
+fn kill_member(d: &Path) -> bool {
+    if let Some(pid) = container_pid(d) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if read_state(d).is_none_or(|s| s.status != Status::Running) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// SIGTERM to the infra process, SIGKILL if it lingers.
+fn stop_infra(state: &PodState) {
+    if let Some(pid) = state.infra_pid.filter(|p| process_alive(*p)) {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while process_alive(pid.as_raw() as u32) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Removes the pod and its containers; running members only with `force` (killed first).
+/// Blocking: async callers use `spawn_blocking`.
+pub fn remove(root: &Path, name: &str, force: bool) -> Result<(), PodError> {
+    let dir = dir(root, name);
+    if !dir.join("pod.json").exists() {
+        return Err(PodError::NotFound { name: name.into() });
+    }
+    let state = read(&dir)?;
+    let containers = members(&dir);
+    let running: Vec<&PathBuf> = containers
+        .iter()
+        .filter(|d| read_state(d).is_some_and(|s| s.status == Status::Running))
+        .collect();
+    if !running.is_empty() && !force {
+        return Err(PodError::HasRunning {
+            name: name.into(),
+            count: running.len(),
+        });
+    }
+    for d in running {
+        if !kill_member(d) {
+            return Err(PodError::MemberDidNotStop {
+                name: name.into(),
+                dir: d.clone(),
+            });
+        }
+    }
+    remove_paths(&containers)?;
+    stop_infra(&state);
+    std::fs::remove_dir_all(&dir).map_err(|source| PodError::Io {
+        what: "removing",
+        path: dir.clone(),
+        source,
+    })
+}
+
+/// Removes store paths from inside the user namespace (the `__remove` helper).
+pub(super) fn remove_paths(paths: &[PathBuf]) -> Result<(), PodError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    match (HelperCmd::Remove {
+        paths: paths.to_vec(),
+    })
+    .run()
+    {
+        Err(ProcError::Failed { stderr, .. }) => Err(PodError::Remove {
+            path: paths[0].clone(),
+            stderr,
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// The pods in the store, in directory order.
+pub fn list(root: &Path) -> Vec<PodSummary> {
+    std::fs::read_dir(root.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let state = read(&e.path()).ok()?;
+            Some(PodSummary {
+                running: state.infra_pid.is_some_and(process_alive),
+                containers: members(&e.path()).len(),
+                name: state.name,
+                network: state.network,
+            })
+        })
+        .collect()
+}
+
+/// The command that waits, from inside the pod's network namespace, until one of `ports`
+/// on 127.0.0.1 accepts a connection (exit 0, the port on stdout) or `timeout` passes
+/// (exit 1); 2 when the pod is not running. It dies with the caller.
+pub fn probe_command(
+    root: &Path,
+    pod: &str,
+    timeout: Duration,
+    ports: &[u16],
+) -> Result<std::process::Command, PodError> {
+    Ok(HelperCmd::Probe {
+        pod_dir: dir(root, pod),
+        timeout_ms: timeout.as_millis() as u64,
+        ports: ports.to_vec(),
+    }
+    .command()?)
 }
 
 /// The containers whose plan puts them in the pod at `pod_dir` (`<store>/pods/<name>`).
@@ -78,58 +214,24 @@ pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
         .filter(|d| {
             std::fs::read(d.join("plan.json"))
                 .ok()
-                .and_then(|b| serde_json::from_slice::<super::spec::RunPlan>(&b).ok())
+                .and_then(|b| serde_json::from_slice::<super::plan::RunPlan>(&b).ok())
                 .is_some_and(|p| p.pod.as_deref() == Some(pod_dir))
         })
         .collect()
 }
 
-pub fn read(dir: &Path) -> Result<PodState, PodError> {
-    let path = dir.join("pod.json");
-    let bytes = std::fs::read(&path).map_err(|e| PodError::Read {
-        path: path.clone(),
-        error: e.to_string(),
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| PodError::Read {
-        path,
-        error: e.to_string(),
-    })
-}
-
-pub fn write(dir: &Path, state: &PodState) -> std::io::Result<()> {
-    let tmp = dir.join("pod.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
-    std::fs::rename(tmp, dir.join("pod.json"))
-}
-
-/// The running pod in `dir`: its state with a live infra pid.
-pub fn running(dir: &Path) -> Result<(PodState, u32), PodError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    if !dir.join("pod.json").exists() {
-        return Err(PodError::NotFound { name });
-    }
-    let state = read(dir)?;
-    match state.infra_pid.filter(|p| super::shim::process_alive(*p)) {
-        Some(pid) => Ok((state, pid)),
-        None => Err(PodError::NotRunning { name }),
-    }
-}
-
 /// `skiff __pod DIR`: makes the namespaces, reports ready, then waits for SIGTERM or the end
 /// of the pod's owner.
 pub fn pod_main(dir: &Path) -> i32 {
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        eprintln!("skiff pod: {what}: {e}");
+    let fail = |what: &str, e: &dyn std::error::Error| {
+        eprintln!("skiff pod: {what}: {}", super::error_chain(e));
         125
     };
     let mut state = match read(dir) {
         Ok(s) => s,
         Err(e) => return fail("reading the pod", &e),
     };
-    let mut ready = super::shim::take_ready_pipe();
+    let mut ready = crate::proc::take_ready_pipe();
     use nix::sys::signal::{SigSet, Signal};
     let mut mask = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -201,7 +303,7 @@ pub fn pod_main(dir: &Path) -> i32 {
         let _ = std::fs::write(dir.join(ENDED), b"");
         let _lock = crate::store::FileLock::exclusive(&dir.join(MEMBER_LOCK));
         for member in members(dir) {
-            if let Some(pid) = super::shim::container_pid(&member) {
+            if let Some(pid) = container_pid(&member) {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
         }
@@ -221,25 +323,11 @@ fn pidfd(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
 /// `skiff __probe POD_DIR TIMEOUT_MS PORT...`: from inside the pod's network namespace,
 /// waits until one of the TCP ports on 127.0.0.1 accepts a connection (exit 0), or the
 /// timeout passes (exit 1). GitLab's docker executor also settles for any one port.
-pub fn probe_main(args: &[String]) -> i32 {
-    let [dir, timeout, ports @ ..] = args else {
-        eprintln!("usage: skiff __probe POD_DIR TIMEOUT_MS PORT...");
-        return 2;
-    };
-    let (Ok(timeout), Ok(ports)) = (
-        timeout.parse::<u64>(),
-        ports
-            .iter()
-            .map(|p| p.parse::<u16>())
-            .collect::<Result<Vec<_>, _>>(),
-    ) else {
-        eprintln!("skiff __probe: bad timeout or port");
-        return 2;
-    };
-    let pid = match running(Path::new(dir)) {
+pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
+    let pid = match running(dir) {
         Ok((_, pid)) => pid,
         Err(e) => {
-            eprintln!("skiff: {e}");
+            eprintln!("skiff: {}", super::error_chain(&e));
             return 2;
         }
     };
@@ -257,12 +345,12 @@ pub fn probe_main(args: &[String]) -> i32 {
         }
     }
     if let Err(e) = network::join(pid) {
-        eprintln!("skiff: {e}");
+        eprintln!("skiff: {}", super::error_chain(&e));
         return 2;
     }
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
     loop {
-        for port in &ports {
+        for port in ports {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
                 println!("{port}");
@@ -273,5 +361,39 @@ pub fn probe_main(args: &[String]) -> i32 {
             return 1;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_command_and_missing_pods() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let cmd = probe_command(root, "p1", Duration::from_millis(1500), &[80, 6379]).unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let pod_dir = root.join("pods/p1").display().to_string();
+        assert_eq!(args, ["__probe", &pod_dir, "1500", "80", "6379"]);
+        assert!(matches!(
+            remove(root, "p1", true),
+            Err(PodError::NotFound { .. })
+        ));
+        assert!(list(root).is_empty());
+        let shared = PodOptions {
+            name: "p2".into(),
+            network: Network::Host,
+            hosts: vec![],
+            dns: vec![],
+            owner: None,
+        };
+        assert!(matches!(
+            create(root, &shared),
+            Err(PodError::SharedNetwork)
+        ));
     }
 }

@@ -3,44 +3,57 @@
 //! hierarchy on hybrid hosts, mounts the overlay root, writes the bundle, then execs the OCI
 //! runtime, so the mounts live exactly as long as the container does.
 
-use super::backend::Paths;
+use super::backend::{Backend, Paths};
+use super::container::{State, Status, cgroup_path, write_state};
 use super::network;
+use super::plan::RunPlan;
 use super::rootfs::{self, OverlayDirs};
-use super::spec::{self, RunPlan};
+use super::spec;
 use super::userns;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
-    eprintln!("skiff shim: {what}: {e}");
+fn fail(what: &str, e: &dyn std::error::Error) -> i32 {
+    eprintln!("skiff shim: {what}: {}", super::error_chain(e));
     125
 }
 
+/// Starts the container; when it cannot be, reports why and returns the exit status: the
+/// shells' and docker's 127 (command not found) and 126 (not executable), else 125.
+fn start(
+    backend: &mut dyn Backend,
+    id: &str,
+    paths: &Paths,
+    terminal: Option<&std::os::fd::OwnedFd>,
+) -> Result<nix::unistd::Pid, i32> {
+    backend.start(id, paths, terminal).map_err(|e| {
+        fail("starting the container", &e);
+        e.kind().exit_code()
+    })
+}
+
 pub fn shim_main(dir: &Path) -> i32 {
-    let plan: RunPlan = match std::fs::read(dir.join("plan.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let plan = match RunPlan::read(dir) {
         Ok(p) => p,
-        Err(e) => return fail("reading plan.json", e),
+        Err(e) => return fail("reading plan.json", &e),
     };
     // First of all: from here on a dead shim is seen as one (`system cleanup`).
-    write_state(
-        dir,
-        &State {
-            status: "created".into(),
+    let record = |status, exit_code| {
+        let state = State {
+            status,
             shim_pid: std::process::id(),
-            exit_code: None,
+            exit_code,
             image: plan.image.clone(),
             command: spec::command_line(&plan).unwrap_or_default(),
-        },
-    );
-    let mut ready = take_ready_pipe();
+        };
+        write_state(dir, &state);
+    };
+    record(Status::Created, None);
+    let mut ready = crate::proc::take_ready_pipe();
     // Before anything else: if this process is SIGKILLed from here on, the guardian takes
     // the container down with it.
     let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
         Ok(g) => g,
-        Err(e) => return fail("starting the guardian", e),
+        Err(e) => return fail("starting the guardian", &e),
     };
     let mapping = userns::detect();
     // In a pod: its user and network namespaces, a mount namespace of our own. Otherwise
@@ -49,19 +62,19 @@ pub fn shim_main(dir: &Path) -> i32 {
     let mut _net_helper = None;
     let mut member_lock = None;
     if let Some(pod_dir) = &plan.pod {
-        match super::pod::lock_for_member(pod_dir) {
+        match super::pod_state::lock_for_member(pod_dir) {
             Ok(l) => member_lock = Some(l),
-            Err(e) => return fail("joining the pod", e),
+            Err(e) => return fail("joining the pod", &e),
         }
-        let pid = match super::pod::running(pod_dir) {
+        let pid = match super::pod_state::running(pod_dir) {
             Ok((_, pid)) => pid,
-            Err(e) => return fail("joining the pod", e),
+            Err(e) => return fail("joining the pod", &e),
         };
         if let Err(e) = userns::join(pid, &mapping) {
-            return fail("joining the pod's user namespace", e);
+            return fail("joining the pod's user namespace", &e);
         }
         if let Err(e) = network::join(pid) {
-            return fail("joining the pod's network", e);
+            return fail("joining the pod's network", &e);
         }
     } else {
         let pending = match network::prepare_helper(
@@ -71,29 +84,29 @@ pub fn shim_main(dir: &Path) -> i32 {
             &dir.join("network.log"),
         ) {
             Ok(p) => p,
-            Err(e) => return fail("network", e),
+            Err(e) => return fail("network", &e),
         };
         if let Err(e) = userns::enter(&mapping) {
-            return fail("entering the user namespace", e);
+            return fail("entering the user namespace", &e);
         }
         if mapping.is_root() {
-            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                .map_err(|e| e.to_string())
-                .and_then(|_| userns::make_mounts_private().map_err(|e| e.to_string()))
-            {
-                return fail("creating a mount namespace", e);
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+                return fail("creating a mount namespace", &e);
+            }
+            if let Err(e) = userns::make_mounts_private() {
+                return fail("creating a mount namespace", &e);
             }
         }
         // The container inherits the shim's network namespace.
         if plan.network.is_private() {
             if let Err(e) = network::enter_private() {
-                return fail("network", e);
+                return fail("network", &e);
             }
         }
         if let Some(p) = pending {
             match p.attach(std::time::Duration::from_secs(10)) {
                 Ok(h) => _net_helper = Some(h),
-                Err(e) => return fail("network", e),
+                Err(e) => return fail("network", &e),
             }
         }
     }
@@ -107,19 +120,19 @@ pub fn shim_main(dir: &Path) -> i32 {
             nix::mount::MsFlags::MS_BIND,
             None::<&str>,
         ) {
-            return fail("binding cgroup2 over /sys/fs/cgroup", e);
+            return fail("binding cgroup2 over /sys/fs/cgroup", &e);
         }
     }
     let dirs = match OverlayDirs::create(dir) {
         Ok(d) => d,
-        Err(e) => return fail("creating overlay directories", e),
+        Err(e) => return fail("creating overlay directories", &e),
     };
     if let Err(e) = rootfs::mount_overlay(
         &plan.lowers,
         &dirs,
         std::env::var("SKIFF_OVERLAY").ok().as_deref(),
     ) {
-        return fail("mounting the root filesystem", e);
+        return fail("mounting the root filesystem", &e);
     }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     // A pod's members share its hosts file (and its resolv.conf unless --dns is given).
@@ -135,12 +148,12 @@ pub fn shim_main(dir: &Path) -> i32 {
     }
     for (name, body) in files {
         if let Err(e) = std::fs::write(dir.join(name), body) {
-            return fail(name, e);
+            return fail(name, &e);
         }
     }
     let mut spec = match spec::build(&plan, &dirs.merged) {
         Ok(s) => s,
-        Err(e) => return fail("building the runtime spec", e),
+        Err(e) => return fail("building the runtime spec", &e),
     };
     // As root, runtimes that make cgroups (libcontainer, runc) put the container under our
     // own cgroup, not at the hierarchy's root: a CI job's limits keep covering it.
@@ -158,14 +171,11 @@ pub fn shim_main(dir: &Path) -> i32 {
         .unwrap_or_else(|| "/".into());
     let _ = std::fs::create_dir_all(dirs.merged.join(cwd.strip_prefix("/").unwrap_or(&cwd)));
     let bundle = dir.join("bundle");
-    if let Err(e) = std::fs::create_dir_all(&bundle)
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            spec.save(bundle.join("config.json"))
-                .map_err(|e| e.to_string())
-        })
-    {
-        return fail("writing config.json", e);
+    if let Err(e) = std::fs::create_dir_all(&bundle) {
+        return fail("writing config.json", &e);
+    }
+    if let Err(e) = spec.save(bundle.join("config.json")) {
+        return fail("writing config.json", &e);
     }
     // The container runs as our child (or its runtime does), so that after it exits we can
     // still clean up from inside the namespace; signals are relayed through a signalfd.
@@ -182,18 +192,18 @@ pub fn shim_main(dir: &Path) -> i32 {
         mask.add(s);
     }
     if let Err(e) = mask.thread_block() {
-        return fail("blocking signals", e);
+        return fail("blocking signals", &e);
     }
     let signals = match SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_NONBLOCK) {
         Ok(fd) => fd,
-        Err(e) => return fail("signalfd", e),
+        Err(e) => return fail("signalfd", &e),
     };
     let state_dir = dir.join("runtime");
     let pid_file = dir.join("container.pid");
     let (pty_master, pty_slave) = if plan.tty {
         match super::tty::open() {
             Ok(p) => (Some(p.master), Some(p.slave)),
-            Err(e) => return fail("run -t", e),
+            Err(e) => return fail("run -t", &e),
         }
     } else {
         (None, None)
@@ -213,37 +223,16 @@ pub fn shim_main(dir: &Path) -> i32 {
     }
     let discard = match pipe_instead_of_dev_null() {
         Ok(d) => d,
-        Err(e) => return fail("replacing /dev/null output", e),
+        Err(e) => return fail("replacing /dev/null output", &e),
     };
     let mut backend = plan.runtime.backend();
     // std resets the signal mask in children, so the runtime sees signals normally.
-    let pid = match backend.start(&plan.id, &paths, pty_slave.as_ref()) {
+    let pid = match start(backend.as_mut(), &plan.id, &paths, pty_slave.as_ref()) {
         Ok(p) => p,
-        Err(e) => {
-            // The shells' and docker's codes: 127 command not found, 126 not executable.
-            let text = e.to_string();
-            let code = if text.contains("not found") || text.contains("No such file") {
-                127
-            } else if text.contains("ermission denied") {
-                126
-            } else {
-                125
-            };
-            fail("starting the container", e);
-            return code;
-        }
+        Err(code) => return code,
     };
     drop(member_lock.take());
-    write_state(
-        dir,
-        &State {
-            status: "running".into(),
-            shim_pid: std::process::id(),
-            exit_code: None,
-            image: plan.image.clone(),
-            command: spec::command_line(&plan).unwrap_or_default(),
-        },
-    );
+    record(Status::Running, None);
     if let Some(mut r) = ready.take() {
         use std::io::Write;
         let _ = r.write_all(b"r");
@@ -257,16 +246,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     let code = wait_and_relay(pid, &signals, pty_master, discard);
     backend.delete(&plan.id, &paths);
     guardian.dismiss();
-    write_state(
-        dir,
-        &State {
-            status: "exited".into(),
-            shim_pid: std::process::id(),
-            exit_code: Some(code),
-            image: plan.image.clone(),
-            command: spec::command_line(&plan).unwrap_or_default(),
-        },
-    );
+    record(Status::Exited, Some(code));
     if plan.remove {
         let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
         if let Err(e) = crate::unpack::remove_tree(dir) {
@@ -276,69 +256,67 @@ pub fn shim_main(dir: &Path) -> i32 {
     code
 }
 
-/// `containers/<id>/state.json`, replaced atomically by the shim as the container runs.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct State {
-    pub status: String,
-    pub shim_pid: u32,
-    pub exit_code: Option<i32>,
-    pub image: String,
-    pub command: Vec<String>,
-}
-
-pub fn write_state(dir: &Path, state: &State) {
-    let tmp = dir.join("state.json.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec(state).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, dir.join("state.json"));
+/// `path` (absolute, as the container sees it) on the host under `root`, with symbolic
+/// links followed the way the kernel would inside the container (never out of `root`);
+/// `None` when it does not exist.
+fn resolve_in(root: &Path, path: &Path) -> Option<std::path::PathBuf> {
+    use std::ffi::OsString;
+    use std::path::{Component, PathBuf};
+    let parts = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .rev()
+            .collect()
+    };
+    let mut pending = parts(path);
+    let mut resolved = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let host = root.join(candidate.strip_prefix("/").unwrap_or(&candidate));
+        let meta = std::fs::symlink_metadata(&host).ok()?;
+        if meta.file_type().is_symlink() {
+            // The kernel's limit on links in one lookup.
+            links += 1;
+            if links > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&host).ok()?;
+            if target.is_absolute() {
+                resolved = PathBuf::from("/");
+            }
+            pending.extend(parts(&target));
+        } else {
+            resolved = candidate;
+        }
     }
+    Some(root.join(resolved.strip_prefix("/").unwrap_or(&resolved)))
 }
 
-/// Whether `pid` exists and is not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|st| {
-            st.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        })
-        .unwrap_or(false)
-}
-
-/// A container's state, reconciled: "running" with a dead shim means the shim crashed.
-pub fn read_state(dir: &Path) -> Option<State> {
-    let mut s: State = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
-    if (s.status == "running" || s.status == "created") && !process_alive(s.shim_pid) {
-        s.status = "exited (shim died)".into();
-    }
-    Some(s)
-}
-
-/// The container init's pid as the runtime recorded it, if that process still exists.
-pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
-    let pid: i32 = std::fs::read_to_string(dir.join("container.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (pid > 1 && Path::new(&format!("/proc/{pid}")).exists())
-        .then(|| nix::unistd::Pid::from_raw(pid))
-}
-
-/// `skiff run -d` waits on this pipe until the container has started (one byte), or sees it
-/// close when the shim gives up. Reopened close-on-exec so that no runtime inherits it.
-pub fn take_ready_pipe() -> Option<std::fs::File> {
-    let fd: i32 = std::env::var("SKIFF_READY_FD").ok()?.parse().ok()?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{fd}"))
-        .ok();
-    let _ = nix::unistd::close(fd);
-    file
+/// A script's interpreter (`#!/bin/sh -e` → `/bin/sh`), if the file is one.
+fn interpreter(file: &Path) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    text.split_whitespace().next().map(std::path::PathBuf::from)
 }
 
 /// Finds the command in the container's root the way execvp would (through the process's
-/// PATH, relative to its working directory): 127 when missing, 126 when not executable.
+/// PATH, relative to its working directory, links followed inside the root, a script's
+/// interpreter too): 127 when missing, 126 when not executable. libcontainer tells these
+/// apart only in text, and the external runtimes not at all (crun exits 1), so this check
+/// is what gives every runtime the shell's answer.
 fn check_executable(
     root: &Path,
     process: &oci_spec::runtime::Process,
@@ -347,7 +325,6 @@ fn check_executable(
     let Some(name) = process.args().as_ref().and_then(|a| a.first()) else {
         return Ok(());
     };
-    let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     let candidates: Vec<std::path::PathBuf> = if name.contains('/') {
         vec![process.cwd().join(name)]
     } else {
@@ -360,70 +337,36 @@ fn check_executable(
         path.split(':').map(|d| Path::new(d).join(name)).collect()
     };
     for c in &candidates {
-        let Ok(meta) = std::fs::symlink_metadata(inside(c)) else {
+        let Some(found) = resolve_in(root, c) else {
             continue;
         };
-        // Symbolic links point inside the container's root: leave them to the runtime.
+        let Ok(meta) = std::fs::metadata(&found) else {
+            continue;
+        };
+        if meta.is_dir() {
+            continue;
+        }
         if meta.is_file() && meta.permissions().mode() & 0o111 == 0 {
             return Err((126, format!("{name}: permission denied (not executable)")));
         }
-        if !meta.is_dir() {
-            return Ok(());
+        // Only a regular file is read (opening a FIFO would block).
+        if meta.is_file()
+            && let Some(interp) = interpreter(&found)
+        {
+            let interp = process.cwd().join(interp);
+            if resolve_in(root, &interp).is_none() {
+                return Err((
+                    127,
+                    format!("{name}: bad interpreter {}: no such file", interp.display()),
+                ));
+            }
         }
+        return Ok(());
     }
     Err((
         127,
         format!("{name}: executable file not found in $PATH in the container"),
     ))
-}
-
-/// `/<our cgroup>/skiff-<id>`, the cgroup a root container gets.
-pub fn cgroup_path(id: &str) -> std::path::PathBuf {
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
-        })
-        .unwrap_or_else(|| "/".into());
-    Path::new(&own).join(format!("skiff-{id}"))
-}
-
-/// Kills copies of the shim that never became a container: libcontainer clones the shim
-/// to make the container's init, which waits (as `skiff __shim DIR`, before its exec) for
-/// the start signal; if the shim dies then, before the init's pid is on disk, nothing else
-/// would ever end it. `except`: the shim itself and the caller when it is such a copy too
-/// (the guardian).
-pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if except.contains(&pid) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let mut args = cmdline.split(|b| *b == 0);
-        let (_exe, sub, arg) = (args.next(), args.next(), args.next());
-        if sub == Some(b"__shim".as_slice())
-            && arg.is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)) == dir)
-            && nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-        {
-            killed += 1;
-        }
-    }
-    killed
 }
 
 /// libcontainer reopens a stdout or stderr that is the host's /dev/null as the container's
@@ -475,7 +418,7 @@ fn wait_and_relay(
                 Ok(WaitStatus::Exited(_, c)) => code = Some(c),
                 Ok(WaitStatus::Signaled(_, sig, _)) => code = Some(128 + sig as i32),
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => code = Some(fail("waiting for the container", e)),
+                Err(e) => code = Some(fail("waiting for the container", &e)),
             }
         }
         if let Some(c) = code
@@ -552,6 +495,92 @@ fn wait_and_relay(
             && matches!(tty::pump_input(m), Relay::Closed)
         {
             stdin_open = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::backend::StartErrorKind;
+    use crate::runtime::backend::fake::{Call, Fake};
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn start_errors_become_the_shells_codes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        let paths = Paths {
+            bundle: p,
+            state: p,
+            pid_file: p,
+        };
+        let cases = [
+            (None, Ok(4242)),
+            (Some(StartErrorKind::NotFound), Err(127)),
+            (Some(StartErrorKind::NotExecutable), Err(126)),
+            (Some(StartErrorKind::Other), Err(125)),
+        ];
+        for (error, want) in cases {
+            let mut fake = Fake {
+                start_error: error,
+                ..Default::default()
+            };
+            let got = start(&mut fake, "c1", &paths, None).map(|p| p.as_raw());
+            assert_eq!(got, want, "{error:?}");
+            assert_eq!(
+                fake.calls,
+                [Call::Start {
+                    id: "c1".into(),
+                    terminal: false
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn commands_are_found_as_execvp_would() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |path: &str, body: &str, mode: u32| {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("bin/sh", "", 0o755);
+        write("bin/data", "", 0o644);
+        write("bin/script", "#!/bin/sh -e\n", 0o755);
+        write("bin/orphan", "#!/no/such/shell\n", 0o755);
+        std::fs::create_dir_all(root.join("usr/bin/dir")).unwrap();
+        symlink("/bin/sh", root.join("usr/bin/abs-link")).unwrap();
+        symlink("../../bin/sh", root.join("usr/bin/rel-link")).unwrap();
+        symlink("/bin/missing", root.join("usr/bin/dangling")).unwrap();
+        // A link climbing out of the root stays inside it.
+        symlink("../../../../../../bin/sh", root.join("usr/bin/escape")).unwrap();
+        let cases: &[(&str, Result<(), i32>)] = &[
+            ("sh", Ok(())),
+            ("/bin/sh", Ok(())),
+            ("abs-link", Ok(())),
+            ("rel-link", Ok(())),
+            ("escape", Ok(())),
+            ("script", Ok(())),
+            ("orphan", Err(127)),
+            ("dangling", Err(127)),
+            ("missing", Err(127)),
+            ("dir", Err(127)),
+            ("data", Err(126)),
+            ("./bin/sh", Ok(())),
+        ];
+        for (name, want) in cases {
+            let process = oci_spec::runtime::ProcessBuilder::default()
+                .args(vec![name.to_string()])
+                .env(vec!["PATH=/usr/bin:/bin".to_string()])
+                .cwd("/")
+                .build()
+                .unwrap();
+            let got = check_executable(root, &process).map_err(|(code, _)| code);
+            assert_eq!(got, *want, "{name}");
         }
     }
 }

@@ -2,12 +2,13 @@
 //! with the knobs that work rootless on this kind of host (no user namespace of its own: the
 //! shim already made one; no cgroup resources; podman's capability set).
 
+use super::network::Network;
+use super::plan::RunPlan;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
     Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
     SpecBuilder, UserBuilder, get_default_maskedpaths, get_default_readonly_paths,
 };
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -27,100 +28,6 @@ pub enum SpecError {
         value: String,
         expected: &'static str,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Network {
-    /// The host's network namespace.
-    Host,
-    /// A new network namespace (loopback only, down).
-    None,
-    /// A new network namespace made by the shim, loopback up.
-    Private,
-    /// Private, with outbound access through slirp4netns (user-mode TCP/IP). The host's
-    /// loopback stays out of reach unless asked for, as in podman.
-    Slirp4netns { allow_host_loopback: bool },
-    /// Private, with outbound access through pasta (package passt); extra pasta arguments
-    /// as podman takes them (`pasta:--map-gw`).
-    Pasta { args: Vec<String> },
-}
-
-impl Network {
-    /// podman's syntax: `host`, `none`, `private`, `slirp4netns[:allow_host_loopback=true]`,
-    /// `pasta[:ARG,ARG...]`.
-    pub fn parse(text: &str) -> Result<Self, SpecError> {
-        let (name, options) = text.split_once(':').unwrap_or((text, ""));
-        let bad = |expected| SpecError::BadOption {
-            option: "--network".into(),
-            value: text.into(),
-            expected,
-        };
-        Ok(match (name, options) {
-            ("host", "") => Self::Host,
-            ("none", "") => Self::None,
-            ("private", "") => Self::Private,
-            ("slirp4netns", o) => Self::Slirp4netns {
-                allow_host_loopback: match o {
-                    "" | "allow_host_loopback=false" => false,
-                    "allow_host_loopback=true" => true,
-                    _ => return Err(bad("slirp4netns[:allow_host_loopback=true|false]")),
-                },
-            },
-            ("pasta", o) => Self::Pasta {
-                args: o
-                    .split(',')
-                    .filter(|a| !a.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            },
-            _ => {
-                return Err(bad(
-                    "host, none, private, slirp4netns[:allow_host_loopback=true] or pasta[:ARGS]",
-                ));
-            }
-        })
-    }
-    /// Whether the shim makes a network namespace and brings loopback up in it.
-    pub fn is_private(&self) -> bool {
-        matches!(
-            self,
-            Self::Private | Self::Slirp4netns { .. } | Self::Pasta { .. }
-        )
-    }
-}
-
-/// A bind mount from `-v SRC:DST[:ro]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    pub source: PathBuf,
-    pub destination: String,
-    pub read_only: bool,
-}
-
-impl Volume {
-    pub fn parse(text: &str) -> Result<Self, SpecError> {
-        let bad = || SpecError::BadOption {
-            option: "-v".into(),
-            value: text.into(),
-            expected: "SRC:DST[:ro|rw], both absolute",
-        };
-        let mut parts = text.split(':');
-        let (source, destination) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
-        let read_only = match parts.next() {
-            None | Some("rw") => false,
-            Some("ro") => true,
-            Some(_) => return Err(bad()),
-        };
-        if parts.next().is_some() || !source.starts_with('/') || !destination.starts_with('/') {
-            return Err(bad());
-        }
-        Ok(Self {
-            source: source.into(),
-            destination: destination.into(),
-            read_only,
-        })
-    }
 }
 
 /// `--tmpfs DST[:OPTIONS]`, podman's defaults when no options are given.
@@ -162,71 +69,6 @@ pub fn parse_caps(names: &[String]) -> Result<Vec<Capability>, SpecError> {
         caps.push(cap);
     }
     Ok(caps)
-}
-
-/// Everything the shim needs, written by `skiff run` as `plan.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunPlan {
-    pub id: String,
-    pub image: String,
-    /// The image config's `config` object (Entrypoint, Cmd, Env, WorkingDir, User).
-    pub image_config: serde_json::Value,
-    /// Layer directories, top first.
-    pub lowers: Vec<PathBuf>,
-    pub dir: PathBuf,
-    pub command: Vec<String>,
-    pub entrypoint: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub workdir: Option<String>,
-    pub user: Option<String>,
-    pub hostname: String,
-    pub network: Network,
-    pub runtime: super::backend::RuntimeChoice,
-    /// Remove the container's directory when it exits (run --rm), from inside the namespace.
-    #[serde(default)]
-    pub remove: bool,
-    #[serde(default)]
-    pub volumes: Vec<Volume>,
-    #[serde(default)]
-    pub tmpfs: Vec<String>,
-    #[serde(default)]
-    pub read_only: bool,
-    #[serde(default)]
-    pub cap_add: Vec<String>,
-    #[serde(default)]
-    pub cap_drop: Vec<String>,
-    /// `--dns` servers; empty: what the network gives.
-    #[serde(default)]
-    pub dns: Vec<String>,
-    /// `--add-host NAME:IP` entries and pod aliases, written to /etc/hosts.
-    #[serde(default)]
-    pub hosts: Vec<(String, String)>,
-    /// The pod whose user and network namespaces the container joins.
-    #[serde(default)]
-    pub pod: Option<PathBuf>,
-    #[serde(default)]
-    pub limits: Limits,
-    /// `-t`: a pseudo-terminal for the container's stdio.
-    #[serde(default)]
-    pub tty: bool,
-    /// The skiff process that wrote the plan: while its shim has recorded nothing yet, the
-    /// container is abandoned once this process is gone.
-    #[serde(default)]
-    pub creator: Option<u32>,
-}
-
-/// `--memory`, `--cpus`, `--pids-limit`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    pub memory: Option<i64>,
-    pub cpus: Option<f64>,
-    pub pids: Option<i64>,
-}
-
-impl Limits {
-    pub fn is_empty(&self) -> bool {
-        self.memory.is_none() && self.cpus.is_none() && self.pids.is_none()
-    }
 }
 
 /// Whether this process may set cgroup v2 limits: a cgroup2 hierarchy with the memory, cpu
@@ -322,19 +164,11 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>, St
     Ok((uid, gid, extra, home))
 }
 
-fn strings(v: &serde_json::Value, key: &str) -> Option<Vec<String>> {
-    v.get(key)?.as_array().map(|a| {
-        a.iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect()
-    })
-}
-
 /// Entrypoint + Cmd with docker's override rules.
 pub fn command_line(plan: &RunPlan) -> Result<Vec<String>, SpecError> {
     let entrypoint = match &plan.entrypoint {
         Some(e) => e.clone(),
-        None => strings(&plan.image_config, "Entrypoint").unwrap_or_default(),
+        None => plan.image_config.entrypoint.clone().unwrap_or_default(),
     };
     // An explicit --entrypoint drops the image's Cmd, as docker does.
     let cmd = if !plan.command.is_empty() {
@@ -342,7 +176,7 @@ pub fn command_line(plan: &RunPlan) -> Result<Vec<String>, SpecError> {
     } else if plan.entrypoint.is_some() {
         vec![]
     } else {
-        strings(&plan.image_config, "Cmd").unwrap_or_default()
+        plan.image_config.cmd.clone().unwrap_or_default()
     };
     let argv: Vec<String> = entrypoint
         .into_iter()
@@ -428,18 +262,15 @@ const ALL_CAPS: &[Capability] = &[
 
 pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
     let build_err = |e: oci_spec::OciSpecError| SpecError::Build(e.to_string());
-    let user = plan.user.clone().or_else(|| {
-        plan.image_config
-            .get("User")
-            .and_then(|u| u.as_str())
-            .filter(|u| !u.is_empty())
-            .map(str::to_string)
-    });
+    let user = plan
+        .user
+        .clone()
+        .or_else(|| plan.image_config.user.clone().filter(|u| !u.is_empty()));
     let (uid, gid, extra_gids, home) = match &user {
         Some(u) => resolve_user(rootfs, u)?,
         None => (0, 0, vec![], "/root".into()),
     };
-    let mut env: Vec<String> = strings(&plan.image_config, "Env").unwrap_or_default();
+    let mut env: Vec<String> = plan.image_config.env.clone().unwrap_or_default();
     let mut set = |kv: String| {
         let key = kv.split('=').next().unwrap_or_default().to_string();
         env.retain(|e| e.split('=').next() != Some(key.as_str()));
@@ -447,12 +278,10 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
     };
     if !plan
         .image_config
-        .get("Env")
-        .and_then(|e| e.as_array())
-        .is_some_and(|a| {
-            a.iter()
-                .any(|e| e.as_str().is_some_and(|s| s.starts_with("PATH=")))
-        })
+        .env
+        .iter()
+        .flatten()
+        .any(|e| e.starts_with("PATH="))
     {
         set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
@@ -466,10 +295,9 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .clone()
         .or_else(|| {
             plan.image_config
-                .get("WorkingDir")
-                .and_then(|w| w.as_str())
+                .working_dir
+                .clone()
                 .filter(|w| !w.is_empty())
-                .map(str::to_string)
         })
         .unwrap_or_else(|| "/".into());
     let mut caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
@@ -703,12 +531,13 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::plan::{Limits, Volume};
 
     fn plan(config: serde_json::Value) -> RunPlan {
         RunPlan {
             id: "t".into(),
             image: "i".into(),
-            image_config: config,
+            image_config: serde_json::from_value(config).unwrap(),
             lowers: vec![],
             dir: "/tmp/x".into(),
             command: vec![],

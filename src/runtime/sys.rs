@@ -125,7 +125,11 @@ fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, shim_pid: u32, pid_file: &std
     // cloned right now appears after the first scan.
     if let Some(dir) = pid_file.parent() {
         for _ in 0..50 {
-            if super::shim::kill_unstarted_clones(dir, &[std::process::id(), shim_pid]) == 0 {
+            let shim = crate::proc::HelperCmd::Shim {
+                dir: dir.to_path_buf(),
+            };
+            // What container::kill_unstarted_clones does; sys sits below container.
+            if crate::proc::kill_helpers(&shim, &[std::process::id(), shim_pid]) == 0 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -168,8 +172,6 @@ pub fn with_default_signals<T>(f: impl FnOnce() -> T) -> T {
     result
 }
 
-const PARENT_PID: &str = "SKIFF_PARENT_PID";
-
 /// The pid of the skiff process that started this one (from its environment), after putting
 /// our own pid there for our children. A helper compares it with getppid() once its
 /// parent-death signal is armed: getppid() read only then would already name the reaper if
@@ -177,9 +179,11 @@ const PARENT_PID: &str = "SKIFF_PARENT_PID";
 ///
 /// Must be called first thing in main, while the process is single-threaded.
 pub fn take_parent_pid() -> Option<u32> {
-    let inherited = std::env::var(PARENT_PID).ok().and_then(|p| p.parse().ok());
+    let inherited = std::env::var(crate::proc::PARENT_PID)
+        .ok()
+        .and_then(|p| p.parse().ok());
     // SAFETY: main calls this before any thread exists, so nothing reads the environment
     // concurrently.
-    unsafe { std::env::set_var(PARENT_PID, std::process::id().to_string()) };
+    unsafe { std::env::set_var(crate::proc::PARENT_PID, std::process::id().to_string()) };
     inherited
 }

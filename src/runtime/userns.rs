@@ -7,7 +7,7 @@
 //! bit counts.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,8 +18,12 @@ pub enum UsernsError {
     Unshare(nix::Error),
     #[error("mapping ids for pid {pid} failed: {reason}")]
     Map { pid: u32, reason: String },
-    #[error("{what}: {error}")]
-    Sys { what: String, error: String },
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -70,14 +74,6 @@ pub fn parse_subid(text: &str, user: &str, uid: u32) -> Option<IdRange> {
     })
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin:/usr/sbin:/sbin".into());
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// What this process would get: root, the full subordinate map, or a single id (and why).
 pub fn detect() -> Mapping {
     let uid = nix::unistd::geteuid().as_raw();
@@ -100,7 +96,7 @@ pub fn detect() -> Mapping {
             "no range for {user} ({uid}) in /etc/subuid and /etc/subgid"
         ));
     };
-    if find_program("newuidmap").is_none() || find_program("newgidmap").is_none() {
+    if crate::proc::which("newuidmap").is_none() || crate::proc::which("newgidmap").is_none() {
         return single("newuidmap/newgidmap are not installed (Debian package uidmap)".into());
     }
     Mapping::Full {
@@ -123,24 +119,23 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
             subuid,
             subgid,
         } => {
-            let exe = std::env::current_exe().map_err(|e| UsernsError::Sys {
-                what: "current_exe".into(),
-                error: e.to_string(),
-            })?;
-            let mut helper = Command::new(exe)
-                .arg("__map-ids")
-                .arg(pid.to_string())
-                .args(
-                    [
-                        uid,
-                        &subuid.start,
-                        &subuid.count,
-                        gid,
-                        &subgid.start,
-                        &subgid.count,
-                    ]
-                    .map(|v| v.to_string()),
-                )
+            let helper = crate::proc::HelperCmd::MapIds {
+                pid,
+                ids: [
+                    *uid,
+                    subuid.start,
+                    subuid.count,
+                    *gid,
+                    subgid.start,
+                    subgid.count,
+                ],
+            };
+            let mut helper = helper
+                .command()
+                .map_err(|e| UsernsError::Map {
+                    pid,
+                    reason: format!("starting the id-mapping helper: {e}"),
+                })?
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -183,12 +178,12 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
     let root = nix::unistd::Gid::from_raw(0);
     nix::unistd::setresgid(root, root, root).map_err(|e| UsernsError::Sys {
         what: "setresgid(0)".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     let root = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresuid(root, root, root).map_err(|e| UsernsError::Sys {
         what: "setresuid(0)".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     make_mounts_private()
 }
@@ -197,22 +192,24 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
 /// our own there. As root there is no user namespace to join. Single-threaded callers only.
 pub fn join(pid: u32, m: &Mapping) -> Result<(), UsernsError> {
     use nix::sched::{CloneFlags, setns, unshare};
-    let sys = |what: &str, e: &dyn std::fmt::Display| UsernsError::Sys {
+    let sys = |what: &str, e: std::io::Error| UsernsError::Sys {
         what: format!("{what} of pid {pid}"),
-        error: e.to_string(),
+        source: e,
     };
     if !m.is_root() {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
-            .map_err(|e| sys("opening the user namespace", &e))?;
-        setns(ns, CloneFlags::CLONE_NEWUSER).map_err(|e| sys("joining the user namespace", &e))?;
+            .map_err(|e| sys("opening the user namespace", e))?;
+        setns(ns, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| sys("joining the user namespace", e.into()))?;
         let root = nix::unistd::Gid::from_raw(0);
         nix::unistd::setresgid(root, root, root)
-            .map_err(|e| sys("setresgid(0) in the namespace", &e))?;
+            .map_err(|e| sys("setresgid(0) in the namespace", e.into()))?;
         let root = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresuid(root, root, root)
-            .map_err(|e| sys("setresuid(0) in the namespace", &e))?;
+            .map_err(|e| sys("setresuid(0) in the namespace", e.into()))?;
     }
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| sys("creating a mount namespace beside", &e))?;
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| sys("creating a mount namespace beside", e.into()))?;
     make_mounts_private()
 }
 
@@ -227,24 +224,22 @@ pub fn make_mounts_private() -> Result<(), UsernsError> {
     )
     .map_err(|e| UsernsError::Sys {
         what: "making / private in the new mount namespace".into(),
-        error: e.to_string(),
+        source: e.into(),
     })?;
     Ok(())
 }
 
 /// `skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: waits for the go byte on stdin,
 /// then writes the maps with newuidmap/newgidmap, checking their exit status.
-pub fn map_ids_main(args: &[String]) -> i32 {
-    let [pid, uid, us, uc, gid, gs, gc] = args else {
-        eprintln!("usage: skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
-        return 2;
-    };
+pub fn map_ids_main(pid: u32, ids: [u32; 6]) -> i32 {
+    let [uid, us, uc, gid, gs, gc] = ids.map(|i| i.to_string());
+    let pid = pid.to_string();
     let mut go = [0u8; 2];
     if std::io::stdin().read_exact(&mut go).is_err() {
         return 1; // the parent went away before unsharing
     }
-    for (prog, id, start, count) in [("newuidmap", uid, us, uc), ("newgidmap", gid, gs, gc)] {
-        let path = find_program(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
+    for (prog, id, start, count) in [("newuidmap", &uid, &us, &uc), ("newgidmap", &gid, &gs, &gc)] {
+        let path = crate::proc::which(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
         match Command::new(&path)
             .args([pid.as_str(), "0", id, "1", "1", start, count])
             .output()

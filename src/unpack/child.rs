@@ -3,6 +3,7 @@
 
 use super::{Report, UnpackError};
 use crate::oci::digest::Digest;
+use crate::proc::HelperCmd;
 use std::path::Path;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
@@ -16,30 +17,33 @@ pub struct LayerUnpacker {
     broken: bool,
 }
 
-fn skiff_exe() -> Result<std::path::PathBuf, UnpackError> {
-    std::env::current_exe().map_err(|e| UnpackError::Io {
-        op: "locate skiff",
-        path: "/proc/self/exe".into(),
-        error: e,
-    })
+/// The helper as an async child of this process.
+fn helper(cmd: HelperCmd) -> Result<Command, UnpackError> {
+    cmd.command()
+        .map(Command::from)
+        .map_err(|e| UnpackError::Io {
+            op: "locate skiff",
+            path: "/proc/self/exe".into(),
+            error: std::io::Error::other(e),
+        })
 }
 
 /// Starts `skiff __unpack-layer` reading the layer from `stdin`.
 fn spawn_helper(store_root: &Path, diff_id: &Digest, stdin: Stdio) -> Result<Child, UnpackError> {
-    Command::new(skiff_exe()?)
-        .arg("__unpack-layer")
-        .arg(store_root)
-        .arg(diff_id.to_string())
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| UnpackError::Io {
-            op: "start unpacker",
-            path: store_root.to_path_buf(),
-            error: e,
-        })
+    helper(HelperCmd::UnpackLayer {
+        store: store_root.to_path_buf(),
+        diff_id: Some(diff_id.to_string()),
+    })?
+    .stdin(stdin)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .map_err(|e| UnpackError::Io {
+        op: "start unpacker",
+        path: store_root.to_path_buf(),
+        error: e,
+    })
 }
 
 impl LayerUnpacker {
@@ -112,17 +116,16 @@ pub async fn remove_paths(paths: &[std::path::PathBuf]) -> Result<(), UnpackErro
     if paths.is_empty() {
         return Ok(());
     }
-    let exe = skiff_exe()?;
-    let out = Command::new(exe)
-        .arg("__remove")
-        .args(paths)
-        .output()
-        .await
-        .map_err(|e| UnpackError::Io {
-            op: "start remover",
-            path: paths[0].clone(),
-            error: e,
-        })?;
+    let out = helper(HelperCmd::Remove {
+        paths: paths.to_vec(),
+    })?
+    .output()
+    .await
+    .map_err(|e| UnpackError::Io {
+        op: "start remover",
+        path: paths[0].clone(),
+        error: e,
+    })?;
     if !out.status.success() {
         return Err(UnpackError::Decompress(format!(
             "removing {}: {}",

@@ -1,0 +1,166 @@
+//! The OCI runtime that turns a bundle into a running container, behind one trait: the
+//! embedded libcontainer (default) or an external binary (crun, runc or any runtime with
+//! their command line). Both run inside the shim, single-threaded, in the user and mount
+//! namespace it prepared, on the same bundle.
+
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+#[cfg(test)]
+pub mod fake;
+mod libcontainer;
+mod oci_cli;
+
+use self::libcontainer::Libcontainer;
+use self::oci_cli::External;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("libcontainer: {what} container {id}")]
+    Libcontainer {
+        what: &'static str,
+        id: String,
+        #[source]
+        source: Box<::libcontainer::error::LibcontainerError>,
+    },
+    #[error("libcontainer: preparing the terminal of container {id}")]
+    Terminal {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("libcontainer: starting container {id}: no init pid recorded")]
+    NoPid { id: String },
+    #[error("running OCI runtime {}", runtime.display())]
+    Spawn {
+        runtime: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("OCI runtime {name:?} not found in $PATH (Debian package {name})")]
+    NotFound { name: String },
+    /// Only from the fake backend of the tests.
+    #[cfg(test)]
+    #[error("fake backend: {0:?}")]
+    Fake(StartErrorKind),
+}
+
+/// Why a container could not be started, as far as the exit status goes: the shells' and
+/// docker's 127 (command not found), 126 (not executable), else skiff's own 125.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartErrorKind {
+    NotFound,
+    NotExecutable,
+    Other,
+}
+
+impl StartErrorKind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::NotFound => 127,
+            Self::NotExecutable => 126,
+            Self::Other => 125,
+        }
+    }
+}
+
+impl BackendError {
+    /// libcontainer reports a missing or non-executable command only as text from the
+    /// container's init (its validation runs there), so for it the shim's own check before
+    /// starting is what tells; libcontainer's failures are `Other`. An OCI runtime binary
+    /// that cannot be run is classified by the errno of its spawn.
+    pub fn kind(&self) -> StartErrorKind {
+        match self {
+            Self::Spawn { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => StartErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => StartErrorKind::NotExecutable,
+                _ => StartErrorKind::Other,
+            },
+            #[cfg(test)]
+            Self::Fake(kind) => *kind,
+            _ => StartErrorKind::Other,
+        }
+    }
+}
+
+/// Which runtime a container uses; recorded in its plan so that `exec` uses the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RuntimeChoice {
+    Libcontainer,
+    External { path: PathBuf },
+}
+
+impl RuntimeChoice {
+    /// `--runtime`: `libcontainer`, a name looked up in $PATH (crun, runc), or a path.
+    pub fn parse(name: &str) -> Result<Self, BackendError> {
+        if name == "libcontainer" {
+            return Ok(Self::Libcontainer);
+        }
+        if name.contains('/') {
+            return Ok(Self::External { path: name.into() });
+        }
+        crate::proc::which(name)
+            .map(|path| Self::External { path })
+            .ok_or_else(|| BackendError::NotFound { name: name.into() })
+    }
+
+    pub fn backend(&self) -> Box<dyn Backend> {
+        match self {
+            Self::Libcontainer => Box::new(Libcontainer { container: None }),
+            Self::External { path } => Box::new(External { path: path.clone() }),
+        }
+    }
+}
+
+/// A process to run in a running container (`skiff exec`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecProcess {
+    pub args: Vec<String>,
+    /// Added to (and overriding) the container's own environment.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<(u32, u32)>,
+}
+
+/// Where a runtime keeps its state for one container, and what the shim hands it.
+pub struct Paths<'a> {
+    pub bundle: &'a Path,
+    /// The runtime's `--root`.
+    pub state: &'a Path,
+    /// The container init's pid, as this (the host's) PID namespace sees it.
+    pub pid_file: &'a Path,
+}
+
+pub trait Backend {
+    /// Creates and starts the container. The returned process is a child of the caller:
+    /// its exit status is the container's, and signals sent to it reach the container.
+    /// `terminal`: with `run -t`, the slave side of the terminal, to become the container's
+    /// stdin, stdout and stderr.
+    fn start(
+        &mut self,
+        id: &str,
+        paths: &Paths,
+        terminal: Option<&OwnedFd>,
+    ) -> Result<Pid, BackendError>;
+    /// Forgets the container once the process from `start` has been reaped.
+    fn delete(&mut self, id: &str, paths: &Paths);
+    /// Runs a process in the running container and returns its exit code. Called from a
+    /// single-threaded process that has joined the container's user namespace.
+    fn exec(&self, id: &str, paths: &Paths, request: &ExecProcess) -> Result<i32, BackendError>;
+}
+
+/// The exit code a shell would report for a wait status.
+pub fn wait_for(pid: Pid) -> i32 {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 125,
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! Containers: their directory in the store (`containers/<id>/`: the plan, the state the
+//! shim keeps, the pid the runtime records) and what `skiff run`, `ps`, `kill`, `stop` and
+//! `rm` do with them.
+
+use super::backend::RuntimeChoice;
+use super::network::Network;
+use super::plan::{Limits, PlanError, RunPlan, Volume};
+use super::pod_state::PodError;
+use crate::image::ResolvedImage;
+use crate::proc::{HelperCmd, ProcError};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("no container {0}")]
+    NotFound(String),
+    #[error("{0} matches several containers")]
+    Ambiguous(String),
+    #[error("{0} is not running")]
+    NotRunning(String),
+    #[error("{0} is starting: wait for it or use --force")]
+    Starting(String),
+    #[error("{0} is running: stop it first or use --force")]
+    Running(String),
+    #[error("{0} did not stop")]
+    DidNotStop(String),
+    #[error("a container named {0} exists; remove it or pick another --name")]
+    Exists(String),
+    #[error("-v {}: no such file or directory", .0.display())]
+    NoVolumeSource(PathBuf),
+    #[error("{what}")]
+    Signal {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("container {id} did not start: {log}")]
+    DidNotStart { id: String, log: String },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("removing {}: {stderr}", path.display())]
+    Remove { path: PathBuf, stderr: String },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    Helper(#[from] ProcError),
+}
+
+/// The files of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerDir {
+    path: PathBuf,
+}
+
+impl ContainerDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// `<root>/containers/<id>`.
+    pub fn in_store(root: &Path, id: &str) -> Self {
+        Self::new(root.join("containers").join(id))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The container's id: its directory's name.
+    pub fn id(&self) -> String {
+        self.path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string()
+    }
+
+    pub fn plan(&self) -> PathBuf {
+        self.path.join("plan.json")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.path.join("container.pid")
+    }
+    /// A detached container's output.
+    pub fn log(&self) -> PathBuf {
+        self.path.join("log")
+    }
+    pub fn bundle(&self) -> PathBuf {
+        self.path.join("bundle")
+    }
+    /// The OCI runtime's `--root`.
+    pub fn runtime_state(&self) -> PathBuf {
+        self.path.join("runtime")
+    }
+
+    pub fn read_state(&self) -> Option<State> {
+        read_state(&self.path)
+    }
+
+    pub fn container_pid(&self) -> Option<nix::unistd::Pid> {
+        container_pid(&self.path)
+    }
+}
+
+/// Where a container is in its life, as `state.json` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// The shim runs and prepares the container.
+    #[serde(rename = "created")]
+    Created,
+    #[serde(rename = "running")]
+    Running,
+    #[serde(rename = "exited")]
+    Exited,
+    /// Read as running or created, but the shim is gone.
+    #[serde(rename = "exited (shim died)")]
+    ShimDied,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Exited => "exited",
+            Self::ShimDied => "exited (shim died)",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `containers/<id>/state.json`, replaced atomically by the shim as the container runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    pub shim_pid: u32,
+    pub exit_code: Option<i32>,
+    pub image: String,
+    pub command: Vec<String>,
+}
+
+/// Best effort: a state that cannot be written leaves the previous one, which `read_state`
+/// reconciles with the shim's liveness.
+pub fn write_state(dir: &Path, state: &State) {
+    if let Ok(bytes) = serde_json::to_vec(state) {
+        let _ = crate::proc::write_atomic(
+            &ContainerDir::new(dir).state(),
+            &bytes,
+            crate::proc::Durability::Replace,
+        );
+    }
+}
+
+/// A container's state, reconciled: "running" with a dead shim means the shim crashed.
+pub fn read_state(dir: &Path) -> Option<State> {
+    let path = ContainerDir::new(dir).state();
+    let mut s: State = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if matches!(s.status, Status::Running | Status::Created)
+        && !crate::proc::process_alive(s.shim_pid)
+    {
+        s.status = Status::ShimDied;
+    }
+    Some(s)
+}
+
+/// The container init's pid as the runtime recorded it, if that process still exists.
+pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
+    let pid: i32 = std::fs::read_to_string(ContainerDir::new(dir).pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid > 1 && Path::new(&format!("/proc/{pid}")).exists())
+        .then(|| nix::unistd::Pid::from_raw(pid))
+}
+/// `/<our cgroup>/skiff-<id>`, the cgroup a root container gets.
+pub fn cgroup_path(id: &str) -> std::path::PathBuf {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+        })
+        .unwrap_or_else(|| "/".into());
+    Path::new(&own).join(format!("skiff-{id}"))
+}
+
+/// Kills copies of the shim that never became a container: libcontainer clones the shim
+/// to make the container's init, which waits (as `skiff __shim DIR`, before its exec) for
+/// the start signal; if the shim dies then, before the init's pid is on disk, nothing else
+/// would ever end it. `except`: the shim itself and the caller when it is such a copy too
+/// (the guardian).
+pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
+    crate::proc::kill_helpers(
+        &HelperCmd::Shim {
+            dir: dir.to_path_buf(),
+        },
+        except,
+    )
+}
+
+/// What a container is made with: `skiff run`'s options, typed (the pull and registry flags,
+/// `-d` and `-i` are not the container's).
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// `--name`; a random id when absent.
+    pub name: Option<String>,
+    /// Arguments replacing the image's Cmd.
+    pub command: Vec<String>,
+    /// `--entrypoint`, already split into words (docker's rule: it drops the image's Cmd).
+    pub entrypoint: Option<Vec<String>>,
+    /// KEY=VALUE, resolved.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    /// Ignored in a pod: the pod's network is the container's.
+    pub network: Network,
+    /// The name of a pod made by `pod::create`, whose namespaces the container joins.
+    pub pod: Option<String>,
+    /// `--add-host` entries (in a pod: for every member).
+    pub hosts: Vec<(String, String)>,
+    pub dns: Vec<String>,
+    pub volumes: Vec<Volume>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub tty: bool,
+    pub limits: Limits,
+    pub runtime: RuntimeChoice,
+    /// `--rm`: the shim removes the container's files when it exits.
+    pub remove: bool,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            command: vec![],
+            entrypoint: None,
+            env: vec![],
+            workdir: None,
+            user: None,
+            hostname: None,
+            network: Network::Host,
+            pod: None,
+            hosts: vec![],
+            dns: vec![],
+            volumes: vec![],
+            tmpfs: vec![],
+            read_only: false,
+            cap_add: vec![],
+            cap_drop: vec![],
+            tty: false,
+            limits: Limits::default(),
+            runtime: RuntimeChoice::Libcontainer,
+            remove: false,
+        }
+    }
+}
+
+/// `<root>/pods/<name>`.
+fn pod_dir(root: &Path, name: &str) -> PathBuf {
+    root.join("pods").join(name)
+}
+
+/// What `create` refuses, checked without the image: the pod runs, the volumes' sources
+/// exist. (`skiff run` asks before pulling.)
+pub fn check(root: &Path, opts: &CreateOptions) -> Result<(), ContainerError> {
+    if let Some(pod) = &opts.pod {
+        super::pod_state::running(&pod_dir(root, pod))?;
+    }
+    if let Some(v) = opts.volumes.iter().find(|v| !v.source.exists()) {
+        return Err(ContainerError::NoVolumeSource(v.source.clone()));
+    }
+    Ok(())
+}
+
+/// Makes a container of `image` in the store at `root`: its directory and `plan.json`, and
+/// in a pod, its names in the pod's hosts file. Nothing runs yet.
+pub fn create(
+    root: &Path,
+    image: &ResolvedImage,
+    opts: &CreateOptions,
+) -> Result<Container, ContainerError> {
+    check(root, opts)?;
+    let (network, pod) = match &opts.pod {
+        Some(name) => {
+            let dir = pod_dir(root, name);
+            let (state, _) = super::pod_state::running(&dir)?;
+            (state.network, Some(dir))
+        }
+        None => (opts.network.clone(), None),
+    };
+    let id = match &opts.name {
+        Some(n) => n.clone(),
+        None => format!(
+            "{:016x}",
+            (std::process::id() as u64) << 32 ^ crate::time::now_nanos()
+        ),
+    };
+    let dir = ContainerDir::in_store(root, &id);
+    if dir.path().exists() {
+        return Err(ContainerError::Exists(id));
+    }
+    std::fs::create_dir_all(dir.path()).map_err(|source| ContainerError::Io {
+        what: "creating",
+        path: dir.path().to_path_buf(),
+        source,
+    })?;
+    let plan = RunPlan {
+        id: id.clone(),
+        image: image.name.clone(),
+        image_config: image.config.container(),
+        lowers: image.lowers.clone(),
+        dir: dir.path().to_path_buf(),
+        command: opts.command.clone(),
+        entrypoint: opts.entrypoint.clone(),
+        env: opts.env.clone(),
+        workdir: opts.workdir.clone(),
+        user: opts.user.clone(),
+        hostname: opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id.chars().take(12).collect()),
+        network,
+        runtime: opts.runtime.clone(),
+        remove: opts.remove,
+        creator: Some(std::process::id()),
+        volumes: opts.volumes.clone(),
+        tmpfs: opts.tmpfs.clone(),
+        read_only: opts.read_only,
+        cap_add: opts.cap_add.clone(),
+        cap_drop: opts.cap_drop.clone(),
+        dns: opts.dns.clone(),
+        hosts: opts.hosts.clone(),
+        pod: pod.clone(),
+        limits: opts.limits.clone(),
+        tty: opts.tty,
+    };
+    if let Some(pod_dir) = &pod {
+        // Every member finds this one by its name, and by the hosts it adds.
+        let mut entries = vec![(id.clone(), "127.0.0.1".to_string())];
+        entries.extend(opts.hosts.iter().cloned());
+        let hosts = pod_dir.join("hosts");
+        super::network::append_hosts(&hosts, &entries).map_err(|source| ContainerError::Io {
+            what: "adding to the pod's hosts file",
+            path: hosts,
+            source,
+        })?;
+    }
+    plan.write(dir.path())?;
+    Ok(Container { dir, name: id })
+}
+
+/// A container in the store, found by its name (or a prefix of it).
+#[derive(Debug, Clone)]
+pub struct Container {
+    dir: ContainerDir,
+    /// As the caller named it (reported in errors).
+    name: String,
+}
+
+/// Finds a container by its id or an unambiguous prefix of it.
+pub fn find(root: &Path, name_or_prefix: &str) -> Result<Container, ContainerError> {
+    let base = root.join("containers");
+    let exact = base.join(name_or_prefix);
+    let path = if exact.is_dir() {
+        exact
+    } else {
+        let hits: Vec<PathBuf> = std::fs::read_dir(&base)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(name_or_prefix))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        match hits.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(ContainerError::NotFound(name_or_prefix.into())),
+            _ => return Err(ContainerError::Ambiguous(name_or_prefix.into())),
+        }
+    };
+    Ok(Container {
+        dir: ContainerDir::new(path),
+        name: name_or_prefix.into(),
+    })
+}
+
+/// The containers in the store with a state (running ones only unless `all`): id and state,
+/// in directory order.
+pub fn list(root: &Path, all: bool) -> Vec<(String, State)> {
+    std::fs::read_dir(root.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let s = read_state(&e.path())?;
+            (all || s.status == Status::Running)
+                .then(|| (e.file_name().to_string_lossy().to_string(), s))
+        })
+        .collect()
+}
+
+/// Waits until the container is no longer running, at most `timeout`.
+fn wait_exited(dir: &Path, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if read_state(dir).is_none_or(|s| s.status != Status::Running) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Removes store paths from inside the user namespace that owns their files (blocking; the
+/// `__remove` helper).
+pub fn remove_paths(paths: &[PathBuf]) -> Result<(), ContainerError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let helper = HelperCmd::Remove {
+        paths: paths.to_vec(),
+    };
+    match helper.run() {
+        Err(ProcError::Failed { stderr, .. }) => Err(ContainerError::Remove {
+            path: paths[0].clone(),
+            stderr,
+        }),
+        other => Ok(other?),
+    }
+}
+
+impl Container {
+    pub fn dir(&self) -> &ContainerDir {
+        &self.dir
+    }
+
+    pub fn id(&self) -> String {
+        self.dir.id()
+    }
+
+    pub fn state(&self) -> Option<State> {
+        self.dir.read_state()
+    }
+
+    fn running_state(&self) -> Result<State, ContainerError> {
+        self.state()
+            .filter(|s| s.status == Status::Running)
+            .ok_or_else(|| ContainerError::NotRunning(self.name.clone()))
+    }
+
+    /// Starts the container's shim in the background, outliving this process; returns once
+    /// the container runs (an exec right after finds it), or with the shim's log when it
+    /// could not start it.
+    pub fn start_detached(&self) -> Result<(), ContainerError> {
+        let shim = HelperCmd::Shim {
+            dir: self.dir.path().to_path_buf(),
+        };
+        match shim.spawn_detached(&self.dir.log()) {
+            Ok(()) => Ok(()),
+            Err(ProcError::NotReady { log }) => {
+                Err(ContainerError::DidNotStart { id: self.id(), log })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs the container in the foreground, its output on ours (stdin too with
+    /// `stdin_inherit`), relaying SIGTERM and SIGINT to its shim; returns its exit status.
+    /// An `--rm` container whose shim died is removed here.
+    pub async fn run_attached(&self, stdin_inherit: bool) -> Result<i32, ContainerError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let shim = HelperCmd::Shim {
+            dir: self.dir.path().to_path_buf(),
+        };
+        let spawn_err = |source| ProcError::Spawn {
+            helper: "__shim",
+            source,
+        };
+        let mut child = tokio::process::Command::from(shim.command()?)
+            .stdin(if stdin_inherit {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
+            .spawn()
+            .map_err(spawn_err)?;
+        let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+        let mut term = signal(SignalKind::terminate()).map_err(spawn_err)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(spawn_err)?;
+        let relay = |sig| {
+            if let Some(p) = pid {
+                let _ = nix::sys::signal::kill(p, sig);
+            }
+        };
+        let status = loop {
+            tokio::select! {
+                s = child.wait() => break s.map_err(spawn_err)?,
+                _ = term.recv() => relay(Signal::SIGTERM),
+                _ = int.recv() => relay(Signal::SIGINT),
+            }
+        };
+        let code = {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        };
+        let remove = RunPlan::read(self.dir.path()).is_ok_and(|p| p.remove);
+        if remove && self.dir.path().exists() {
+            // The shim removes it from inside the namespace; this only catches a shim that
+            // died.
+            let paths = [self.dir.path().to_path_buf()];
+            tokio::task::spawn_blocking(move || remove_paths(&paths))
+                .await
+                .unwrap_or(Ok(()))?;
+        }
+        Ok(code)
+    }
+
+    /// Signals the container: through its shim, which relays; SIGKILL (which cannot be
+    /// relayed) straight to the container's init, whose pid the runtime recorded. From the
+    /// host's user namespace, its owner may signal every process in it.
+    pub fn kill(&self, sig: Signal) -> Result<(), ContainerError> {
+        let state = self.running_state()?;
+        self.send(&state, sig)
+    }
+
+    fn send(&self, state: &State, sig: Signal) -> Result<(), ContainerError> {
+        if sig == Signal::SIGKILL
+            && let Some(pid) = self.dir.container_pid()
+        {
+            return nix::sys::signal::kill(pid, sig).map_err(|source| ContainerError::Signal {
+                what: "killing the container's init",
+                source,
+            });
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.shim_pid as i32), sig).map_err(
+            |source| ContainerError::Signal {
+                what: "signalling the container's shim",
+                source,
+            },
+        )
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`. `Ok(false)`: it was not running.
+    pub fn stop(&self, timeout: Duration) -> Result<bool, ContainerError> {
+        let Some(state) = self.state().filter(|s| s.status == Status::Running) else {
+            return Ok(false);
+        };
+        self.send(&state, Signal::SIGTERM)?;
+        if !wait_exited(self.dir.path(), timeout) {
+            self.send(&state, Signal::SIGKILL)?;
+            if !wait_exited(self.dir.path(), Duration::from_secs(10)) {
+                return Err(ContainerError::DidNotStop(self.name.clone()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes the container's files; a running or starting one only with `force` (killed
+    /// first).
+    pub fn remove(&self, force: bool) -> Result<(), ContainerError> {
+        let state = self.state();
+        if let Some(s) = state.as_ref().filter(|s| s.status == Status::Created) {
+            if !force {
+                return Err(ContainerError::Starting(self.name.clone()));
+            }
+            // Its guardian takes down whatever the shim had started.
+            let shim = nix::unistd::Pid::from_raw(s.shim_pid as i32);
+            let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
+            let start = Instant::now();
+            while crate::proc::process_alive(s.shim_pid)
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Some(s) = state.filter(|s| s.status == Status::Running) {
+            if !force {
+                return Err(ContainerError::Running(self.name.clone()));
+            }
+            self.send(&s, Signal::SIGKILL)?;
+            if !wait_exited(self.dir.path(), Duration::from_secs(10)) {
+                return Err(ContainerError::DidNotStop(self.name.clone()));
+            }
+        }
+        remove_paths(&[self.dir.path().to_path_buf()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ResolvedImage {
+        let config = crate::oci::config::ImageConfig::parse(
+            br#"{"config":{"Cmd":["sh"],"Env":["A=1"],"Hostname":"kept"},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+            "test",
+        )
+        .unwrap();
+        ResolvedImage {
+            name: "localhost/test:latest".into(),
+            id: crate::oci::digest::Digest::sha256_of(b"config"),
+            config,
+            lowers: vec!["/layers/top".into(), "/layers/base".into()],
+        }
+    }
+
+    #[test]
+    fn create_writes_the_plan_and_find_resolves_prefixes() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let named = |name: &str| CreateOptions {
+            name: Some(name.into()),
+            command: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        };
+        let c = create(root, &image(), &named("abcdef0123456789")).unwrap();
+        assert_eq!(c.id(), "abcdef0123456789");
+        let plan = RunPlan::read(c.dir().path()).unwrap();
+        assert_eq!(plan.image, "localhost/test:latest");
+        assert_eq!(
+            plan.hostname, "abcdef012345",
+            "the id's first 12 characters"
+        );
+        assert_eq!(plan.lowers, image().lowers);
+        assert_eq!(plan.creator, Some(std::process::id()));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(c.dir().plan()).unwrap()).unwrap();
+        assert_eq!(json["image_config"]["Hostname"], "kept");
+        assert_eq!(json["network"], "host");
+        assert!(matches!(
+            create(root, &image(), &named("abcdef0123456789")),
+            Err(ContainerError::Exists(_))
+        ));
+        create(root, &image(), &named("abd")).unwrap();
+        assert_eq!(find(root, "abc").unwrap().id(), "abcdef0123456789");
+        assert_eq!(find(root, "abd").unwrap().id(), "abd");
+        assert!(matches!(
+            find(root, "ab"),
+            Err(ContainerError::Ambiguous(_))
+        ));
+        assert!(matches!(find(root, "zz"), Err(ContainerError::NotFound(_))));
+        // No shim has written a state yet: listed by nobody, not running.
+        assert!(list(root, true).is_empty());
+        assert!(matches!(
+            c.kill(Signal::SIGTERM),
+            Err(ContainerError::NotRunning(_))
+        ));
+        assert!(!c.stop(Duration::from_secs(1)).unwrap());
+        write_state(
+            c.dir().path(),
+            &State {
+                status: Status::Exited,
+                shim_pid: u32::MAX,
+                exit_code: Some(3),
+                image: plan.image.clone(),
+                command: plan.command.clone(),
+            },
+        );
+        assert_eq!(list(root, true).len(), 1);
+        assert!(list(root, false).is_empty());
+        // A running state whose shim is gone reads as a dead shim.
+        write_state(
+            c.dir().path(),
+            &State {
+                status: Status::Running,
+                shim_pid: u32::MAX,
+                exit_code: None,
+                image: plan.image,
+                command: plan.command,
+            },
+        );
+        assert_eq!(c.state().unwrap().status, Status::ShimDied);
+    }
+
+    #[test]
+    fn create_refuses_what_cannot_run() {
+        let d = tempfile::tempdir().unwrap();
+        let in_pod = CreateOptions {
+            pod: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            create(d.path(), &image(), &in_pod),
+            Err(ContainerError::Pod(PodError::NotFound { .. }))
+        ));
+        let volume = CreateOptions {
+            volumes: vec![Volume::parse("/no/such/source:/x").unwrap()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            create(d.path(), &image(), &volume),
+            Err(ContainerError::NoVolumeSource(_))
+        ));
+        assert!(!d.path().join("containers").exists(), "nothing left behind");
+    }
+
+    #[test]
+    fn status_is_written_as_before() {
+        for (status, text) in [
+            (Status::Created, "created"),
+            (Status::Running, "running"),
+            (Status::Exited, "exited"),
+            (Status::ShimDied, "exited (shim died)"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            assert_eq!(status.to_string(), text);
+        }
+    }
+}

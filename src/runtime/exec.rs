@@ -1,0 +1,205 @@
+//! A process in a running container (`skiff exec`): joins the container's user, network and
+//! mount namespaces (its shim's), then has the container's runtime start the process.
+//! Single-threaded only (setns(CLONE_NEWUSER) and libcontainer both need it): async callers
+//! run it as the `__exec` helper through `command`.
+
+use super::backend::{ExecProcess, Paths};
+use super::container::{self, ContainerDir, ContainerError, Status};
+use super::plan::{PlanError, RunPlan};
+use super::spec::SpecError;
+use crate::proc::{HelperCmd, ProcError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("{0} is not running")]
+    NotRunning(String),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    User(#[from] SpecError),
+    #[error("{what}")]
+    Namespace {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Backend(#[from] super::backend::BackendError),
+    #[error("the exec request")]
+    Request(#[source] serde_json::Error),
+    #[error(transparent)]
+    Helper(#[from] ProcError),
+}
+
+/// What to run, as `skiff exec` takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// KEY=VALUE, added to (and overriding) the container's own environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// UID[:GID], numbers or names from the image's /etc/passwd and /etc/group.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// Runs `request` in the container and returns its exit code. Single-threaded callers only:
+/// the calling process joins the container's namespaces.
+pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError> {
+    let state = dir
+        .read_state()
+        .filter(|s| s.status == Status::Running)
+        .ok_or_else(|| ExecError::NotRunning(dir.id()))?;
+    let plan = RunPlan::read(dir.path())?;
+    let user = match &request.user {
+        None => None,
+        Some(u) => {
+            // Names go through the image's files (the top-most layer that has them).
+            let rootfs = plan
+                .lowers
+                .iter()
+                .find(|l| l.join("etc/passwd").exists())
+                .cloned()
+                .unwrap_or_default();
+            let (uid, gid, _, _) = super::spec::resolve_user(&rootfs, u)?;
+            Some((uid, gid))
+        }
+    };
+    let ns = |kind: &str| std::fs::File::open(format!("/proc/{}/ns/{kind}", state.shim_pid));
+    let sys = |what: &'static str| {
+        move |e: nix::Error| ExecError::Namespace {
+            what,
+            source: e.into(),
+        }
+    };
+    let io =
+        |what: &'static str| move |source: std::io::Error| ExecError::Namespace { what, source };
+    if !nix::unistd::geteuid().is_root() {
+        let user_ns = ns("user").map_err(io("opening the container's user namespace"))?;
+        nix::sched::setns(user_ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(sys("joining the container's user namespace"))?;
+        let root = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root).map_err(sys("setresgid(0)"))?;
+        let root = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root).map_err(sys("setresuid(0)"))?;
+    }
+    // The network namespace the container inherited from its shim (private, a pod's): it
+    // is not in the spec, so the runtime would not join it.
+    // (With the host's network there is nothing to join, and a rootless process could not.)
+    let net = ns("net").map_err(io("opening the container's network namespace"))?;
+    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    };
+    let theirs = net
+        .metadata()
+        .map_err(io("opening the container's network namespace"))?;
+    let ours =
+        std::fs::metadata("/proc/self/ns/net").map_err(io("opening our own network namespace"))?;
+    if !same(&theirs, &ours) {
+        nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(sys("joining the container's network namespace"))?;
+    }
+    // The shim's mount namespace: the runtime must see what the shim showed it (cgroup2
+    // only on hybrid hosts, the mounted root), or it would try the host's v1 cgroups.
+    let mnt = ns("mnt").map_err(io("opening the container's mount namespace"))?;
+    nix::sched::setns(mnt, nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(sys("joining the container's mount namespace"))?;
+    let process = ExecProcess {
+        args: request.args.clone(),
+        env: request.env.clone(),
+        cwd: request.workdir.clone(),
+        user,
+    };
+    let (bundle, state_dir, pid_file) = (dir.bundle(), dir.runtime_state(), dir.pid_file());
+    let paths = Paths {
+        bundle: &bundle,
+        state: &state_dir,
+        pid_file: &pid_file,
+    };
+    Ok(plan.runtime.backend().exec(&dir.id(), &paths, &process)?)
+}
+
+/// Where `command` puts the request for the helper.
+const REQUEST_ENV: &str = "SKIFF_EXEC_REQUEST";
+
+/// `skiff __exec DIR` (the request in `SKIFF_EXEC_REQUEST`): `exec` as a helper process; its
+/// exit status is the process's, 125 when skiff fails.
+pub fn exec_main(dir: &Path) -> i32 {
+    let request = std::env::var(REQUEST_ENV).unwrap_or_default();
+    let result = serde_json::from_str::<ExecRequest>(&request)
+        .map_err(ExecError::Request)
+        .and_then(|r| exec(&ContainerDir::new(dir), &r));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {}", super::error_chain(&e));
+            125
+        }
+    }
+}
+
+/// The command that runs `request` in `container` (a name or an unambiguous prefix) from any
+/// process, a multi-threaded one included: a single-threaded `__exec` helper that dies with
+/// the caller. Stdio is the caller's to set; its exit status is the process's, 125 when skiff
+/// fails.
+pub fn command(
+    root: &Path,
+    container: &str,
+    request: &ExecRequest,
+) -> Result<std::process::Command, ExecError> {
+    let c = container::find(root, container)?;
+    let request = serde_json::to_string(request).map_err(ExecError::Request)?;
+    let mut cmd = HelperCmd::Exec {
+        dir: c.dir().path().to_path_buf(),
+    }
+    .command()?;
+    cmd.env(REQUEST_ENV, request);
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_names_the_container_and_carries_the_request() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("containers/c0ffee");
+        std::fs::create_dir_all(&dir).unwrap();
+        let request = ExecRequest {
+            args: vec!["sh".into(), "-c".into(), "echo $X".into()],
+            env: vec!["X=1".into()],
+            workdir: Some("/tmp".into()),
+            user: Some("1000:1000".into()),
+        };
+        let cmd = command(d.path(), "c0f", &request).unwrap();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args, ["__exec".to_string(), dir.display().to_string()]);
+        let env = cmd
+            .get_envs()
+            .find(|(k, _)| *k == REQUEST_ENV)
+            .and_then(|(_, v)| v)
+            .unwrap();
+        let back: ExecRequest = serde_json::from_str(&env.to_string_lossy()).unwrap();
+        assert_eq!(back, request);
+        assert!(matches!(
+            command(d.path(), "nothing", &request),
+            Err(ExecError::Container(ContainerError::NotFound(_)))
+        ));
+        // Not running: the in-process exec refuses before touching any namespace.
+        assert!(matches!(
+            exec(&ContainerDir::new(&dir), &request),
+            Err(ExecError::NotRunning(_))
+        ));
+    }
+}
