@@ -4,13 +4,13 @@
 //! helper image, and turns outcomes into the runner's exit codes.
 
 use super::job::{default_network, job_puller};
-use super::job_runtime::{StoreImages, StoreRuntime};
 use super::{Context, RegistryArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use skiff::gitlab::executor::ExecutorEnv;
-use skiff::job::driver::{self, DriverState, PrepareOptions, StageOutcome};
+use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::error_chain;
+use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::log::ConsoleLog;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -64,17 +64,16 @@ pub async fn run(ctx: &Context, c: GitlabCommand) -> Result<()> {
         }
         GitlabCommand::Run(a) => run_stage(ctx, &env, &a).await,
         GitlabCommand::Cleanup => {
-            driver::cleanup(&ctx.root, &env, &runtime(ctx, &env)?).await?;
+            driver::cleanup(&ctx.root, &env, &runtime(ctx)).await?;
             Ok(())
         }
     }
 }
 
-fn runtime(ctx: &Context, env: &ExecutorEnv) -> Result<StoreRuntime> {
-    Ok(StoreRuntime {
+fn runtime(ctx: &Context) -> LocalRuntime {
+    LocalRuntime {
         root: ctx.root.clone(),
-        env_dir: DriverState::new(&ctx.root, env)?.dir,
-    })
+    }
 }
 
 async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()> {
@@ -113,7 +112,7 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
             .join("gitlab-cache")
             .join(env.job_var("CI_PROJECT_ID").unwrap_or_else(|| "0".into())),
     };
-    let runtime = runtime(ctx, env)?;
+    let runtime = runtime(ctx);
     driver::prepare(&ctx.root, env, &opts, &runtime, &images, &ConsoleLog)
         .await
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))
@@ -148,7 +147,7 @@ async fn import_helper(ctx: &Context, spec: &skiff::helper::HelperSpec) {
 }
 
 async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result<()> {
-    let runtime = runtime(ctx, env)?;
+    let runtime = runtime(ctx);
     let outcome = driver::run_stage(&ctx.root, env, &a.script, &a.stage, &runtime, &ConsoleLog)
         .await
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;

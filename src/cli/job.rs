@@ -3,13 +3,13 @@
 //!
 //! The job itself is `skiff::job::run`; this adapts the flags and the store to it.
 
-use super::job_runtime::{StoreImages, StoreRuntime};
 use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use skiff::auth::sources::{AuthEnv, CredentialResolver};
 use skiff::gitlab::pipeline::Pipeline;
+use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::log::ConsoleLog;
 use skiff::job::{self as jobs, JobPlan};
 use std::path::PathBuf;
@@ -110,9 +110,8 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     let images = StoreImages {
         puller: job_puller(ctx, &a.registry, auth.as_deref())?,
     };
-    let runtime = StoreRuntime {
+    let runtime = LocalRuntime {
         root: ctx.root.clone(),
-        env_dir: dir,
     };
     // Ctrl-C and SIGTERM end the job, and its teardown still runs.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

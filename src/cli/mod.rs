@@ -8,7 +8,6 @@ mod images;
 mod info;
 pub mod internal;
 mod job;
-mod job_runtime;
 mod login;
 mod pods;
 mod progress;

@@ -7,6 +7,7 @@
 //! custom-executor driver (`driver`) runs the runner's stages on the same seams.
 
 pub mod driver;
+pub mod local;
 pub mod log;
 pub mod plan;
 pub mod recovery;
