@@ -16,3 +16,16 @@ pub mod runtime;
 pub mod store;
 pub mod time;
 pub mod unpack;
+
+/// An error and its causes on one line, "a: b: c", as anyhow's `{:#}` writes them: for the
+/// job log, helpers reporting on stderr, and errors kept as text.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

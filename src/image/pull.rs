@@ -6,11 +6,12 @@ use super::{
     ImageError, PullEvent, PullObserver, ResolvedImage, StoredImage, check_layers, read_config,
 };
 use crate::auth::CredentialResolver;
+use crate::error_chain;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, MAX_CONFIG_SIZE, Parsed, PlatformSpec};
 use crate::oci::reference::{ImageRef, is_short_name};
 use crate::registry::mirrors::{PullSource, RegistriesConf};
-use crate::registry::{BlobSink, Client, ClientOptions, RegistryError, error_chain};
+use crate::registry::{BlobSink, Client, ClientOptions, RegistryError};
 use crate::store::{ImageEntry, PULLED_ANNOTATION, REF_NAME, SOURCE_ANNOTATION, Store};
 use crate::unpack::child::{LayerUnpacker, unpack_blob_file};
 use serde::Serialize;

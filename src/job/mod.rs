@@ -102,15 +102,3 @@ impl JobError {
         move |source| JobError::Io { what, path, source }
     }
 }
-
-/// An error with its causes, "a: b: c", as the job log shows it.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}

@@ -5,7 +5,8 @@
 use super::log::{JobLog, Masker, Stream, section_end, section_start};
 use super::plan::{AFTER_SCRIPT_TIMEOUT, JobPlan};
 use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
-use super::{JobError, error_chain, script, services};
+use super::{JobError, script, services};
+use crate::error_chain;
 use crate::gitlab::pipeline::ServiceSpec;
 use crate::image::ResolvedImage;
 use crate::image::pull::parse_policies;

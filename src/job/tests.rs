@@ -468,7 +468,7 @@ async fn driver_errors_name_what_is_missing() {
         let err = driver::prepare(root.path(), env, &opts, &rt, &FakeImages::default(), &log)
             .await
             .unwrap_err();
-        assert!(super::error_chain(&err).contains(want), "{err}");
+        assert!(crate::error_chain(&err).contains(want), "{err}");
     }
     assert!(!rt.calls().iter().any(|c| c.starts_with("start")));
 }

@@ -458,7 +458,7 @@ impl Client {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| SendError::Retryable(super::error_chain(&e)))?;
+                .map_err(|e| SendError::Retryable(crate::error_chain(&e)))?;
             if resp.status().is_redirection() {
                 if let Some(loc) = resp
                     .headers()
@@ -532,7 +532,7 @@ impl Client {
                 registry: self.registry.clone(),
                 method: method.to_string(),
                 url: url.to_string(),
-                error: super::error_chain(&e),
+                error: crate::error_chain(&e),
             })?;
             if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
                 reauthenticated = true;

@@ -132,18 +132,6 @@ pub enum RegistryError {
     },
 }
 
-/// An error with all its sources: "a: b: c".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
-}
-
 /// Reads a body, failing once it exceeds `limit` bytes (a registry cannot make us buffer more).
 pub async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, RegistryError> {
     let url = resp.url().to_string();

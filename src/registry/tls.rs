@@ -1,7 +1,8 @@
 //! TLS per registry host: system roots plus `certs.d/<host[:port]>` directories
 //! (`*.crt` CAs, `*.cert`+`*.key` client pairs). The first existing directory wins.
 
-use super::{RegistryError, error_chain};
+use super::RegistryError;
+use crate::error_chain;
 use std::path::{Path, PathBuf};
 
 pub fn certs_dirs(host: &str) -> Vec<PathBuf> {

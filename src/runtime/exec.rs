@@ -139,7 +139,7 @@ pub fn exec_main(dir: &Path) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {}", super::error_chain(&e));
+            eprintln!("Error: {}", crate::error_chain(&e));
             125
         }
     }

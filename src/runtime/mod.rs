@@ -17,16 +17,3 @@ pub mod spec;
 pub mod sys;
 pub mod tty;
 pub mod userns;
-
-/// An error and its causes on one line, as anyhow's `{:#}` writes them, for helpers that
-/// report on stderr.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}

@@ -224,7 +224,7 @@ pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
 /// of the pod's owner.
 pub fn pod_main(dir: &Path) -> i32 {
     let fail = |what: &str, e: &dyn std::error::Error| {
-        eprintln!("skiff pod: {what}: {}", super::error_chain(e));
+        eprintln!("skiff pod: {what}: {}", crate::error_chain(e));
         125
     };
     let mut state = match read(dir) {
@@ -327,7 +327,7 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
     let pid = match running(dir) {
         Ok((_, pid)) => pid,
         Err(e) => {
-            eprintln!("skiff: {}", super::error_chain(&e));
+            eprintln!("skiff: {}", crate::error_chain(&e));
             return 2;
         }
     };
@@ -345,7 +345,7 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
         }
     }
     if let Err(e) = network::join(pid) {
-        eprintln!("skiff: {}", super::error_chain(&e));
+        eprintln!("skiff: {}", crate::error_chain(&e));
         return 2;
     }
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout);

@@ -13,7 +13,7 @@ use super::userns;
 use std::path::Path;
 
 fn fail(what: &str, e: &dyn std::error::Error) -> i32 {
-    eprintln!("skiff shim: {what}: {}", super::error_chain(e));
+    eprintln!("skiff shim: {what}: {}", crate::error_chain(e));
     125
 }
 
