@@ -24,12 +24,13 @@ pub const PULLED_ANNOTATION: &str = "dev.skiff.image.pulled";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {}: {op} {}: {error}", root.display(), path.display())]
+    #[error("store {}: {op} {}", root.display(), path.display())]
     Io {
         root: PathBuf,
         op: &'static str,
         path: PathBuf,
-        error: std::io::Error,
+        #[source]
+        source: std::io::Error,
     },
     #[error("blob {digest}: {reason}")]
     BadBlob { digest: Digest, reason: String },
@@ -129,7 +130,7 @@ impl Store {
             root: self.root.clone(),
             op,
             path: path.to_path_buf(),
-            error,
+            source: error,
         }
     }
 
@@ -521,7 +522,7 @@ impl Ingest {
             root: self.store.root.clone(),
             op: "write",
             path: self.path.clone(),
-            error: e,
+            source: e,
         })?;
         self.digester.as_mut().expect("open").update(bytes);
         self.written += bytes.len() as u64;
@@ -540,7 +541,7 @@ impl Ingest {
                 root: self.store.root.clone(),
                 op: "truncate",
                 path: self.path.clone(),
-                error: e,
+                source: e,
             })?;
         self.digester = Some(Digester::new(self.digest.algorithm()));
         self.written = 0;
@@ -567,7 +568,7 @@ impl Ingest {
             root: self.store.root.clone(),
             op,
             path: dest.clone(),
-            error: e,
+            source: e,
         };
         file.sync_all().map_err(|e| io("fsync", e))?;
         drop(file);

@@ -24,7 +24,7 @@ fn helper(cmd: HelperCmd) -> Result<Command, UnpackError> {
         .map_err(|e| UnpackError::Io {
             op: "locate skiff",
             path: "/proc/self/exe".into(),
-            error: std::io::Error::other(e),
+            source: std::io::Error::other(e),
         })
 }
 
@@ -42,7 +42,7 @@ fn spawn_helper(store_root: &Path, diff_id: &Digest, stdin: Stdio) -> Result<Chi
     .map_err(|e| UnpackError::Io {
         op: "start unpacker",
         path: store_root.to_path_buf(),
-        error: e,
+        source: e,
     })
 }
 
@@ -86,7 +86,7 @@ async fn wait(child: Child, diff_id: &Digest) -> Result<Report, UnpackError> {
         .map_err(|e| UnpackError::Io {
             op: "wait for unpacker",
             path: Default::default(),
-            error: e,
+            source: e,
         })?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -105,7 +105,7 @@ pub async fn unpack_blob_file(
     let file = std::fs::File::open(blob).map_err(|e| UnpackError::Io {
         op: "open",
         path: blob.to_path_buf(),
-        error: e,
+        source: e,
     })?;
     let child = spawn_helper(store_root, diff_id, Stdio::from(file))?;
     wait(child, diff_id).await
@@ -124,7 +124,7 @@ pub async fn remove_paths(paths: &[std::path::PathBuf]) -> Result<(), UnpackErro
     .map_err(|e| UnpackError::Io {
         op: "start remover",
         path: paths[0].clone(),
-        error: e,
+        source: e,
     })?;
     if !out.status.success() {
         return Err(UnpackError::Decompress(format!(

@@ -17,7 +17,7 @@ pub fn unpack_into_store(
     let io = |op, path: &std::path::Path, e: std::io::Error| UnpackError::Io {
         op,
         path: path.to_path_buf(),
-        error: e,
+        source: e,
     };
     let lock_err = |e: crate::store::StoreError| {
         io("lock", store.root(), std::io::Error::other(e.to_string()))

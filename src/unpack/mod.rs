@@ -32,11 +32,12 @@ pub const OPAQUE_XATTR: &str = "user.overlay.opaque";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("{op} {}: {error}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        error: io::Error,
+        #[source]
+        source: io::Error,
     },
     #[error("reading the layer: {0}")]
     Decompress(String),
@@ -47,19 +48,20 @@ pub enum UnpackError {
     #[error("hardlink {} points at {}, which is not in the layer", path.display(), target.display())]
     HardlinkTarget { path: PathBuf, target: PathBuf },
     #[error(
-        "chown {} to {uid}:{gid}: {error} (the user namespace may not map this id: check /etc/subuid and /etc/subgid)",
+        "chown {} to {uid}:{gid} (the user namespace may not map this id: check /etc/subuid and /etc/subgid)",
         path.display()
     )]
     Chown {
         path: PathBuf,
         uid: u64,
         gid: u64,
-        error: io::Error,
+        #[source]
+        source: io::Error,
     },
     #[error("layer content is {actual}, but the image config says {expected}")]
     DiffIdMismatch { expected: Digest, actual: Digest },
-    #[error("tar: {0}")]
-    Tar(io::Error),
+    #[error("tar")]
+    Tar(#[source] io::Error),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +192,7 @@ fn io_err(op: &'static str, path: &Path, e: impl Into<io::Error>) -> UnpackError
     UnpackError::Io {
         op,
         path: path.to_path_buf(),
-        error: e.into(),
+        source: e.into(),
     }
 }
 
@@ -404,8 +406,8 @@ impl Extractor {
                 let r = self.create_with(pfd, &name, &shown, |pfd, name| {
                     rustix::fs::linkat(&tparent_fd, &tname, pfd, name, AtFlags::empty())
                 });
-                if let Err(UnpackError::Io { error, .. }) = &r {
-                    if error.kind() == io::ErrorKind::NotFound {
+                if let Err(UnpackError::Io { source, .. }) = &r {
+                    if source.kind() == io::ErrorKind::NotFound {
                         return Err(UnpackError::HardlinkTarget { path: rel, target });
                     }
                 }
@@ -472,7 +474,7 @@ impl Extractor {
                 path: shown.clone(),
                 uid,
                 gid,
-                error: e.into(),
+                source: e.into(),
             })?;
         }
         if kind != tar::EntryType::Symlink {
