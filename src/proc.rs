@@ -403,12 +403,33 @@ pub enum Durability {
 /// Replaces `path` with `bytes` through a temporary file beside it and a rename. On error the
 /// temporary file is removed and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, None, durability)
+}
+
+/// `write_atomic` with the file's mode set exactly (0600 for credentials) before any byte is
+/// written to it.
+pub fn write_atomic_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    durability: Durability,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp.{}.{n}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        if let Some(m) = mode {
+            open.mode(m);
+        }
+        let mut f = open.open(&tmp)?;
+        if let Some(m) = mode {
+            // The umask may have taken bits; the mode asked for is the mode.
+            f.set_permissions(std::fs::Permissions::from_mode(m))?;
+        }
         f.write_all(bytes)?;
         if durability == Durability::Fsync {
             f.sync_all()?;
@@ -537,6 +558,10 @@ mod tests {
             assert_eq!(std::fs::read(&p).unwrap(), body);
         }
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        write_atomic_mode(&p, b"secret", Some(0o600), Durability::Fsync).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         let missing = d.path().join("no/such/dir/file");
         assert!(write_atomic(&missing, b"x", Durability::Replace).is_err());
     }

@@ -265,8 +265,7 @@ fn update_file(
     path: &Path,
     f: impl FnOnce(&mut Map<String, Value>) -> bool,
 ) -> Result<bool, AuthError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let werr = |error| AuthError::Write {
         path: path.to_path_buf(),
         error,
@@ -305,21 +304,9 @@ fn update_file(
                 .map_err(werr)?;
         }
     }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(werr)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(werr)?;
     let body = serde_json::to_vec_pretty(&Value::Object(top)).expect("serializable");
-    file.write_all(&body)
-        .and_then(|_| file.sync_all())
+    crate::proc::write_atomic_mode(path, &body, Some(0o600), crate::proc::Durability::Fsync)
         .map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(werr)?;
     Ok(changed)
 }
 

@@ -102,9 +102,11 @@ pub fn read(dir: &Path) -> Result<PodState, PodError> {
 }
 
 pub fn write(dir: &Path, state: &PodState) -> std::io::Result<()> {
-    let tmp = dir.join("pod.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
-    std::fs::rename(tmp, dir.join("pod.json"))
+    crate::proc::write_atomic(
+        &dir.join("pod.json"),
+        &serde_json::to_vec_pretty(state)?,
+        crate::proc::Durability::Replace,
+    )
 }
 
 /// The running pod in `dir`: its state with a live infra pid.
