@@ -1,6 +1,7 @@
 //! Images from files: rootfs tarballs (`import`), with podman's `--change` instructions;
 //! archives (`load`, `save`); the GitLab Runner helper image from its prebuilt tarballs.
 
+pub mod bundle;
 pub mod changes;
 pub mod helper;
 pub mod import;
@@ -67,6 +68,20 @@ pub enum ArchiveError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::gitlab::ci::CiError),
+    #[error("bundling {image}")]
+    Bundling {
+        image: String,
+        #[source]
+        error: Box<crate::image::ImageError>,
+    },
+    #[error(
+        "{reference} is not in the store: run `skiff helper import --version {version}` (or pull it) first"
+    )]
+    HelperMissing { reference: String, version: String },
+    #[error("{0} vanished from the store")]
+    Gone(String),
 }
 
 fn list(paths: &[PathBuf]) -> String {

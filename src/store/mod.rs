@@ -5,6 +5,7 @@
 //! other through a shared/exclusive lock.
 
 mod layers;
+pub mod layout;
 mod lock;
 mod lookup;
 
