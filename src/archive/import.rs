@@ -333,3 +333,25 @@ fn unpack_child_for(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_names_are_tags_never_digests() {
+        assert_eq!(
+            import_name("tool").unwrap().to_string(),
+            "localhost/tool:latest"
+        );
+        let given = format!("tool@sha256:{}", "0".repeat(64));
+        assert_eq!(
+            import_name(&given).unwrap_err().to_string(),
+            format!("{given}: an imported image is named by a tag, not a digest")
+        );
+        assert!(matches!(
+            import_name("Bad Name"),
+            Err(ArchiveError::BadName(_))
+        ));
+    }
+}

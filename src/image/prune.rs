@@ -43,3 +43,45 @@ pub async fn collect(store: &Store) -> Result<GcReport, ImageError> {
         ..report
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn an_id_removes_every_name_only_when_forced() {
+        let (_dir, store, entry) = super::super::tests::stored_image();
+        let mut desc = entry.manifest.clone();
+        desc.annotations = None;
+        store
+            .set_ref("localhost/two:2", desc, Default::default())
+            .unwrap();
+        let id = store.lookup("localhost/one:1").unwrap().entries[0]
+            .manifest
+            .digest
+            .hex()[..8]
+            .to_string();
+        let err = remove_names(&store, std::slice::from_ref(&id), false).unwrap_err();
+        assert!(
+            matches!(&err, ImageError::SeveralNames { names, .. } if names.len() == 2),
+            "{err}"
+        );
+        assert!(matches!(
+            store.lookup_one(&id),
+            Err(StoreError::Ambiguous(_))
+        ));
+        assert_eq!(
+            remove_names(&store, &["two:2".to_string()], false).unwrap(),
+            ["localhost/two:2"]
+        );
+        assert_eq!(
+            remove_names(&store, std::slice::from_ref(&id), true).unwrap(),
+            ["localhost/one:1"]
+        );
+        assert!(matches!(
+            store.lookup(&id),
+            Err(StoreError::UnknownImage(_))
+        ));
+    }
+}
