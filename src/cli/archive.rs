@@ -1,4 +1,5 @@
-//! `skiff import` and `skiff helper resolve|import`: images from files, no network.
+//! `skiff import|load|save` and `skiff helper resolve|import`: images from files, no network.
+//! Flags in, reports out; the work is `skiff::archive`'s.
 
 use super::{Context, Format, platform_or_host, print_json};
 use anyhow::Result;

@@ -36,7 +36,8 @@ pub struct RmiArgs {
     pub force: bool,
 }
 
-/// Exactly one image for the input.
+/// Exactly one image for the input (`Store::lookup_one`, for the verbs that still take it
+/// from here).
 pub(super) fn resolve_one(store: &Store, input: &str) -> Result<ImageEntry> {
     Ok(store.lookup_one(input)?)
 }
