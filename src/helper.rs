@@ -5,6 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelperError {
+    #[error("runner {0} predates version tags (16.8): give --revision")]
+    NeedsRevision(String),
+    #[error("give --version (or --revision for runners before 16.8)")]
+    NoVersion,
+}
+
 pub const HELPER_REPOSITORY: &str =
     "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper";
 /// Re-added on import: `docker export` tarballs lose the image's entrypoint.
@@ -45,22 +53,18 @@ fn version_triplet(v: &str) -> Option<(u32, u32, u32)> {
 
 impl HelperSpec {
     /// The tag: `[<flavor>-]<arch>-<v<X.Y.Z> | revision>[-pwsh]`; alpine is never written.
-    pub fn tag(&self) -> Result<String, String> {
+    pub fn tag(&self) -> Result<String, HelperError> {
         let version_tag = match (&self.version, &self.revision) {
             (Some(v), rev) => match version_triplet(v) {
                 Some((a, b, c)) if (a, b) >= (16, 8) => format!("v{a}.{b}.{c}"),
                 Some(_) => match rev {
                     Some(r) if r.len() >= 8 => r[..8].to_string(),
-                    _ => {
-                        return Err(format!(
-                            "runner {v} predates version tags (16.8): give --revision"
-                        ));
-                    }
+                    _ => return Err(HelperError::NeedsRevision(v.clone())),
                 },
                 None => "latest".into(),
             },
             (None, Some(r)) if r.len() >= 8 => r[..8].to_string(),
-            _ => return Err("give --version (or --revision for runners before 16.8)".into()),
+            _ => return Err(HelperError::NoVersion),
         };
         let mut tag = String::new();
         if !self.flavor.is_empty() && self.flavor != "alpine" {
@@ -74,7 +78,7 @@ impl HelperSpec {
         Ok(tag)
     }
 
-    pub fn reference(&self) -> Result<String, String> {
+    pub fn reference(&self) -> Result<String, HelperError> {
         Ok(format!("{HELPER_REPOSITORY}:{}", self.tag()?))
     }
 

@@ -4,8 +4,8 @@
 //! decompressed once. Importing the same file again reuses the layer through a cache keyed
 //! by the file's sha256, so it costs a hash of the compressed file.
 
-use super::{ArchiveError, changes};
-use crate::oci::digest::Digest;
+use super::{ArchiveError, Input, changes, io_err};
+use crate::oci::digest::{Algorithm, Digest, Digester};
 use crate::oci::manifest::{Descriptor, OCI_CONFIG, OCI_MANIFEST, PlatformSpec};
 use crate::oci::reference::ImageRef;
 use crate::store::Store;
@@ -23,8 +23,9 @@ pub struct ImportOptions {
     pub name: Option<ImageRef>,
     pub platform: PlatformSpec,
     pub changes: Vec<String>,
-    /// Seconds since the epoch for `created` (a file's mtime, so one file gives one ID).
-    pub created: i64,
+    /// Seconds since the epoch for `created`; `None`: a file's mtime (as podman does, so one
+    /// file gives one image ID), or now for a stream.
+    pub created: Option<i64>,
     pub unpack: bool,
 }
 
@@ -40,12 +41,61 @@ pub struct ImportReport {
     pub reused: bool,
 }
 
-fn io_err(op: &'static str, path: &std::path::Path, error: std::io::Error) -> ArchiveError {
-    ArchiveError::Io {
-        op,
-        path: path.to_path_buf(),
-        error,
+/// The name `skiff import` stores under, checked before anything is read or written: a
+/// short name becomes `localhost/NAME`, and a digest is refused.
+pub fn import_name(given: &str) -> Result<ImageRef, ArchiveError> {
+    let parsed = ImageRef::parse_local(given).map_err(ArchiveError::BadName)?;
+    if parsed.digest.is_some() {
+        return Err(ArchiveError::DigestName(given.to_string()));
     }
+    Ok(parsed)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn sha256_file(path: &std::path::Path) -> Result<Digest, ArchiveError> {
+    let mut f = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+    let mut d = Digester::new(Algorithm::Sha256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err("reading", path, e))?;
+        if n == 0 {
+            return Ok(d.finish());
+        }
+        d.update(&buf[..n]);
+    }
+}
+
+/// `skiff import`: a rootfs tarball from a file or stdin. A file is hashed first, so
+/// importing it again reuses its layer.
+pub fn import_file(
+    store: &Store,
+    input: &Input,
+    mut opts: ImportOptions,
+) -> Result<ImportReport, ArchiveError> {
+    let path = match input {
+        Input::Stdin => {
+            opts.created.get_or_insert_with(now);
+            return import(store, "stdin", std::io::stdin().lock(), None, &opts);
+        }
+        Input::File(path) => path,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| io_err("reading", path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    opts.created.get_or_insert(mtime);
+    let digest = sha256_file(path)?;
+    let file = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+    import(store, &input.name(), file, Some(&digest), &opts)
 }
 
 /// Builds the config up front, so an invalid --change fails before anything is written.
@@ -99,7 +149,7 @@ pub fn import(
         }
     };
 
-    let created = crate::time::rfc3339(opts.created);
+    let created = crate::time::rfc3339(opts.created.unwrap_or_else(now));
     let mut cfg = json!({
         "created": created,
         "architecture": opts.platform.arch,
@@ -282,4 +332,26 @@ fn unpack_child_for(
         return Err(not_rootfs("the tar has no entries".into()));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_names_are_tags_never_digests() {
+        assert_eq!(
+            import_name("tool").unwrap().to_string(),
+            "localhost/tool:latest"
+        );
+        let given = format!("tool@sha256:{}", "0".repeat(64));
+        assert_eq!(
+            import_name(&given).unwrap_err().to_string(),
+            format!("{given}: an imported image is named by a tag, not a digest")
+        );
+        assert!(matches!(
+            import_name("Bad Name"),
+            Err(ArchiveError::BadName(_))
+        ));
+    }
 }

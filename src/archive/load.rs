@@ -4,7 +4,7 @@
 //! becomes a content-addressed blob, then the images are assembled and checked. On any error
 //! the blobs this load added are removed again, so the store is as before.
 
-use super::ArchiveError;
+use super::{ArchiveError, Input, io_err};
 use crate::oci::config::ImageConfig;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, OCI_CONFIG, OCI_MANIFEST, Parsed, PlatformSpec};
@@ -35,6 +35,35 @@ struct Member {
     digest: Digest,
     size: u64,
     small: Option<Vec<u8>>,
+}
+
+/// `skiff load`: an archive from a file or stdin; `unpack` also unpacks every layer the loaded
+/// images need that the store lacks, so a run needs no further work.
+pub fn load_file(
+    store: &Store,
+    input: &Input,
+    extra_tag: Option<&ImageRef>,
+    platform: &PlatformSpec,
+    unpack: bool,
+) -> Result<LoadReport, ArchiveError> {
+    let report = match input {
+        Input::Stdin => load(store, "stdin", std::io::stdin().lock(), extra_tag, platform)?,
+        Input::File(path) => {
+            let f = std::fs::File::open(path).map_err(|e| io_err("opening", path, e))?;
+            load(store, &input.name(), f, extra_tag, platform)?
+        }
+    };
+    if unpack {
+        for img in &report.images {
+            let entry = store
+                .images()?
+                .into_iter()
+                .find(|e| e.manifest.digest == img.manifest_digest)
+                .ok_or(ArchiveError::Vanished)?;
+            super::import::unpack_image_layers(store, &entry)?;
+        }
+    }
+    Ok(report)
 }
 
 pub fn load(

@@ -3,7 +3,7 @@
 //! OCI layout in a tar, names in `org.opencontainers.image.ref.name`). The archive is written
 //! to a temporary file and renamed, so a failure never leaves half an archive behind.
 
-use super::ArchiveError;
+use super::{ArchiveError, io_err};
 use crate::oci::config::ImageConfig;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{self, Descriptor, Parsed};
@@ -18,12 +18,33 @@ pub enum ArchiveFormat {
     OciArchive,
 }
 
-fn io_err(op: &'static str, path: &Path, error: std::io::Error) -> ArchiveError {
-    ArchiveError::Io {
-        op,
-        path: path.to_path_buf(),
-        error,
+/// The images `skiff save` writes for the user's words, each with its names in the archive:
+/// given by name, that name; given by ID, every name the image has.
+pub fn select(
+    store: &Store,
+    inputs: &[String],
+) -> Result<Vec<(ImageEntry, Vec<String>)>, ArchiveError> {
+    let mut images = Vec::new();
+    for input in inputs {
+        let lookup = store.lookup(input)?;
+        if lookup.entries.len() > 1 {
+            return Err(crate::store::StoreError::Ambiguous(input.clone()).into());
+        }
+        let entry = lookup
+            .entries
+            .into_iter()
+            .next()
+            .expect("a lookup finds one at least");
+        let names = if lookup.by_name {
+            vec![entry.name.clone()]
+        } else {
+            let mut names = store.names_of(std::slice::from_ref(&entry))?;
+            names.retain(|n| !n.is_empty());
+            names
+        };
+        images.push((entry, names));
     }
+    Ok(images)
 }
 
 fn header(size: u64) -> tar::Header {

@@ -1,14 +1,19 @@
-//! `skiff import` and `skiff helper resolve|import`: images from files, no network.
+//! `skiff import|load|save` and `skiff helper resolve|import`: images from files, no network.
+//! Flags in, reports out; the work is `skiff::archive`'s.
 
 use super::{Context, Format, platform_or_host, print_json};
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use skiff::archive::import::{ImportOptions, import};
-use skiff::helper::{self, HelperSpec, PrebuiltKind};
-use skiff::oci::digest::{Algorithm, Digest, Digester};
+use skiff::archive::Input;
+use skiff::archive::helper::{
+    HelperImport, HelperRequest, ImportedHelper, import_prebuilt_each, resolve_source,
+};
+use skiff::archive::import::{ImportOptions, import_file, import_name};
+use skiff::archive::load::load_file;
+use skiff::helper::{self, HelperSpec};
+use skiff::oci::manifest::PlatformSpec;
 use skiff::oci::reference::ImageRef;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
@@ -88,84 +93,18 @@ pub struct HelperArgs {
     pub policy: String,
 }
 
-fn sha256_file(path: &Path) -> Result<Digest> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut d = Digester::new(Algorithm::Sha256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            return Ok(d.finish());
-        }
-        d.update(&buf[..n]);
-    }
-}
-
-fn import_file(
-    ctx: &Context,
-    source: &str,
-    name: Option<ImageRef>,
-    changes: Vec<String>,
-    platform: Option<&str>,
-    unpack: bool,
-) -> Result<skiff::archive::import::ImportReport> {
-    let store = ctx.store()?;
-    let mut opts = ImportOptions {
-        name,
-        platform: platform_or_host(platform)?,
-        changes,
-        created: 0,
-        unpack,
-    };
-    if source == "-" {
-        opts.created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        return Ok(import(
-            &store,
-            "stdin",
-            std::io::stdin().lock(),
-            None,
-            &opts,
-        )?);
-    }
-    let path = Path::new(source);
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {source}"))?;
-    // As podman does for files: created = the file's mtime, so one file gives one image ID.
-    opts.created = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let digest = sha256_file(path)?;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {source}"))?;
-    Ok(import(&store, source, file, Some(&digest), &opts)?)
-}
-
 pub fn import_cmd(ctx: &Context, a: ImportArgs) -> Result<()> {
     // Names are checked before anything is read or written.
-    let name = match &a.reference {
-        Some(r) => {
-            let parsed = ImageRef::parse_local(r)?;
-            if parsed.digest.is_some() {
-                bail!("{r}: an imported image is named by a tag, not a digest");
-            }
-            Some(parsed)
-        }
-        None => None,
-    };
-    let report = import_file(
-        ctx,
-        &a.source,
+    let name = a.reference.as_deref().map(import_name).transpose()?;
+    let store = ctx.store()?;
+    let opts = ImportOptions {
         name,
-        a.change,
-        a.platform.as_deref(),
-        !a.no_unpack,
-    )?;
+        platform: platform_or_host(a.platform.as_deref())?,
+        changes: a.change,
+        created: None,
+        unpack: !a.no_unpack,
+    };
+    let report = import_file(&store, &Input::from_arg(&a.source), opts)?;
     match ctx.format {
         Format::Json => print_json(&report)?,
         _ => {
@@ -187,16 +126,6 @@ pub fn import_cmd(ctx: &Context, a: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn spec(a: &HelperArgs) -> HelperSpec {
-    HelperSpec {
-        flavor: a.flavor.clone(),
-        arch: helper::runner_arch(&a.arch),
-        pwsh: a.pwsh,
-        version: a.version.clone(),
-        revision: a.revision.clone(),
-    }
-}
-
 pub fn helper_cmd(ctx: &Context, cmd: HelperCommand) -> Result<()> {
     match cmd {
         HelperCommand::Resolve(a) => resolve(ctx, a),
@@ -205,155 +134,74 @@ pub fn helper_cmd(ctx: &Context, cmd: HelperCommand) -> Result<()> {
 }
 
 fn resolve(ctx: &Context, a: HelperArgs) -> Result<()> {
-    let s = spec(&a);
-    let default_ref = s.reference().map_err(anyhow::Error::msg)?;
-    let dirs = helper::search_dirs(&a.dir);
-    let (reference, source, path, why): (String, &str, Option<PathBuf>, String) = if let Some(img) =
-        &a.helper_image
-    {
-        (
-            img.clone(),
-            "configured",
-            None,
-            format!(
-                "helper_image is configured (default would be {default_ref}); it is pulled with policy {}",
-                a.policy
-            ),
-        )
-    } else if ctx.store()?.find(&default_ref)?.is_some() {
-        (
-            default_ref,
-            "store",
-            None,
-            "already in the store: no network request".into(),
-        )
-    } else if let Some((p, kind)) = helper::find_prebuilt(&dirs, &s) {
-        let how = match kind {
-            PrebuiltKind::RootfsXz => {
-                "imported under that name with the runner's ENTRYPOINT re-added"
-            }
-            PrebuiltKind::DockerArchiveZst => "a docker-archive, loaded and tagged with that name",
-        };
-        (
-            default_ref,
-            "prebuilt",
-            Some(p),
-            format!("not in the store; a prebuilt tarball exists, {how}; no network request"),
-        )
-    } else if a.policy.split(',').all(|p| p.trim() == "never") {
-        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        bail!(
-            "{default_ref}: not in the store, no prebuilt tarball (searched {}), and the pull policy is never",
-            searched.join(", ")
-        )
-    } else {
-        (
-            default_ref,
-            "registry",
-            None,
-            format!(
-                "not in the store and no prebuilt {}.tar.xz found: it would be pulled (policy {})",
-                s.prebuilt_base(),
-                a.policy
-            ),
-        )
+    let req = HelperRequest {
+        spec: HelperSpec {
+            flavor: a.flavor,
+            arch: helper::runner_arch(&a.arch),
+            pwsh: a.pwsh,
+            version: a.version,
+            revision: a.revision,
+        },
+        dirs: a.dir,
+        configured: a.helper_image,
+        policy: a.policy,
     };
+    let r = resolve_source(&ctx.root, &req)?;
+    let path = r.source.path();
     if ctx.format == Format::Json {
-        return print_json(
-            &serde_json::json!({"reference": reference, "source": source, "path": path, "why": why}),
-        );
+        return print_json(&serde_json::json!({
+            "reference": r.reference, "source": r.source.name(), "path": path, "why": r.why
+        }));
     }
-    println!("reference: {reference}");
-    match &path {
-        Some(p) => println!("source: {source} {}", p.display()),
-        None => println!("source: {source}"),
+    println!("reference: {}", r.reference);
+    match path {
+        Some(p) => println!("source: {} {}", r.source.name(), p.display()),
+        None => println!("source: {}", r.source.name()),
     }
-    println!("why: {why}");
+    println!("why: {}", r.why);
     Ok(())
 }
 
 fn helper_import(ctx: &Context, a: HelperArgs) -> Result<()> {
-    let dirs = helper::search_dirs(&a.dir);
-    let found = helper::list_prebuilt(&dirs, a.version.as_deref(), a.revision.as_deref());
-    if found.is_empty() {
-        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-        bail!(
-            "no prebuilt-<flavor>-<arch>.tar.xz in {}",
-            searched.join(", ")
-        );
-    }
-    let mut out = Vec::new();
-    for (path, s) in found {
-        let reference = s.reference().map_err(anyhow::Error::msg)?;
-        let name = ImageRef::parse(&reference)?;
-        let changes = if s.flavor.starts_with("concrete") {
-            vec![]
-        } else {
-            vec![helper::HELPER_ENTRYPOINT.to_string()]
-        };
-        let platform = format!(
-            "linux/{}",
-            match s.arch.as_str() {
-                "x86_64" => "amd64",
-                other => other,
-            }
-        );
-        let source = path.to_string_lossy().to_string();
-        if source.ends_with(".docker.tar.zst") {
-            // What the runner does: load the archive, then tag what it loaded.
-            load_file(ctx, &source, Some(name), true)
-                .with_context(|| format!("loading {source}"))?;
-            eprintln!("Loaded {reference} from {}", path.display());
-            out.push(serde_json::json!({"name": reference, "source": source}));
-            continue;
+    let store = ctx.store()?;
+    let told = |h: &ImportedHelper| match h.how {
+        HelperImport::Loaded(_) => eprintln!("Loaded {} from {}", h.reference, h.path.display()),
+        HelperImport::Imported(_) => {
+            eprintln!("Imported {} from {}", h.reference, h.path.display())
         }
-        let report = import_file(ctx, &source, Some(name), changes, Some(&platform), true)
-            .with_context(|| format!("importing {source}"))?;
-        eprintln!("Imported {reference} from {}", path.display());
-        out.push(serde_json::to_value(&report)?);
-    }
+    };
+    let imported = import_prebuilt_each(
+        &store,
+        &a.dir,
+        a.version.as_deref(),
+        a.revision.as_deref(),
+        told,
+    )?;
     if ctx.format == Format::Json {
+        let mut out = Vec::new();
+        for h in imported {
+            out.push(match h.how {
+                HelperImport::Loaded(_) => serde_json::json!({
+                    "name": h.reference, "source": h.path.to_string_lossy()
+                }),
+                HelperImport::Imported(report) => serde_json::to_value(&report)?,
+            });
+        }
         print_json(&out)?;
     }
     Ok(())
 }
 
-pub fn load_file(
-    ctx: &Context,
-    input: &str,
-    tag: Option<ImageRef>,
-    unpack: bool,
-) -> Result<skiff::archive::load::LoadReport> {
-    let store = ctx.store()?;
-    let platform = platform_or_host(None)?;
-    let report = if input == "-" {
-        skiff::archive::load::load(
-            &store,
-            "stdin",
-            std::io::stdin().lock(),
-            tag.as_ref(),
-            &platform,
-        )?
-    } else {
-        let f = std::fs::File::open(input).with_context(|| format!("opening {input}"))?;
-        skiff::archive::load::load(&store, input, f, tag.as_ref(), &platform)?
-    };
-    if unpack {
-        for img in &report.images {
-            let entry = store
-                .images()?
-                .into_iter()
-                .find(|e| e.manifest.digest == img.manifest_digest)
-                .context("a loaded image vanished")?;
-            skiff::archive::import::unpack_image_layers(&store, &entry)?;
-        }
-    }
-    Ok(report)
-}
-
 pub fn load_cmd(ctx: &Context, a: LoadArgs) -> Result<()> {
     let tag = a.tag.as_deref().map(ImageRef::parse_local).transpose()?;
-    let report = load_file(ctx, &a.input, tag, !a.no_unpack)?;
+    let store = ctx.store()?;
+    let report = load_file(
+        &store,
+        &Input::from_arg(&a.input),
+        tag.as_ref(),
+        &PlatformSpec::host(),
+        !a.no_unpack,
+    )?;
     if ctx.format == Format::Json {
         return print_json(&report);
     }
@@ -369,32 +217,14 @@ pub fn load_cmd(ctx: &Context, a: LoadArgs) -> Result<()> {
 }
 
 pub fn save_cmd(ctx: &Context, a: SaveArgs) -> Result<()> {
-    use skiff::archive::save::{ArchiveFormat, save};
+    use skiff::archive::save::{ArchiveFormat, save, select};
     // The global --format: docker-archive (default) or oci-archive, as podman save takes it.
     let format = match ctx.format {
         Format::OciArchive => ArchiveFormat::OciArchive,
         _ => ArchiveFormat::DockerArchive,
     };
     let store = ctx.store()?;
-    let all = store.images()?;
-    let mut images = Vec::new();
-    for input in &a.images {
-        let (mut hits, by_name) = super::images::resolve_kind(&store, input)?;
-        if hits.len() > 1 {
-            bail!("{input} matches several images; use a longer ID or a name");
-        }
-        let entry = hits.remove(0);
-        // Given by name: that name; given by ID: every name the image has.
-        let names: Vec<String> = if by_name {
-            vec![entry.name.clone()]
-        } else {
-            all.iter()
-                .filter(|e| e.manifest.digest == entry.manifest.digest && !e.name.is_empty())
-                .map(|e| e.name.clone())
-                .collect()
-        };
-        images.push((entry, names));
-    }
+    let images = select(&store, &a.images)?;
     save(&store, &images, format, &a.output)?;
     eprintln!("Saved {} image(s) to {}", images.len(), a.output.display());
     Ok(())

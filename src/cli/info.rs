@@ -5,6 +5,7 @@ use super::{Context, Format, print_json};
 use anyhow::Result;
 use serde_json::json;
 use skiff::runtime::userns::{self, Mapping};
+use skiff::store::layout;
 use std::path::Path;
 
 fn which(name: &str) -> Option<String> {
@@ -122,8 +123,8 @@ pub fn run(ctx: &Context) -> Result<()> {
         "network_helpers": network,
         "dev_net_tun_accessible": tun,
         "store": ctx.root.display().to_string(),
-        "layers": ctx.root.join("layers").display().to_string(),
-        "containers": ctx.root.join("containers").display().to_string(),
+        "layers": layout::layers_dir(&ctx.root).display().to_string(),
+        "containers": layout::containers_dir(&ctx.root).display().to_string(),
         "hints": hints,
     });
     if ctx.format == Format::Json {

@@ -2,9 +2,8 @@ use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use skiff::auth::sources::AuthEnv;
-use skiff::auth::{Credential, Source, config};
-use skiff::oci::reference::{DOCKER_HUB, DOCKER_HUB_API};
-use skiff::registry::Client;
+use skiff::auth::{Credential, config};
+use skiff::registry::login::{login_key, verify};
 use std::io::Read as _;
 
 #[derive(Args, Debug)]
@@ -32,17 +31,8 @@ pub struct LogoutArgs {
     pub authfile: Option<std::path::PathBuf>,
 }
 
-fn normalize_key(input: &str) -> String {
-    let key = config::key_to_registry_for_login(input);
-    match key.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-        _ => key,
-    }
-}
-
 pub async fn login(_ctx: &Context, a: LoginArgs) -> Result<()> {
-    let key = normalize_key(&a.registry);
-    let host = key.split('/').next().unwrap_or(&key).to_string();
+    let key = login_key(&a.registry);
     let username = match a.username {
         Some(u) => u,
         None => bail!("--username is required (no terminal prompt is offered)"),
@@ -61,22 +51,7 @@ pub async fn login(_ctx: &Context, a: LoginArgs) -> Result<()> {
     };
     let cred = Credential::basic(&username, &password);
     let conf = a.registry_args.registries()?;
-    let mut opts = a.registry_args.client_options();
-    opts.insecure |= conf.is_insecure(&host);
-    let api_host = if host == DOCKER_HUB {
-        DOCKER_HUB_API
-    } else {
-        host.as_str()
-    };
-    let client = Client::connect(
-        &host,
-        api_host,
-        Some((cred.clone(), Source::CommandLine)),
-        opts,
-    )
-    .await?;
-    let repo_hint = key.split_once('/').map(|(_, r)| r.to_string());
-    client.verify_login(repo_hint.as_deref()).await?;
+    verify(&key, &cred, &conf, a.registry_args.client_options()).await?;
     let env = AuthEnv::from_process(a.registry_args.authfile.clone());
     let file = env
         .login_file()
@@ -99,7 +74,7 @@ pub fn logout(_ctx: &Context, a: LogoutArgs) -> Result<()> {
     let Some(reg) = a.registry else {
         bail!("name a registry, or use --all")
     };
-    let key = normalize_key(&reg);
+    let key = login_key(&reg);
     if config::remove_credential(&file, &key)? {
         eprintln!("Removed login credentials for {key}");
         Ok(())

@@ -23,7 +23,7 @@ pub struct PushArgs {
 
 pub async fn run(ctx: &Context, a: PushArgs) -> Result<()> {
     let store = ctx.store()?;
-    let entry = super::images::resolve_one(&store, &a.image)?;
+    let entry = store.lookup_one(&a.image)?;
     let dest = match (&a.destination, entry.name.as_str()) {
         (Some(d), _) => ImageRef::parse(d)?,
         (None, "") => bail!("{} has no name: give a destination", a.image),

@@ -2,6 +2,8 @@
 //! (manifest, config and layers read from the store a single time) and handed on typed.
 //! Pulls report their progress to a `PullObserver`; drawing it is the caller's business.
 
+pub mod listing;
+pub mod prune;
 pub mod pull;
 
 use crate::oci::config::ImageConfig;
@@ -42,6 +44,14 @@ pub enum ImageError {
     },
     #[error("{name}: stored name points at an index")]
     StoredIndex { name: String },
+    /// As `StoredIndex`, worded as `skiff images` and `inspect` always have.
+    #[error("{name}: the stored name points at an index")]
+    ListedIndex { name: String },
+    /// A config blob that is not JSON, as serde reports it.
+    #[error(transparent)]
+    RawConfig(serde_json::Error),
+    #[error("image {input} has several names ({}); remove them by name or use --force", names.join(", "))]
+    SeveralNames { input: String, names: Vec<String> },
     #[error("{reference}: {}", format_attempts(.attempts))]
     AllSourcesFailed {
         reference: String,

@@ -2,6 +2,7 @@
 //! verified, resumed), retries, mirrors, uploads. Pulling into the store is `image::pull`'s.
 
 pub mod client;
+pub mod login;
 pub mod mirrors;
 pub mod push;
 pub mod session;

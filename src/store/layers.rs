@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 impl Store {
     pub fn layers_dir(&self) -> PathBuf {
-        self.root().join("layers")
+        super::layout::layers_dir(self.root())
     }
 
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {

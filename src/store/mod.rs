@@ -5,7 +5,9 @@
 //! other through a shared/exclusive lock.
 
 mod layers;
+pub mod layout;
 mod lock;
+mod lookup;
 
 use crate::oci::digest::{Algorithm, Digest, Digester};
 use crate::oci::manifest::{self, Descriptor};
@@ -16,6 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 pub use lock::FileLock;
+pub use lookup::Lookup;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Which endpoint served the image (a mirror or the registry itself).
@@ -40,7 +43,7 @@ pub enum StoreError {
     CorruptIndex { root: PathBuf, reason: String },
     #[error("image {0} is not in the store")]
     UnknownImage(String),
-    #[error("{0}")]
+    #[error("{0} matches several images; use a longer ID or a name")]
     Ambiguous(String),
 }
 
