@@ -13,7 +13,7 @@ use crate::unpack::{Report, compression};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -300,12 +300,19 @@ fn unpack_child_for(
     stdin: Stdio,
     feed: impl FnOnce(std::process::ChildStdin) -> Result<(), ArchiveError>,
 ) -> Result<Report, ArchiveError> {
-    let exe = std::env::current_exe()
-        .map_err(|e| io_err("locate", std::path::Path::new("/proc/self/exe"), e))?;
-    let mut child = Command::new(exe)
-        .arg("__unpack-layer")
-        .arg(store.root())
-        .arg(diff_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()))
+    let helper = crate::proc::HelperCmd::UnpackLayer {
+        store: store.root().to_path_buf(),
+        diff_id: diff_id.map(|d| d.to_string()),
+    };
+    let mut child = helper
+        .command()
+        .map_err(|e| {
+            io_err(
+                "locate",
+                std::path::Path::new("/proc/self/exe"),
+                std::io::Error::other(e),
+            )
+        })?
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

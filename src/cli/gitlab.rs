@@ -13,7 +13,6 @@ use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::log::ConsoleLog;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 #[derive(Subcommand, Debug)]
 pub enum GitlabCommand {
@@ -94,7 +93,7 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
         None => spec.reference().map_err(anyhow::Error::msg)?,
     };
     if configured.is_none() && ctx.store()?.find(&helper_image)?.is_none() {
-        import_helper(ctx, &spec).await;
+        import_helper(ctx, &spec).await?;
     }
     let images = StoreImages {
         puller: job_puller(
@@ -107,10 +106,7 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
         network: default_network(a.network.as_deref()),
         wait_for_services_timeout: a.wait_for_services_timeout,
         helper_image,
-        cache_dir: ctx
-            .root
-            .join("gitlab-cache")
-            .join(env.job_var("CI_PROJECT_ID").unwrap_or_else(|| "0".into())),
+        cache_dir: driver::cache_dir(&ctx.root, env),
     };
     let runtime = runtime(ctx);
     driver::prepare(&ctx.root, env, &opts, &runtime, &images, &ConsoleLog)
@@ -118,32 +114,30 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))
 }
 
-/// `skiff helper import` for the runner's version, from its prebuilt tarballs (and the
+/// The helper image for the runner's version, imported from its prebuilt tarballs (and the
 /// directories in `SKIFF_HELPER_DIRS`); a failure leaves the pull to try the registry.
-async fn import_helper(ctx: &Context, spec: &skiff::helper::HelperSpec) {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--root").arg(&ctx.root).args(["helper", "import"]);
-    if let Some(v) = &spec.version {
-        cmd.args(["--version", v]);
-    }
-    if let Some(r) = &spec.revision {
-        cmd.args(["--revision", r]);
-    }
-    for d in std::env::var("SKIFF_HELPER_DIRS")
+async fn import_helper(ctx: &Context, spec: &skiff::helper::HelperSpec) -> Result<()> {
+    let store = ctx.store()?;
+    let dirs: Vec<PathBuf> = std::env::var("SKIFF_HELPER_DIRS")
         .unwrap_or_default()
         .split(':')
         .filter(|d| !d.is_empty())
-    {
-        cmd.args(["--dir", d]);
+        .map(PathBuf::from)
+        .collect();
+    let (version, revision) = (spec.version.clone(), spec.revision.clone());
+    let imported = tokio::task::spawn_blocking(move || {
+        skiff::archive::helper::import_prebuilt(
+            &store,
+            &dirs,
+            version.as_deref(),
+            revision.as_deref(),
+        )
+    })
+    .await?;
+    if let Err(e) = imported {
+        tracing::debug!("no prebuilt helper image: {}", error_chain(&e));
     }
-    let _ = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
+    Ok(())
 }
 
 async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result<()> {

@@ -57,6 +57,12 @@ pub struct PrepareOptions {
     pub cache_dir: PathBuf,
 }
 
+/// `<store>/gitlab-cache/<project id>`: the project's /cache, kept between its jobs.
+pub fn cache_dir(root: &Path, env: &ExecutorEnv) -> PathBuf {
+    root.join("gitlab-cache")
+        .join(env.job_var("CI_PROJECT_ID").unwrap_or_else(|| "0".into()))
+}
+
 /// Variables whose values the driver's own lines never show.
 const SECRETS: &[&str] = &["DOCKER_AUTH_CONFIG", "CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD"];
 
