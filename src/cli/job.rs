@@ -7,10 +7,10 @@ use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result};
 use clap::Args;
-use skiff::auth::sources::{AuthEnv, CredentialResolver};
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::log::ConsoleLog;
+use skiff::job::plan::LocalOptions;
 use skiff::job::{self as jobs, JobPlan};
 use std::path::PathBuf;
 
@@ -62,13 +62,15 @@ pub(super) fn job_puller(
     registry: &RegistryArgs,
     docker_auth_config: Option<&str>,
 ) -> Result<skiff::image::pull::Puller> {
-    let mut puller = registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;
-    if let Some(auth) = docker_auth_config {
-        let mut env = AuthEnv::from_process(registry.authfile.clone());
-        env.docker_auth_config = Some(auth.to_string());
-        puller.credentials = CredentialResolver::new(&env, None);
-    }
-    Ok(puller)
+    Ok(registry
+        .resolve()?
+        .with_job_auth(docker_auth_config)
+        .puller(
+            ctx.store()?,
+            skiff::oci::manifest::PlatformSpec::host(),
+            ProgressMode::Quiet,
+            true,
+        ))
 }
 
 pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
@@ -83,32 +85,18 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
     let job = pipeline.job(&a.job, &cli_vars)?;
-    let masked: Vec<String> = job
-        .variables
-        .iter()
-        .filter(|(k, _)| masked_vars.iter().any(|(m, _)| m == k) || k == "DOCKER_AUTH_CONFIG")
-        .map(|(_, v)| v.clone())
-        .collect();
-    let auth = job
-        .variables
-        .iter()
-        .find(|(k, _)| k == "DOCKER_AUTH_CONFIG")
-        .map(|(_, v)| v.clone());
-    let id = format!("{:012x}", skiff::time::now_nanos() & 0xffff_ffff_ffff);
-    let dir = jobs::recovery::create(&ctx.root, &id)?;
-    let plan = JobPlan {
-        id,
+    let plan = JobPlan::local(
+        &ctx.root,
         job,
-        masked,
-        project_dir: a.project_dir.clone(),
-        dir: dir.clone(),
-        network: default_network(a.network.as_deref()),
-        wait_for_services_timeout: a.wait_for_services_timeout,
-        // The pod ends with this process, even when it is killed with SIGKILL.
-        owner: Some(std::process::id()),
-    };
+        LocalOptions {
+            masked_keys: masked_vars.into_iter().map(|(k, _)| k).collect(),
+            project_dir: a.project_dir.clone(),
+            network: default_network(a.network.as_deref()),
+            wait_for_services_timeout: a.wait_for_services_timeout,
+        },
+    )?;
     let images = StoreImages {
-        puller: job_puller(ctx, &a.registry, auth.as_deref())?,
+        puller: job_puller(ctx, &a.registry, plan.docker_auth_config())?,
     };
     let runtime = LocalRuntime {
         root: ctx.root.clone(),

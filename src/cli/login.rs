@@ -50,10 +50,10 @@ pub async fn login(_ctx: &Context, a: LoginArgs) -> Result<()> {
         }
     };
     let cred = Credential::basic(&username, &password);
-    let conf = a.registry_args.registries()?;
-    verify(&key, &cred, &conf, a.registry_args.client_options()).await?;
-    let env = AuthEnv::from_process(a.registry_args.authfile.clone());
-    let file = env
+    let settings = a.registry_args.resolve()?;
+    verify(&key, &cred, &settings.registries, settings.client).await?;
+    let file = settings
+        .auth
         .login_file()
         .context("no location for the credential file (set --authfile or HOME)")?;
     config::store_credential(&file, &key, &cred)?;

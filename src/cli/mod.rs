@@ -15,15 +15,12 @@ mod pull;
 mod push;
 mod rootless;
 pub mod run;
+mod settings;
 
-use anyhow::{Context as _, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use skiff::auth::sources::AuthEnv;
-use skiff::auth::{Credential, CredentialResolver};
-use skiff::oci::manifest::PlatformSpec;
-use skiff::registry::ClientOptions;
-use skiff::registry::mirrors::RegistriesConf;
-use skiff::store::Store;
+pub use settings::{Context, RegistryArgs, default_root, platform_or_host};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -123,101 +120,6 @@ pub enum Command {
     Login(login::LoginArgs),
     /// Remove stored credentials for a registry
     Logout(login::LogoutArgs),
-}
-
-/// Options shared by every command that talks to a registry (podman's names).
-#[derive(Args, Debug, Clone, Default)]
-pub struct RegistryArgs {
-    /// Credential file to consult before the default locations
-    #[arg(long, env = "REGISTRY_AUTH_FILE")]
-    pub authfile: Option<PathBuf>,
-    /// Require HTTPS with verified certificates (false: allow plain HTTP and any certificate)
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub tls_verify: Option<bool>,
-    /// USERNAME[:PASSWORD] for this command only
-    #[arg(long)]
-    pub creds: Option<String>,
-    /// registries.conf to use instead of the system and user files
-    #[arg(long, env = "CONTAINERS_REGISTRIES_CONF")]
-    pub registries_conf: Option<PathBuf>,
-}
-
-impl RegistryArgs {
-    pub fn credential_resolver(&self) -> Result<CredentialResolver> {
-        let flag = match &self.creds {
-            None => None,
-            Some(c) => {
-                let (u, p) = c.split_once(':').unwrap_or((c.as_str(), ""));
-                if u.is_empty() {
-                    return Err(skiff::auth::AuthError::CredsFlag.into());
-                }
-                Some(Credential::basic(u, p))
-            }
-        };
-        Ok(CredentialResolver::new(
-            &AuthEnv::from_process(self.authfile.clone()),
-            flag,
-        ))
-    }
-
-    pub fn registries(&self) -> Result<RegistriesConf> {
-        Ok(RegistriesConf::load(self.registries_conf.as_deref())?)
-    }
-
-    /// A puller with these options, for commands that fetch images as a side effect.
-    pub fn puller(
-        &self,
-        store: Store,
-        progress: progress::ProgressMode,
-        unpack: bool,
-    ) -> Result<skiff::image::Puller> {
-        Ok(skiff::image::Puller {
-            store,
-            credentials: self.credential_resolver()?,
-            registries: self.registries()?,
-            platform: platform_or_host(None)?,
-            client_options: self.client_options(),
-            jobs: 4,
-            observer: progress.observer(),
-            unpack,
-        })
-    }
-
-    pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            insecure: self.tls_verify == Some(false),
-            ..Default::default()
-        }
-    }
-}
-
-pub struct Context {
-    pub root: PathBuf,
-    pub format: Format,
-}
-
-impl Context {
-    pub fn store(&self) -> Result<Store> {
-        Store::open(&self.root).with_context(|| format!("opening store {}", self.root.display()))
-    }
-}
-
-pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/skiff");
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("skiff")
-}
-
-pub fn platform_or_host(p: Option<&str>) -> Result<PlatformSpec> {
-    match p {
-        Some(p) => PlatformSpec::parse(p).map_err(anyhow::Error::msg),
-        None => Ok(PlatformSpec::host()),
-    }
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {

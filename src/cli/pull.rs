@@ -2,7 +2,7 @@ use super::progress::ProgressMode;
 use super::{Context, Format, RegistryArgs, platform_or_host, print_json};
 use anyhow::{Context as _, Result};
 use clap::Args;
-use skiff::image::{Puller, parse_policies};
+use skiff::image::parse_policies;
 use std::io::IsTerminal;
 
 #[derive(Args, Debug)]
@@ -37,16 +37,13 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
     } else {
         ProgressMode::Lines
     };
-    let puller = Puller {
-        store: ctx.store()?,
-        credentials: a.registry.credential_resolver()?,
-        registries: a.registry.registries()?,
-        platform: platform_or_host(a.platform.as_deref())?,
-        client_options: a.registry.client_options(),
-        jobs: a.jobs,
-        observer: progress.observer(),
-        unpack: !a.no_unpack,
-    };
+    let mut puller = a.registry.resolve()?.puller(
+        ctx.store()?,
+        platform_or_host(a.platform.as_deref())?,
+        progress,
+        !a.no_unpack,
+    );
+    puller.jobs = a.jobs;
     let report = puller
         .ensure(&a.image, &policies)
         .await

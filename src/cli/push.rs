@@ -32,11 +32,12 @@ pub async fn run(ctx: &Context, a: PushArgs) -> Result<()> {
     if dest.digest.is_some() {
         bail!("{dest}: push to a tag, not a digest");
     }
+    let settings = a.registry.resolve()?;
     let pusher = Pusher {
         store,
-        credentials: a.registry.credential_resolver()?,
-        registries: a.registry.registries()?,
-        client_options: a.registry.client_options(),
+        credentials: settings.credentials(),
+        registries: settings.registries,
+        client_options: settings.client,
         chunk_size: a.chunk_size,
         observer: if a.quiet || ctx.format == Format::Json {
             Arc::new(QuietPush)

@@ -1,8 +1,9 @@
 //! A job ready to run: the resolved `.gitlab-ci.yml` job with everything `skiff job` adds
 //! (its id, the project directory, masked values, the pod's network).
 
+use super::JobError;
 use crate::gitlab::pipeline::Job;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The runner's default job timeout when the job sets none.
@@ -29,7 +30,49 @@ pub struct JobPlan {
     pub owner: Option<u32>,
 }
 
+/// How `skiff job` runs a pipeline's job: the rest of a `JobPlan`.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Variables given as masked (`--masked-var`): their values never show in the log.
+    pub masked_keys: Vec<String>,
+    pub project_dir: PathBuf,
+    pub network: String,
+    pub wait_for_services_timeout: i64,
+}
+
 impl JobPlan {
+    /// A plan for a local run of `job`: a new id, and the job's directory in the store at
+    /// `root`, owned by this process (which also owns the pod: killed, it takes the pod down).
+    pub fn local(root: &Path, job: Job, opts: LocalOptions) -> Result<JobPlan, JobError> {
+        let id = format!("{:012x}", crate::time::now_nanos() & 0xffff_ffff_ffff);
+        let dir = super::recovery::create(root, &id)?;
+        let masked = job
+            .variables
+            .iter()
+            .filter(|(k, _)| opts.masked_keys.contains(k) || k == "DOCKER_AUTH_CONFIG")
+            .map(|(_, v)| v.clone())
+            .collect();
+        Ok(JobPlan {
+            id,
+            job,
+            masked,
+            project_dir: opts.project_dir,
+            dir,
+            network: opts.network,
+            wait_for_services_timeout: opts.wait_for_services_timeout,
+            owner: Some(std::process::id()),
+        })
+    }
+
+    /// The job's own `DOCKER_AUTH_CONFIG`, for its pulls.
+    pub fn docker_auth_config(&self) -> Option<&str> {
+        self.job
+            .variables
+            .iter()
+            .find(|(k, _)| k == "DOCKER_AUTH_CONFIG")
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn pod(&self) -> String {
         format!("job-{}", self.id)
     }

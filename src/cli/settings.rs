@@ -1,0 +1,138 @@
+//! Settings, resolved once per command: flags over the environment (clap reads both), over
+//! the files (credential files and registries.conf, read here, once).
+
+use super::Format;
+use super::progress::ProgressMode;
+use anyhow::{Context as _, Result};
+use clap::Args;
+use skiff::auth::sources::AuthEnv;
+use skiff::auth::{Credential, CredentialResolver};
+use skiff::image::Puller;
+use skiff::oci::manifest::PlatformSpec;
+use skiff::registry::ClientOptions;
+use skiff::registry::mirrors::RegistriesConf;
+use skiff::store::Store;
+use std::path::PathBuf;
+
+/// Options shared by every command that talks to a registry (podman's names).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Credential file to consult before the default locations
+    #[arg(long, env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Require HTTPS with verified certificates (false: allow plain HTTP and any certificate)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: Option<bool>,
+    /// USERNAME[:PASSWORD] for this command only
+    #[arg(long)]
+    pub creds: Option<String>,
+    /// registries.conf to use instead of the system and user files
+    #[arg(long, env = "CONTAINERS_REGISTRIES_CONF")]
+    pub registries_conf: Option<PathBuf>,
+}
+
+/// A command's registry settings, resolved.
+pub struct RegistrySettings {
+    pub auth: AuthEnv,
+    /// `--creds`.
+    pub creds: Option<Credential>,
+    pub registries: RegistriesConf,
+    pub client: ClientOptions,
+}
+
+impl RegistryArgs {
+    pub fn resolve(&self) -> Result<RegistrySettings> {
+        let creds = match &self.creds {
+            None => None,
+            Some(c) => {
+                let (u, p) = c.split_once(':').unwrap_or((c.as_str(), ""));
+                if u.is_empty() {
+                    return Err(skiff::auth::AuthError::CredsFlag.into());
+                }
+                Some(Credential::basic(u, p))
+            }
+        };
+        Ok(RegistrySettings {
+            auth: AuthEnv::from_process(self.authfile.clone()),
+            creds,
+            registries: RegistriesConf::load(self.registries_conf.as_deref())?,
+            client: ClientOptions {
+                insecure: self.tls_verify == Some(false),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// A puller with these settings, for commands that fetch images as a side effect.
+    pub fn puller(&self, store: Store, progress: ProgressMode, unpack: bool) -> Result<Puller> {
+        Ok(self
+            .resolve()?
+            .puller(store, PlatformSpec::host(), progress, unpack))
+    }
+}
+
+impl RegistrySettings {
+    pub fn credentials(&self) -> CredentialResolver {
+        CredentialResolver::new(&self.auth, self.creds.clone())
+    }
+
+    /// A job's own `DOCKER_AUTH_CONFIG` comes before every other source, as in the runner;
+    /// it stands in for `--creds` too.
+    pub fn with_job_auth(mut self, docker_auth_config: Option<&str>) -> Self {
+        if let Some(json) = docker_auth_config {
+            self.auth.docker_auth_config = Some(json.to_string());
+            self.creds = None;
+        }
+        self
+    }
+
+    pub fn puller(
+        self,
+        store: Store,
+        platform: PlatformSpec,
+        progress: ProgressMode,
+        unpack: bool,
+    ) -> Puller {
+        Puller {
+            store,
+            credentials: self.credentials(),
+            registries: self.registries,
+            platform,
+            client_options: self.client,
+            jobs: 4,
+            observer: progress.observer(),
+            unpack,
+        }
+    }
+}
+
+/// What every command has: the store and the output format.
+pub struct Context {
+    pub root: PathBuf,
+    pub format: Format,
+}
+
+impl Context {
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.root).with_context(|| format!("opening store {}", self.root.display()))
+    }
+}
+
+/// `$XDG_DATA_HOME/skiff` rootless, `/var/lib/skiff` as root.
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/skiff");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("skiff")
+}
+
+pub fn platform_or_host(p: Option<&str>) -> Result<PlatformSpec> {
+    match p {
+        Some(p) => PlatformSpec::parse(p).map_err(anyhow::Error::msg),
+        None => Ok(PlatformSpec::host()),
+    }
+}
