@@ -76,25 +76,18 @@ fn runtime(ctx: &Context) -> LocalRuntime {
 }
 
 async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()> {
-    // The helper image, by the runner's version: imported from prebuilt tarballs if the
-    // store lacks it, pulled otherwise.
-    let spec = skiff::helper::HelperSpec {
-        flavor: String::new(),
-        arch: skiff::helper::runner_arch(std::env::consts::ARCH),
-        pwsh: false,
-        version: env.job_var("CI_RUNNER_VERSION"),
-        revision: env.job_var("CI_RUNNER_REVISION"),
-    };
+    // SKIFF_HELPER_IMAGE names another helper image; SKIFF_HELPER_DIRS adds directories of
+    // prebuilt tarballs to the runner's own.
     let configured = std::env::var("SKIFF_HELPER_IMAGE")
         .ok()
         .filter(|h| !h.is_empty());
-    let helper_image = match configured.clone() {
-        Some(h) => h,
-        None => spec.reference().map_err(anyhow::Error::msg)?,
-    };
-    if configured.is_none() && ctx.store()?.find(&helper_image)?.is_none() {
-        import_helper(ctx, &spec).await?;
-    }
+    let dirs: Vec<PathBuf> = std::env::var("SKIFF_HELPER_DIRS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    let helper_image = driver::helper_image(ctx.store()?, env, configured, dirs).await?;
     let images = StoreImages {
         puller: job_puller(
             ctx,
@@ -112,32 +105,6 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
     driver::prepare(&ctx.root, env, &opts, &runtime, &images, &ConsoleLog)
         .await
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))
-}
-
-/// The helper image for the runner's version, imported from its prebuilt tarballs (and the
-/// directories in `SKIFF_HELPER_DIRS`); a failure leaves the pull to try the registry.
-async fn import_helper(ctx: &Context, spec: &skiff::helper::HelperSpec) -> Result<()> {
-    let store = ctx.store()?;
-    let dirs: Vec<PathBuf> = std::env::var("SKIFF_HELPER_DIRS")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let (version, revision) = (spec.version.clone(), spec.revision.clone());
-    let imported = tokio::task::spawn_blocking(move || {
-        skiff::archive::helper::import_prebuilt(
-            &store,
-            &dirs,
-            version.as_deref(),
-            revision.as_deref(),
-        )
-    })
-    .await?;
-    if let Err(e) = imported {
-        tracing::debug!("no prebuilt helper image: {}", error_chain(&e));
-    }
-    Ok(())
 }
 
 async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result<()> {

@@ -8,8 +8,11 @@
 use super::run::{IDLE, MaskedLog, start_idle, start_services};
 use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
 use super::{JobError, JobLog, Stream, script};
+use crate::archive::helper::import_prebuilt;
 use crate::gitlab::executor::{ExecutorEnv, runs_in_helper};
+use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
+use crate::store::Store;
 use std::path::{Path, PathBuf};
 
 /// What one runner job made, by name.
@@ -55,6 +58,45 @@ pub struct PrepareOptions {
     pub helper_image: String,
     /// Mounted at /cache in both containers.
     pub cache_dir: PathBuf,
+}
+
+/// The helper image for the runner's version (`CUSTOM_ENV_CI_RUNNER_VERSION`/`_REVISION`),
+/// imported from the runner's prebuilt tarballs (and `dirs`) when the store lacks it; the
+/// pull tries the registry when none is found. `configured` names another image instead.
+pub async fn helper_image(
+    store: Store,
+    env: &ExecutorEnv,
+    configured: Option<String>,
+    dirs: Vec<PathBuf>,
+) -> Result<String, JobError> {
+    if let Some(image) = configured {
+        return Ok(image);
+    }
+    let spec = HelperSpec {
+        flavor: String::new(),
+        arch: runner_arch(std::env::consts::ARCH),
+        pwsh: false,
+        version: env.job_var("CI_RUNNER_VERSION"),
+        revision: env.job_var("CI_RUNNER_REVISION"),
+    };
+    let reference = spec.reference()?;
+    if store.find(&reference)?.is_none() {
+        let imported = tokio::task::spawn_blocking(move || {
+            import_prebuilt(
+                &store,
+                &dirs,
+                spec.version.as_deref(),
+                spec.revision.as_deref(),
+            )
+        })
+        .await;
+        match imported {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!("no prebuilt helper image: {}", crate::error_chain(&e)),
+            Err(e) => tracing::debug!("importing the helper image: {e}"),
+        }
+    }
+    Ok(reference)
 }
 
 /// `<store>/gitlab-cache/<project id>`: the project's /cache, kept between its jobs.

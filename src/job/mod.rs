@@ -86,6 +86,10 @@ pub enum JobError {
     Interrupted(String),
     #[error(transparent)]
     Executor(#[from] crate::gitlab::executor::ExecutorError),
+    #[error(transparent)]
+    HelperImage(#[from] crate::helper::HelperError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("removing the job's files")]
     Remove {
         #[source]
