@@ -208,23 +208,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Fsck => images::fsck(&ctx),
             Command::Login(a) => login::login(&ctx, a).await,
             Command::Logout(a) => login::logout(&ctx, a),
-            Command::Unpack(_)
-            | Command::Info
-            | Command::Ps(_)
-            | Command::Exec(_)
-            | Command::Logs(_)
-            | Command::Kill(_)
-            | Command::Stop(_)
-            | Command::Rm(_)
-            | Command::Unshare(_)
-            | Command::Mount(_)
-            | Command::Import(_)
-            | Command::Load(_)
-            | Command::Save(_)
-            | Command::Helper(_)
-            | Command::System(_) => {
-                unreachable!("handled before the runtime starts")
-            }
+            _ => unreachable!("handled before the runtime starts"),
         }
     })
 }
