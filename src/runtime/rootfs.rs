@@ -199,3 +199,28 @@ pub fn mount_image(
     }
     Ok(dirs.merged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_not_unpacked_says_how_to_get_it() {
+        let (_dir, store, entry) = crate::image::tests::stored_image();
+        let err = mount_image(&store, &entry, "1", None).unwrap_err();
+        let RootfsError::LayerNotUnpacked { diff_id, image } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(image, "localhost/one:1");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer {diff_id} of localhost/one:1 is not unpacked; run `skiff pull --policy missing localhost/one:1` first"
+            )
+        );
+        assert!(
+            !layout::mounts_dir(store.root()).exists(),
+            "nothing is made for a mount that cannot be"
+        );
+    }
+}

@@ -66,4 +66,24 @@ mod tests {
         let err = prepare_empty_dir(&dir).unwrap_err();
         assert_eq!(err.to_string(), format!("{} is not empty", dir.display()));
     }
+
+    #[test]
+    fn a_layer_that_is_not_a_tar_is_named() {
+        let (_dir, store, entry) = crate::image::tests::stored_image();
+        let layers = store.image_layers(&entry).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let opts = Options::flatten(false, false);
+        let err = flatten(&store, &layers, dest.path(), &opts).unwrap_err();
+        let UnpackError::Layer { digest, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(digest, &layers[0].0.digest);
+        // Without its blob, the error is the file's.
+        std::fs::remove_file(store.blob_path(digest)).unwrap();
+        let err = flatten(&store, &layers, dest.path(), &opts).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::Io { op: "opening", .. }),
+            "{err:?}"
+        );
+    }
 }
