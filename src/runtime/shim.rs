@@ -91,6 +91,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         }
         match userns::own_mount_namespace(&mapping) {
             Ok(()) => {}
+            // The system's error alone: the step is named by our own words.
             Err(userns::UsernsError::MountNamespace(e)) => {
                 return fail("creating a mount namespace", &e);
             }
