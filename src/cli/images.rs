@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use skiff::image::{listing, prune};
 use skiff::oci::reference::ImageRef;
-use skiff::store::{ImageEntry, PULLED_ANNOTATION, SOURCE_ANNOTATION, Store};
+use skiff::store::{PULLED_ANNOTATION, SOURCE_ANNOTATION};
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
@@ -34,12 +34,6 @@ pub struct RmiArgs {
     /// Remove every name of an image given by ID
     #[arg(long, short)]
     pub force: bool,
-}
-
-/// Exactly one image for the input (`Store::lookup_one`, for the verbs that still take it
-/// from here).
-pub(super) fn resolve_one(store: &Store, input: &str) -> Result<ImageEntry> {
-    Ok(store.lookup_one(input)?)
 }
 
 fn short_id(id: &skiff::oci::digest::Digest) -> String {

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod container;
 pub mod exec;
+pub mod host;
 pub mod network;
 pub mod plan;
 pub mod pod;

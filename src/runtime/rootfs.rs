@@ -3,6 +3,9 @@
 //! mount-data page; classic `mount(2)` as fallback), `userxattr` so rootless overlay honours
 //! `user.overlay.*`; fuse-overlayfs where native overlay is refused; a flattened copy last.
 
+use crate::oci::digest::Digest;
+use crate::store::{ImageEntry, Store, StoreError, layout};
+use crate::unpack::{self, UnpackError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,6 +19,14 @@ pub enum RootfsError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(
+        "layer {diff_id} of {image} is not unpacked; run `skiff pull --policy missing {image}` first"
+    )]
+    LayerNotUnpacked { diff_id: Digest, image: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -148,5 +159,68 @@ fn mount_fuse(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<(), String> {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// `skiff mount`: the image's layers as an overlay under the store's `mounts/<id>-<session>`
+/// (`session`: the `skiff unshare` it lives in), or with `forced` = `copy` a flattened copy
+/// of them. Returns the merged directory. Runs inside the store's user namespace.
+pub fn mount_image(
+    store: &Store,
+    entry: &ImageEntry,
+    session: &str,
+    forced: Option<&str>,
+) -> Result<PathBuf, RootfsError> {
+    let layers = store.image_layers(entry)?;
+    let mut lowers = Vec::new();
+    for (_, diff_id) in layers.iter().rev() {
+        let p = store.layer_path(diff_id);
+        if !p.is_dir() {
+            return Err(RootfsError::LayerNotUnpacked {
+                diff_id: diff_id.clone(),
+                image: entry.name.clone(),
+            });
+        }
+        lowers.push(p);
+    }
+    let id = &entry.manifest.digest.hex()[..12];
+    let dir = layout::mounts_dir(store.root()).join(format!("{id}-{session}"));
+    let dirs = OverlayDirs::create(&dir)?;
+    if forced == Some("copy") {
+        // Last resort without any overlay: the flattened layers, copied, keeping owners and
+        // devices as far as this namespace's map allows.
+        let map = super::userns::CurrentMap::current();
+        let opts = unpack::Options::flatten(map.many, map.initial);
+        unpack::flatten(store, &layers, &dirs.merged, &opts)?;
+        tracing::info!("mounted {} by copying its layers", entry.name);
+    } else {
+        let driver = mount_overlay(&lowers, &dirs, forced)?;
+        tracing::info!("mounted {} with {driver:?}", entry.name);
+    }
+    Ok(dirs.merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_not_unpacked_says_how_to_get_it() {
+        let (_dir, store, entry) = crate::image::tests::stored_image();
+        let err = mount_image(&store, &entry, "1", None).unwrap_err();
+        let RootfsError::LayerNotUnpacked { diff_id, image } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(image, "localhost/one:1");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer {diff_id} of localhost/one:1 is not unpacked; run `skiff pull --policy missing localhost/one:1` first"
+            )
+        );
+        assert!(
+            !layout::mounts_dir(store.root()).exists(),
+            "nothing is made for a mount that cannot be"
+        );
     }
 }

@@ -89,13 +89,13 @@ pub fn shim_main(dir: &Path) -> i32 {
         if let Err(e) = userns::enter(&mapping) {
             return fail("entering the user namespace", &e);
         }
-        if mapping.is_root() {
-            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS) {
+        match userns::own_mount_namespace(&mapping) {
+            Ok(()) => {}
+            // The system's error alone: the step is named by our own words.
+            Err(userns::UsernsError::MountNamespace(e)) => {
                 return fail("creating a mount namespace", &e);
             }
-            if let Err(e) = userns::make_mounts_private() {
-                return fail("creating a mount namespace", &e);
-            }
+            Err(e) => return fail("creating a mount namespace", &e),
         }
         // The container inherits the shim's network namespace.
         if plan.network.is_private() {

@@ -18,6 +18,8 @@ pub enum UsernsError {
     Unshare(nix::Error),
     #[error("mapping ids for pid {pid} failed: {reason}")]
     Map { pid: u32, reason: String },
+    #[error("unshare(CLONE_NEWNS)")]
+    MountNamespace(#[source] nix::Error),
     #[error("{what}")]
     Sys {
         what: String,
@@ -188,6 +190,61 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
     make_mounts_private()
 }
 
+/// As root `enter` makes no namespace at all: a mount namespace of our own (private) keeps
+/// our mounts off the host. Rootless, `enter` has made one already.
+pub fn own_mount_namespace(m: &Mapping) -> Result<(), UsernsError> {
+    if m.is_root() {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(UsernsError::MountNamespace)?;
+        make_mounts_private()?;
+    }
+    Ok(())
+}
+
+/// This process's mapping, entered, with a private mount namespace (also as root): for
+/// `skiff unshare`, `mount` and `unpack`. Single-threaded callers only.
+pub fn enter_with_mounts() -> Result<Mapping, UsernsError> {
+    let mapping = detect();
+    enter(&mapping)?;
+    own_mount_namespace(&mapping)?;
+    Ok(mapping)
+}
+
+/// The id map of the user namespace this process is in, from `/proc/self/uid_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentMap {
+    /// The host's own namespace (`0 0 4294967295`): real devices can be made.
+    pub initial: bool,
+    /// More than one id is mapped: owners from images can be kept.
+    pub many: bool,
+}
+
+impl CurrentMap {
+    /// Reads this process's map; unreadable reads as an empty map.
+    pub fn current() -> CurrentMap {
+        CurrentMap::parse(&std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+    }
+
+    /// `uid_map` rows: `inside outside count`.
+    pub fn parse(text: &str) -> CurrentMap {
+        let rows: Vec<Vec<u64>> = text
+            .lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect()
+            })
+            .collect();
+        let initial = rows.len() == 1 && rows[0] == [0, 0, 4294967295];
+        let many = rows
+            .iter()
+            .map(|r| r.get(2).copied().unwrap_or(0))
+            .sum::<u64>()
+            > 1;
+        CurrentMap { initial, many }
+    }
+}
+
 /// Joins the user namespace of `pid` (a pod's) as its root, then makes a mount namespace of
 /// our own there. As root there is no user namespace to join. Single-threaded callers only.
 pub fn join(pid: u32, m: &Mapping) -> Result<(), UsernsError> {
@@ -282,6 +339,24 @@ mod tests {
                 parse_subid(text, user, uid).map(|r| (r.start, r.count)),
                 want,
                 "{user}"
+            );
+        }
+    }
+
+    #[test]
+    fn current_map_table() {
+        let cases = [
+            ("         0          0 4294967295\n", true, true),
+            ("         0       1000          1\n", false, false),
+            ("0 1000 1\n1 100000 65536\n", false, true),
+            ("0 0 1\n", false, false),
+            ("", false, false),
+        ];
+        for (text, initial, many) in cases {
+            assert_eq!(
+                CurrentMap::parse(text),
+                CurrentMap { initial, many },
+                "{text:?}"
             );
         }
     }

@@ -118,7 +118,7 @@ impl Store {
 
     /// Mount directories (`mounts/<id>-<session pid>`) whose `skiff unshare` session ended.
     pub fn stale_mounts(&self) -> Vec<PathBuf> {
-        let Ok(rd) = std::fs::read_dir(self.root().join("mounts")) else {
+        let Ok(rd) = std::fs::read_dir(super::layout::mounts_dir(self.root())) else {
             return Vec::new();
         };
         rd.flatten()

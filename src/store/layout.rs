@@ -12,3 +12,8 @@ pub fn layers_dir(root: &Path) -> PathBuf {
 pub fn containers_dir(root: &Path) -> PathBuf {
     root.join("containers")
 }
+
+/// `skiff mount`'s overlays, one directory per image and `skiff unshare` session.
+pub fn mounts_dir(root: &Path) -> PathBuf {
+    root.join("mounts")
+}

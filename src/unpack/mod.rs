@@ -11,6 +11,7 @@
 
 pub mod child;
 pub mod compression;
+mod flatten;
 pub mod layer;
 
 use crate::oci::digest::{Algorithm, Digest, Digester};
@@ -25,6 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 pub use compression::Compression;
+pub use flatten::{flatten, prepare_empty_dir};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -62,6 +64,15 @@ pub enum UnpackError {
     DiffIdMismatch { expected: Digest, actual: Digest },
     #[error("tar")]
     Tar(#[source] io::Error),
+    /// One layer of several failed (`flatten`).
+    #[error("layer {digest}")]
+    Layer {
+        digest: Digest,
+        #[source]
+        source: Box<UnpackError>,
+    },
+    #[error("{} is not empty", .0.display())]
+    NotEmpty(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +96,16 @@ impl Options {
     pub fn overlay(chown: bool, devices: bool) -> Options {
         Options {
             format: Format::Overlay,
+            chown,
+            devices,
+        }
+    }
+
+    /// Layers applied on top of each other into one directory (`skiff unpack`, the copy
+    /// fallback of `skiff mount`).
+    pub fn flatten(chown: bool, devices: bool) -> Options {
+        Options {
+            format: Format::Flatten,
             chown,
             devices,
         }
