@@ -3,7 +3,7 @@
 //! The driver itself is `skiff::job::driver`; this reads the runner's environment, finds the
 //! helper image, and turns outcomes into the runner's exit codes.
 
-use super::job::{default_network, job_puller};
+use super::job::{ConsoleLog, default_network, job_puller};
 use super::{Context, RegistryArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -11,7 +11,6 @@ use skiff::error_chain;
 use skiff::gitlab::executor::ExecutorEnv;
 use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
-use skiff::job::log::ConsoleLog;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]

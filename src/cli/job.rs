@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
-use skiff::job::log::ConsoleLog;
+
 use skiff::job::plan::LocalOptions;
-use skiff::job::{self as jobs, JobPlan};
+use skiff::job::{self as jobs, JobLog, JobPlan, Stream};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -113,5 +113,27 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     match outcome.exit_code() {
         0 => Ok(()),
         code => Err(super::run::ExitStatus(code).into()),
+    }
+}
+
+/// The job log on this process's stdout and stderr.
+pub(super) struct ConsoleLog;
+
+impl JobLog for ConsoleLog {
+    fn line(&self, text: &str) {
+        println!("{text}");
+    }
+    fn output(&self, stream: Stream, text: &str) {
+        use std::io::Write;
+        match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            Stream::Stderr => {
+                let _ = std::io::stderr().write_all(text.as_bytes());
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The job log: GitLab's collapsible sections, masking of secret values, and where the lines
-//! go (`JobLog`: the terminal for `skiff job`, the runner's pipes for the driver, a recording
-//! in tests).
+//! go (`JobLog`: implemented by the command line for the terminal or the runner's pipes, and by
+//! a recording in tests).
 
 /// Which of the job's two output streams a piece of output belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,28 +15,6 @@ pub trait JobLog: Send + Sync {
     fn line(&self, text: &str);
     /// Output relayed from a container, as it came (whole lines, newline included).
     fn output(&self, stream: Stream, text: &str);
-}
-
-/// The job log on this process's stdout and stderr.
-pub struct ConsoleLog;
-
-impl JobLog for ConsoleLog {
-    fn line(&self, text: &str) {
-        println!("{text}");
-    }
-    fn output(&self, stream: Stream, text: &str) {
-        use std::io::Write;
-        match stream {
-            Stream::Stdout => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
-                let _ = out.flush();
-            }
-            Stream::Stderr => {
-                let _ = std::io::stderr().write_all(text.as_bytes());
-            }
-        }
-    }
 }
 
 /// GitLab's `section_start`/`section_end` markers (collapsible sections in the job log).
