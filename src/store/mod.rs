@@ -443,10 +443,10 @@ impl Store {
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().to_string();
-            let pid = name.split('.').nth(1).and_then(|p| p.parse::<i32>().ok());
-            let alive = pid.is_some_and(|p| {
-                p == std::process::id() as i32 || Path::new(&format!("/proc/{p}")).exists()
-            });
+            let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
+            // A zombie writes no more: its ingest is as stale as a gone process's.
+            let alive =
+                pid.is_some_and(|p| p == std::process::id() || crate::proc::process_alive(p));
             if !alive {
                 n += 1;
                 if remove {
