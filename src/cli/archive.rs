@@ -1,7 +1,7 @@
 //! `skiff import|load|save` and `skiff helper resolve|import`: images from files, no network.
 //! Flags in, reports out; the work is `skiff::archive`'s.
 
-use super::{Context, Format, platform_or_host, print_json};
+use super::{Context, Format, print_json};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use skiff::archive::Input;
@@ -99,7 +99,7 @@ pub fn import_cmd(ctx: &Context, a: ImportArgs) -> Result<()> {
     let store = ctx.store()?;
     let opts = ImportOptions {
         name,
-        platform: platform_or_host(a.platform.as_deref())?,
+        platform: PlatformSpec::parse_or_host(a.platform.as_deref()).map_err(anyhow::Error::msg)?,
         changes: a.change,
         created: None,
         unpack: !a.no_unpack,

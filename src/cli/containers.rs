@@ -46,34 +46,22 @@ pub struct RmArgs {
 }
 
 pub fn ps(ctx: &Context, a: PsArgs) -> Result<()> {
-    let rows: Vec<serde_json::Value> = container::list(&ctx.root, a.all)
-        .into_iter()
-        .map(|(id, s)| serde_json::json!({"id": id, "image": s.image, "command": s.command.join(" "), "status": s.status.as_str(), "exit_code": s.exit_code}))
-        .collect();
+    let rows = container::list(&ctx.root, a.all);
     if ctx.format == Format::Json {
+        let rows: Vec<_> = rows.iter().map(|(id, s)| serde_json::json!({"id": id, "image": s.image, "command": s.command.join(" "), "status": s.status.as_str(), "exit_code": s.exit_code})).collect();
         return print_json(&rows);
     }
     println!(
         "{:<20} {:<45} {:<25} STATUS",
         "CONTAINER ID", "IMAGE", "COMMAND"
     );
-    for r in rows {
-        let status = match r["exit_code"].as_i64() {
-            Some(c) => format!("{} ({c})", r["status"].as_str().unwrap_or_default()),
-            None => r["status"].as_str().unwrap_or_default().to_string(),
+    for (id, s) in rows {
+        let status = match s.exit_code {
+            Some(c) => format!("{} ({c})", s.status.as_str()),
+            None => s.status.as_str().to_string(),
         };
-        let cmd: String = r["command"]
-            .as_str()
-            .unwrap_or_default()
-            .chars()
-            .take(24)
-            .collect();
-        println!(
-            "{:<20} {:<45} {:<25} {status}",
-            r["id"].as_str().unwrap_or_default(),
-            r["image"].as_str().unwrap_or_default(),
-            cmd
-        );
+        let cmd: String = s.command.join(" ").chars().take(24).collect();
+        println!("{id:<20} {:<45} {cmd:<25} {status}", s.image);
     }
     Ok(())
 }

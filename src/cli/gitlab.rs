@@ -3,7 +3,7 @@
 //! The driver itself is `skiff::job::driver`; this reads the runner's environment, finds the
 //! helper image, and turns outcomes into the runner's exit codes.
 
-use super::job::{ConsoleLog, default_network, job_puller};
+use super::job::{ConsoleLog, job_puller};
 use super::{Context, RegistryArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -11,6 +11,7 @@ use skiff::error_chain;
 use skiff::gitlab::executor::ExecutorEnv;
 use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
+use skiff::runtime::network;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -33,6 +34,12 @@ pub struct PrepareArgs {
     /// Seconds to wait for each service's ports (-1: no wait)
     #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
     pub wait_for_services_timeout: i64,
+    /// Helper image to use instead of the runner's own for its version
+    #[arg(long, env = "SKIFF_HELPER_IMAGE")]
+    pub helper_image: Option<String>,
+    /// Directories of prebuilt helper tarballs, searched before the runner's own (`:` separated)
+    #[arg(long = "helper-dir", env = "SKIFF_HELPER_DIRS", value_delimiter = ':')]
+    pub helper_dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -75,18 +82,11 @@ fn runtime(ctx: &Context) -> LocalRuntime {
 }
 
 async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()> {
-    // SKIFF_HELPER_IMAGE names another helper image; SKIFF_HELPER_DIRS adds directories of
-    // prebuilt tarballs to the runner's own.
-    let configured = std::env::var("SKIFF_HELPER_IMAGE")
-        .ok()
-        .filter(|h| !h.is_empty());
-    let dirs: Vec<PathBuf> = std::env::var("SKIFF_HELPER_DIRS")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let helper_image = driver::helper_image(ctx.store()?, env, configured, dirs).await?;
+    // An empty variable names nothing (the runner's environment may set it so).
+    let configured = a.helper_image.clone().filter(|h| !h.is_empty());
+    let dirs = a.helper_dirs.iter().filter(|d| !d.as_os_str().is_empty());
+    let helper_image =
+        driver::helper_image(ctx.store()?, env, configured, dirs.cloned().collect()).await?;
     let images = StoreImages {
         puller: job_puller(
             ctx,
@@ -95,7 +95,7 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
         )?,
     };
     let opts = PrepareOptions {
-        network: default_network(a.network.as_deref()),
+        network: network::job_default(a.network.as_deref()),
         wait_for_services_timeout: a.wait_for_services_timeout,
         helper_image,
         cache_dir: driver::cache_dir(&ctx.root, env),

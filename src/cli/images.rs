@@ -5,7 +5,6 @@ use anyhow::{Result, bail};
 use clap::Args;
 use skiff::image::{listing, prune};
 use skiff::oci::reference::ImageRef;
-use skiff::store::{PULLED_ANNOTATION, SOURCE_ANNOTATION};
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
@@ -58,20 +57,6 @@ fn human(bytes: u64) -> String {
 pub fn list(ctx: &Context, a: ImagesArgs) -> Result<()> {
     let rows = listing::list(&ctx.store()?)?;
     if ctx.format == Format::Json {
-        let rows: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "name": r.name,
-                    "repository": r.repository,
-                    "tag": r.tag,
-                    "id": r.id.to_string(),
-                    "digest": r.digest.to_string(),
-                    "created": r.created,
-                    "size": r.size,
-                })
-            })
-            .collect();
         return print_json(&rows);
     }
     if a.quiet {
@@ -103,29 +88,9 @@ pub fn list(ctx: &Context, a: ImagesArgs) -> Result<()> {
 }
 
 pub fn inspect(ctx: &Context, a: InspectArgs) -> Result<()> {
-    let mut out = Vec::new();
-    for i in listing::inspect(&ctx.store()?, &a.image)? {
-        let (e, cfg) = (&i.image.entry, &i.image.config);
-        out.push(serde_json::json!({
-            "Id": i.image.id().hex(),
-            "Digest": e.manifest.digest.to_string(),
-            "Names": i.names,
-            "MediaType": e.manifest.media_type,
-            "Source": e.annotation(SOURCE_ANNOTATION),
-            "Pulled": e.annotation(PULLED_ANNOTATION),
-            "IndexDigest": e.annotation("dev.skiff.image.index.digest"),
-            "Created": cfg.get("created"),
-            "Architecture": cfg.get("architecture"),
-            "Os": cfg.get("os"),
-            "Variant": cfg.get("variant"),
-            "Config": cfg.get("config"),
-            "RootFS": cfg.get("rootfs"),
-            "Layers": i.image.manifest.layers,
-            "Size": i.image.layers_size(),
-        }));
-    }
+    let found = listing::inspect(&ctx.store()?, &a.image)?;
     // podman prints a JSON array even in text mode; so do we.
-    print_json(&out)
+    print_json(&found.iter().map(|i| i.document()).collect::<Vec<_>>())
 }
 
 pub fn tag(ctx: &Context, a: TagArgs) -> Result<()> {

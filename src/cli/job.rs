@@ -45,17 +45,6 @@ fn pair(kv: &str) -> Result<(String, String)> {
         .with_context(|| format!("{kv:?}: expected KEY=VALUE"))
 }
 
-/// The pod's network when none is asked for: outbound access if slirp4netns is installed.
-pub(super) fn default_network(asked: Option<&str>) -> String {
-    asked.map(str::to_string).unwrap_or_else(|| {
-        if skiff::runtime::network::available("slirp4netns") {
-            "slirp4netns".into()
-        } else {
-            "private".into()
-        }
-    })
-}
-
 /// The puller for a job's images: the job's DOCKER_AUTH_CONFIG first among the credentials.
 pub(super) fn job_puller(
     ctx: &Context,
@@ -91,7 +80,7 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         LocalOptions {
             masked_keys: masked_vars.into_iter().map(|(k, _)| k).collect(),
             project_dir: a.project_dir.clone(),
-            network: default_network(a.network.as_deref()),
+            network: skiff::runtime::network::job_default(a.network.as_deref()),
             wait_for_services_timeout: a.wait_for_services_timeout,
         },
     )?;

@@ -17,7 +17,7 @@ mod rootless;
 pub mod run;
 mod settings;
 
-pub use settings::{Context, RegistryArgs, default_root, platform_or_host};
+pub use settings::{Context, RegistryArgs};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -146,22 +146,29 @@ pub fn quiet_runtime(level: &str) -> &'static str {
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Logs on stderr at `level` for skiff, libcontainer quiet unless debugging.
+pub fn init_tracing(level: &str, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "skiff={0},{0},{1}",
-        cli.log_level,
-        quiet_runtime(&cli.log_level)
+        "skiff={level},{level},{}",
+        quiet_runtime(level)
     ))
-    .or_else(|_| tracing_subscriber::EnvFilter::try_new("warn"))?;
-    tracing_subscriber::fmt()
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_target(false)
-        .init();
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    init_tracing(
+        &cli.log_level,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let ctx = Context {
-        root: cli.root.clone().unwrap_or_else(default_root),
+        root: cli.root.clone().unwrap_or_else(skiff::store::default_root),
         format: cli.format,
     };
     if matches!(ctx.format, Format::DockerArchive | Format::OciArchive)

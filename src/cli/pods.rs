@@ -2,7 +2,7 @@
 //! process; and `skiff system cleanup`, which removes what a killed shim left behind.
 
 use super::{Context, Format, print_json};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use skiff::runtime::network::Network;
 use skiff::runtime::pod::{self, PodOptions};
@@ -71,21 +71,12 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
         .name
         .or(a.pod)
         .unwrap_or_else(|| format!("pod-{:012x}", skiff::time::now_nanos() & 0xffff_ffff_ffff));
-    let hosts = a
-        .add_host
-        .iter()
-        .map(|h| {
-            h.split_once(':')
-                .map(|(n, ip)| (n.to_string(), ip.to_string()))
-                .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))
-        })
-        .collect::<Result<Vec<_>>>()?;
     pod::create(
         &ctx.root,
         &PodOptions {
             name: name.clone(),
             network,
-            hosts,
+            hosts: skiff::runtime::plan::parse_hosts(&a.add_host)?,
             dns: a.dns,
             owner: a.owner,
         },
@@ -103,31 +94,23 @@ fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
 }
 
 fn ls(ctx: &Context) -> Result<()> {
-    let rows: Vec<serde_json::Value> = pod::list(&ctx.root)
-        .into_iter()
-        .map(|p| serde_json::json!({"name": p.name, "status": if p.running { "running" } else { "dead" }, "network": p.network, "containers": p.containers}))
-        .collect();
+    let pods = pod::list(&ctx.root);
+    let status = |p: &pod::PodSummary| if p.running { "running" } else { "dead" };
     if ctx.format == Format::Json {
+        let rows: Vec<_> = pods.iter().map(|p| serde_json::json!({"name": p.name, "status": status(p), "network": p.network, "containers": p.containers})).collect();
         return print_json(&rows);
     }
     println!(
         "{:<24} {:<10} {:<12} CONTAINERS",
         "POD", "STATUS", "NETWORK"
     );
-    for r in rows {
-        let net = match &r["network"] {
-            serde_json::Value::String(s) => s.clone(),
-            v => v
-                .as_object()
-                .and_then(|o| o.keys().next().cloned())
-                .unwrap_or_default(),
-        };
+    for p in &pods {
         println!(
             "{:<24} {:<10} {:<12} {}",
-            r["name"].as_str().unwrap_or_default(),
-            r["status"].as_str().unwrap_or_default(),
-            net,
-            r["containers"]
+            p.name,
+            status(p),
+            p.network.name(),
+            p.containers
         );
     }
     Ok(())

@@ -1,8 +1,9 @@
 use super::progress::ProgressMode;
-use super::{Context, Format, RegistryArgs, platform_or_host, print_json};
+use super::{Context, Format, RegistryArgs, print_json};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use skiff::image::parse_policies;
+use skiff::oci::manifest::PlatformSpec;
 use std::io::IsTerminal;
 
 #[derive(Args, Debug)]
@@ -39,7 +40,7 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
     };
     let mut puller = a.registry.resolve()?.puller(
         ctx.store()?,
-        platform_or_host(a.platform.as_deref())?,
+        PlatformSpec::parse_or_host(a.platform.as_deref()).map_err(anyhow::Error::msg)?,
         progress,
         !a.no_unpack,
     );

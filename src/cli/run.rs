@@ -10,7 +10,7 @@ use skiff::image::parse_policies;
 use skiff::runtime::backend::RuntimeChoice;
 use skiff::runtime::container::{self, CreateOptions};
 use skiff::runtime::network::Network;
-use skiff::runtime::plan::{Limits, Volume};
+use skiff::runtime::plan::{self, Limits, Volume};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -93,21 +93,6 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// `512m`, `1g`, `1048576`: podman's units (b, k, m, g), binary multiples.
-fn parse_bytes(text: &str) -> Result<i64> {
-    let t = text.trim().to_ascii_lowercase();
-    let (num, mult) = match t.strip_suffix('b').unwrap_or(&t) {
-        s if s.ends_with('k') => (&s[..s.len() - 1], 1i64 << 10),
-        s if s.ends_with('m') => (&s[..s.len() - 1], 1 << 20),
-        s if s.ends_with('g') => (&s[..s.len() - 1], 1 << 30),
-        s => (s, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("--memory {text:?}: expected a size like 512m or 1g"))?;
-    Ok((n * mult as f64) as i64)
-}
-
 /// The container's exit status, to become skiff's own.
 #[derive(Debug)]
 pub struct ExitStatus(pub i32);
@@ -120,51 +105,11 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
-fn add_hosts(entries: &[String]) -> Result<Vec<(String, String)>> {
-    entries
-        .iter()
-        .map(|h| {
-            h.split_once(':')
-                .map(|(n, ip)| (n.to_string(), ip.to_string()))
-                .with_context(|| format!("--add-host {h:?}: expected NAME:IP"))
-        })
-        .collect()
-}
-
-/// `--env-file` lines, then `-e`; a bare KEY takes its value from this environment.
-fn resolve_env(a: &RunArgs) -> Result<Vec<String>> {
-    let mut from_files = vec![];
-    for f in &a.env_file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
-        from_files.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
-    }
-    Ok(from_files
-        .iter()
-        .chain(&a.env)
-        .map(|e| {
-            if e.contains('=') {
-                e.clone()
-            } else {
-                format!("{e}={}", std::env::var(e).unwrap_or_default())
-            }
-        })
-        .collect())
-}
-
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let mut opts = CreateOptions {
         name: a.name.clone(),
         command: a.command.clone(),
-        entrypoint: a
-            .entrypoint
-            .as_ref()
-            .map(|e| serde_json::from_str::<Vec<String>>(e).unwrap_or_else(|_| vec![e.clone()])),
+        entrypoint: a.entrypoint.as_deref().map(plan::parse_entrypoint),
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
@@ -183,7 +128,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     if let Some(pod) = &opts.pod {
         skiff::runtime::pod::running(&skiff::runtime::pod::dir(&ctx.root, pod))?;
     }
-    opts.hosts = add_hosts(&a.add_host)?;
+    opts.hosts = plan::parse_hosts(&a.add_host)?;
     opts.volumes = a
         .volume
         .iter()
@@ -191,7 +136,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     container::check(&ctx.root, &opts)?;
     opts.limits = Limits {
-        memory: a.memory.as_deref().map(parse_bytes).transpose()?,
+        memory: a.memory.as_deref().map(plan::parse_bytes).transpose()?,
         cpus: a.cpus,
         pids: a.pids_limit,
     };
@@ -211,7 +156,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         .ensure_resolved(&a.image, &policies)
         .await
         .with_context(|| format!("image {}", a.image))?;
-    opts.env = resolve_env(&a)?;
+    opts.env = plan::resolve_env(&a.env_file, &a.env)?;
     let c = container::create(&ctx.root, &image, &opts)?;
     if a.detach {
         // The shim reports "started", so that `run -d` returns once the container runs (an

@@ -117,22 +117,3 @@ impl Context {
         Store::open(&self.root).with_context(|| format!("opening store {}", self.root.display()))
     }
 }
-
-/// `$XDG_DATA_HOME/skiff` rootless, `/var/lib/skiff` as root.
-pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/skiff");
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("skiff")
-}
-
-pub fn platform_or_host(p: Option<&str>) -> Result<PlatformSpec> {
-    match p {
-        Some(p) => PlatformSpec::parse(p).map_err(anyhow::Error::msg),
-        None => Ok(PlatformSpec::host()),
-    }
-}

@@ -51,8 +51,8 @@ impl RawImage {
     }
 }
 
-/// One line of `skiff images`.
-#[derive(Debug, Clone)]
+/// One line of `skiff images` (and one object of its JSON).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ImageRow {
     pub name: String,
     pub repository: String,
@@ -101,6 +101,30 @@ pub struct Inspected {
     pub image: RawImage,
     /// Every name the image has.
     pub names: Vec<String>,
+}
+
+impl Inspected {
+    /// podman's shape of `inspect`: the config's own fields as stored, and the origin.
+    pub fn document(&self) -> serde_json::Value {
+        let (e, cfg) = (&self.image.entry, &self.image.config);
+        serde_json::json!({
+            "Id": self.image.id().hex(),
+            "Digest": e.manifest.digest.to_string(),
+            "Names": self.names,
+            "MediaType": e.manifest.media_type,
+            "Source": e.annotation(crate::store::SOURCE_ANNOTATION),
+            "Pulled": e.annotation(crate::store::PULLED_ANNOTATION),
+            "IndexDigest": e.annotation("dev.skiff.image.index.digest"),
+            "Created": cfg.get("created"),
+            "Architecture": cfg.get("architecture"),
+            "Os": cfg.get("os"),
+            "Variant": cfg.get("variant"),
+            "Config": cfg.get("config"),
+            "RootFS": cfg.get("rootfs"),
+            "Layers": self.image.manifest.layers,
+            "Size": self.image.layers_size(),
+        })
+    }
 }
 
 /// Every image `input` means (an ID prefix may mean several).

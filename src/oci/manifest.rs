@@ -208,6 +208,11 @@ impl PlatformSpec {
         Ok(PlatformSpec { os, arch, variant })
     }
 
+    /// `--platform`, or this host's platform when none is given.
+    pub fn parse_or_host(s: Option<&str>) -> Result<PlatformSpec, String> {
+        s.map_or_else(|| Ok(Self::host()), Self::parse)
+    }
+
     pub fn host() -> PlatformSpec {
         let (arch, variant) = normalize_arch(std::env::consts::ARCH, None);
         PlatformSpec {

@@ -108,6 +108,16 @@ impl Network {
             }
         })
     }
+    /// The mode's name, without its options (as `pod ls` shows it).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::None => "none",
+            Self::Private => "private",
+            Self::Slirp4netns { .. } => "slirp4netns",
+            Self::Pasta { .. } => "pasta",
+        }
+    }
     /// Whether the shim makes a network namespace and brings loopback up in it.
     pub fn is_private(&self) -> bool {
         matches!(
@@ -123,6 +133,15 @@ fn program_for(net: &Network) -> Option<(&'static str, &'static str)> {
         Network::Pasta { .. } => Some(("pasta", "passt")),
         _ => None,
     }
+}
+
+/// A job pod's network when none is asked for: outbound access if slirp4netns is installed.
+pub fn job_default(asked: Option<&str>) -> String {
+    let fallback = || match available("slirp4netns") {
+        true => "slirp4netns",
+        false => "private",
+    };
+    asked.unwrap_or_else(fallback).to_string()
 }
 
 /// Whether a helper program is installed.

@@ -15,6 +15,12 @@ pub enum PlanError {
         value: String,
         expected: &'static str,
     },
+    #[error("--env-file {}", path.display())]
+    EnvFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
@@ -139,6 +145,69 @@ impl Limits {
     }
 }
 
+/// `512m`, `1g`, `1048576`: podman's units (b, k, m, g), binary multiples.
+pub fn parse_bytes(text: &str) -> Result<i64, PlanError> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.strip_suffix('b').unwrap_or(&t) {
+        s if s.ends_with('k') => (&s[..s.len() - 1], 1i64 << 10),
+        s if s.ends_with('m') => (&s[..s.len() - 1], 1 << 20),
+        s if s.ends_with('g') => (&s[..s.len() - 1], 1 << 30),
+        s => (s, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| PlanError::BadOption {
+        option: "--memory".into(),
+        value: text.into(),
+        expected: "a size like 512m or 1g",
+    })?;
+    Ok((n * mult as f64) as i64)
+}
+
+/// `--add-host NAME:IP` entries.
+pub fn parse_hosts(entries: &[String]) -> Result<Vec<(String, String)>, PlanError> {
+    entries
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, ip)| (n.to_string(), ip.to_string()))
+                .ok_or_else(|| PlanError::BadOption {
+                    option: "--add-host".into(),
+                    value: h.clone(),
+                    expected: "NAME:IP",
+                })
+        })
+        .collect()
+}
+
+/// `--entrypoint`: a JSON array gives several words (`""` none), anything else one word.
+pub fn parse_entrypoint(text: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<String>>(text).unwrap_or_else(|_| vec![text.to_string()])
+}
+
+/// `--env-file` lines, then `-e`; a bare KEY takes its value from this process's environment.
+pub fn resolve_env(files: &[PathBuf], env: &[String]) -> Result<Vec<String>, PlanError> {
+    let mut from_files = vec![];
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|source| PlanError::EnvFile {
+            path: f.clone(),
+            source,
+        })?;
+        from_files.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    Ok(from_files
+        .iter()
+        .chain(env)
+        .map(|e| match e.contains('=') {
+            true => e.clone(),
+            false => format!("{e}={}", std::env::var(e).unwrap_or_default()),
+        })
+        .collect())
+}
+
 impl RunPlan {
     /// The plan in a container directory.
     pub fn read(dir: &Path) -> Result<Self, PlanError> {
@@ -182,5 +251,48 @@ mod tests {
         let again = serde_json::to_value(&p).unwrap();
         assert_eq!(again["image_config"]["Hostname"], "x");
         assert_eq!(again["network"], "host");
+    }
+
+    #[test]
+    fn option_values_parse_as_podman_reads_them() {
+        for (text, want) in [
+            ("512m", Some(512 << 20)),
+            ("1g", Some(1 << 30)),
+            ("1.5G", Some(3 << 29)),
+            ("64kb", Some(64 << 10)),
+            ("1048576", Some(1 << 20)),
+            ("lots", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_bytes(text).ok(), want, "{text}");
+        }
+        let hosts = parse_hosts(&["db:10.0.0.2".into(), "v6:fd00::1".into()]).unwrap();
+        assert_eq!(hosts[1], ("v6".into(), "fd00::1".into()));
+        let err = parse_hosts(&["db".into()]).unwrap_err().to_string();
+        assert_eq!(err, r#"--add-host "db": expected NAME:IP"#);
+        for (text, want) in [
+            (r#"["/bin/sh","-c"]"#, vec!["/bin/sh", "-c"]),
+            (r#"[""]"#, vec![""]),
+            ("[]", vec![]),
+            ("/entry point", vec!["/entry point"]),
+        ] {
+            assert_eq!(parse_entrypoint(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn env_files_come_before_flags_and_bare_keys_take_this_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(&file, "# comment\nA=file\n\n  B=two words  \n").unwrap();
+        let path = std::env::var("PATH").unwrap();
+        let env = resolve_env(&[file], &["A=flag".into(), "PATH".into()]).unwrap();
+        assert_eq!(
+            env,
+            ["A=file", "B=two words", "A=flag", &format!("PATH={path}")]
+        );
+        let missing = dir.path().join("missing");
+        let err = resolve_env(std::slice::from_ref(&missing), &[]).unwrap_err();
+        assert_eq!(err.to_string(), format!("--env-file {}", missing.display()));
     }
 }

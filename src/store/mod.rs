@@ -96,6 +96,19 @@ pub struct FsckReport {
     pub problems: Vec<String>,
 }
 
+/// The store's default place: `$XDG_DATA_HOME/skiff` rootless (else `~/.local/share/skiff`),
+/// `/var/lib/skiff` as root.
+pub fn default_root() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/skiff");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("skiff")
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
