@@ -126,17 +126,23 @@ fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
 
     let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
     assert!(o.status.success(), "prepare: {}", text(&o));
-    let ps = text(&who.call(&env, &["ps"]));
+    // The helper stage runs through the helper image's `gitlab-runner-build` (umask 0000).
+    let s = who.script(
+        "1",
+        "mkdir -p /builds/g/p && echo from-sources > /builds/g/p/file && umask",
+    );
+    let o = who.call(&env, &["gitlab", "run", s.to_str().unwrap(), "get_sources"]);
+    assert!(o.status.success(), "get_sources: {}", text(&o));
+    assert!(
+        text(&o).contains("0000"),
+        "the helper's umask: {}",
+        text(&o)
+    );
+    let ps = text(&who.call(&env, &["ps", "-a"]));
     assert!(
         ps.contains("gitlab-runner-helper:x86_64-v17.9.0"),
         "the helper came from the prebuilt tarball, under the runner's tag: {ps}"
     );
-    let s = who.script(
-        "1",
-        "mkdir -p /builds/g/p && echo from-sources > /builds/g/p/file",
-    );
-    let o = who.call(&env, &["gitlab", "run", s.to_str().unwrap(), "get_sources"]);
-    assert!(o.status.success(), "get_sources: {}", text(&o));
     let s = who.script("2", "cat /builds/g/p/file\nnc db 5432 </dev/null\nexit 4");
     let o = who.call(
         &env,
@@ -172,6 +178,32 @@ fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
     );
     let o = who.call(&env, &["gitlab", "cleanup"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(who.leftovers(), Vec::<String>::new());
+    // The slot's next job finds the checkout (GIT_STRATEGY=fetch fetches into it); another
+    // concurrency slot of the project starts from an empty /builds.
+    for (slot, want) in [("0", "from-sources"), ("1", "empty")] {
+        let next: Vec<String> = env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some(("CUSTOM_ENV_CI_JOB_ID", _)) => "CUSTOM_ENV_CI_JOB_ID=4243".into(),
+                Some(("CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID", _)) => {
+                    format!("CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID={slot}")
+                }
+                _ => kv.clone(),
+            })
+            .collect();
+        let _cleanup = Cleanup(who, next.clone());
+        let o = who.call(&next, &["gitlab", "prepare", "--tls-verify=false"]);
+        assert!(o.status.success(), "prepare: {}", text(&o));
+        let s = who.script("5", "cat /builds/g/p/file 2>/dev/null || echo empty");
+        let o = who.call(
+            &next,
+            &["gitlab", "run", s.to_str().unwrap(), "get_sources"],
+        );
+        assert!(text(&o).contains(want), "slot {slot}: {}", text(&o));
+        let o = who.call(&next, &["gitlab", "cleanup"]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
     assert_eq!(who.leftovers(), Vec::<String>::new());
     // A stage after cleanup: the container is gone, a system failure.
     let s = who.script("4", "true");

@@ -134,6 +134,23 @@ dead-service:
       command: ["sleep", "60"]
       variables: {{ HEALTHCHECK_TCP_PORT: "6000" }}
   script: [echo carried on]
+# The build container starts again for each stage, through the image's entrypoint.
+entrypoint-prepares:
+  image:
+    name: {image}
+    entrypoint: ["/bin/sh", "-c", "echo entrypoint-ran; export PREPARED=yes; exec \"$@\"", "entry"]
+  script: [echo "prepared=$PREPARED", touch /kept-between-stages]
+  after_script: [echo "after prepared=$PREPARED", ls /kept-between-stages]
+entrypoint-sh-c:
+  image:
+    name: {image}
+    entrypoint: ["/bin/sh", "-c"]
+  script: [echo shell-c-works]
+entrypoint-missing:
+  image:
+    name: {image}
+    entrypoint: ["/no/such/entrypoint"]
+  script: [echo never]
 "#
     )
 }
@@ -204,6 +221,30 @@ fn pipelines_run_as_the_runner_runs_them() {
             "{err}"
         );
         assert!(out(&o).contains("carried on"));
+
+        // The runner's model: the entrypoint runs before each stage, with the job's
+        // variables; the container's files persist between stages.
+        let o = who.job(&["entrypoint-prepares"]);
+        let log = out(&o);
+        assert!(o.status.success(), "{log}");
+        assert_eq!(log.matches("entrypoint-ran").count(), 2, "{log}");
+        assert!(
+            log.contains("prepared=yes") && log.contains("after prepared=yes"),
+            "{log}"
+        );
+        assert!(log.contains("/kept-between-stages"), "{log}");
+        let o = who.job(&["entrypoint-sh-c"]);
+        assert!(out(&o).contains("shell-c-works"), "{}", out(&o));
+        let o = who.job(&["entrypoint-missing"]);
+        let log = out(&o);
+        assert_eq!(o.status.code(), Some(125), "{log}");
+        assert!(
+            log.contains("ERROR: Job failed (system failure):")
+                && log.contains("could not start")
+                && log.contains("/no/such/entrypoint"),
+            "{log}"
+        );
+        assert!(!log.contains("never"), "{log}");
 
         let o = who.job(&["no-such-job"]);
         assert!(

@@ -71,21 +71,28 @@ impl ExecutorEnv {
 
     /// `r<runner>-p<project>-c<concurrent>-j<job>`: the store key of this job's state.
     pub fn job_key(&self) -> Result<String, ExecutorError> {
-        let part = |k: &str| self.job_var(k).unwrap_or_else(|| "0".into());
         let job = self.job_var("CI_JOB_ID").ok_or(ExecutorError::Missing {
             name: "CI_JOB_ID",
             why: "run by GitLab Runner's custom executor",
         })?;
-        let key = format!(
-            "r{}-p{}-c{}-j{job}",
+        checked_key(format!("{}-j{job}", self.slot_key_unchecked()))
+    }
+
+    /// `r<runner>-p<project>-c<concurrent>`: the project's concurrency slot on this runner,
+    /// whose builds directory the slot's jobs reuse (as the docker executor's build volume
+    /// `runner-<token>-project-<id>-concurrent-<n>` is).
+    pub fn slot_key(&self) -> Result<String, ExecutorError> {
+        checked_key(self.slot_key_unchecked())
+    }
+
+    fn slot_key_unchecked(&self) -> String {
+        let part = |k: &str| self.job_var(k).unwrap_or_else(|| "0".into());
+        format!(
+            "r{}-p{}-c{}",
             part("CI_RUNNER_ID"),
             part("CI_PROJECT_ID"),
             part("CI_CONCURRENT_PROJECT_ID")
-        );
-        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(ExecutorError::BadIds { key });
-        }
-        Ok(key)
+        )
     }
 
     /// The job's image (`CUSTOM_ENV_CI_JOB_IMAGE`).
@@ -155,6 +162,14 @@ impl ExecutorEnv {
             })
             .collect()
     }
+}
+
+/// A key made of the runner's ids names a directory: nothing but letters, digits and `-`.
+fn checked_key(key: String) -> Result<String, ExecutorError> {
+    if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ExecutorError::BadIds { key });
+    }
+    Ok(key)
 }
 
 /// The runner's predefined stages run in the helper container (sources, caches, artifacts);

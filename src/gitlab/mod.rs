@@ -4,3 +4,4 @@
 pub mod ci;
 pub mod executor;
 pub mod pipeline;
+pub mod register;

@@ -1,12 +1,13 @@
 //! GitLab Runner's custom executor, driven by skiff: `prepare` makes the job's pod with its
 //! services and two containers, the helper (for the runner's predefined stages: sources,
 //! caches, artifacts) and the build container (for the scripts), sharing /builds and /cache;
-//! `run_stage` runs one of the runner's scripts in the right one; `cleanup` removes it all,
+//! `run_stage` starts the right one with one of the runner's scripts on its stdin, as the
+//! runner's docker executor does; `cleanup` removes it all,
 //! also after a failed or crashed prepare. The state lives in the store, keyed by the runner's
 //! job identifiers, since each step is a separate process.
 
-use super::run::{IDLE, MaskedLog, start_idle, start_services};
-use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
+use super::run::{MaskedLog, start_services};
+use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
 use super::{JobError, JobLog, Stream, script};
 use crate::archive::helper::import_prebuilt;
 use crate::gitlab::executor::{ExecutorEnv, runs_in_helper};
@@ -18,8 +19,12 @@ use std::path::{Path, PathBuf};
 /// What one runner job made, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverState {
-    /// `<store>/gitlab/<key>`: stage scripts and the job's /builds.
+    /// `<store>/gitlab/<key>`: the job's own files.
     pub dir: PathBuf,
+    /// `<store>/gitlab-builds/<slot>`: /builds, kept for the next job of the same project and
+    /// concurrency slot (`GIT_STRATEGY=fetch` fetches into it; the runner's clone script
+    /// empties it itself).
+    pub builds: PathBuf,
     pub pod: String,
     pub build: String,
     pub helper: String,
@@ -30,6 +35,7 @@ impl DriverState {
         let key = env.job_key()?;
         Ok(DriverState {
             dir: root.join("gitlab").join(&key),
+            builds: root.join("gitlab-builds").join(env.slot_key()?),
             pod: format!("gitlab-{key}"),
             build: format!("gitlab-{key}-build"),
             helper: format!("gitlab-{key}-helper"),
@@ -42,6 +48,8 @@ pub fn config(hostname: &str) -> serde_json::Value {
     serde_json::json!({
         "builds_dir": "/builds",
         "cache_dir": "/cache",
+        // Each project's concurrency slot has a builds directory of its own, reused by its
+        // next job: never shared by two jobs at once.
         "builds_dir_is_shared": false,
         "hostname": hostname,
         "driver": {"name": "skiff", "version": env!("CARGO_PKG_VERSION")},
@@ -105,6 +113,10 @@ pub fn cache_dir(root: &Path, env: &ExecutorEnv) -> PathBuf {
         .join(env.job_var("CI_PROJECT_ID").unwrap_or_else(|| "0".into()))
 }
 
+/// The helper image's command for the runner's stages (helpers/container/helperimage's
+/// `bashCmd`): in the runner's helper images it sets umask 0000 and runs bash.
+pub const HELPER_COMMAND: &str = "gitlab-runner-build";
+
 /// Variables whose values the driver's own lines never show.
 const SECRETS: &[&str] = &["DOCKER_AUTH_CONFIG", "CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD"];
 
@@ -119,11 +131,12 @@ pub async fn prepare(
     log: &dyn JobLog,
 ) -> Result<(), JobError> {
     let st = DriverState::new(root, env)?;
-    let scripts = st.dir.join("scripts");
-    std::fs::create_dir_all(&scripts).map_err(JobError::io("creating", &scripts))?;
+    std::fs::create_dir_all(&st.dir).map_err(JobError::io("creating", &st.dir))?;
     super::recovery::make_private(&st.dir)?;
-    let builds = st.dir.join("builds");
+    let builds = st.builds.clone();
     std::fs::create_dir_all(&builds).map_err(JobError::io("creating", &builds))?;
+    // Other users of the host never see a project's checkout; the container's users do.
+    super::recovery::make_private(builds.parent().unwrap_or(&builds))?;
     let variables = env.job_variables();
     let secrets: Vec<String> = variables
         .iter()
@@ -169,26 +182,42 @@ pub async fn prepare(
     )
     .await?;
     std::fs::create_dir_all(&opts.cache_dir).map_err(JobError::io("creating", &opts.cache_dir))?;
-    for (name, image, entrypoint) in [
-        (&st.helper, helper_image, Some(vec![])),
-        (&st.build, job_image, None),
+    // Made here, started for each stage (as the runner's docker executor does): the helper
+    // with its image's entrypoint and command (`gitlab-runner-build`, which sets the umask
+    // and runs the shell), the build container with the job image's entrypoint and the
+    // runner's shell detection; both read the stage's script on stdin, with the job's
+    // variables in their environment.
+    for (name, image, entrypoint, command) in [
+        (
+            &st.helper,
+            helper_image,
+            None,
+            vec![HELPER_COMMAND.to_string()],
+        ),
+        (&st.build, job_image, None, script::shell_command()),
     ] {
         let request = ContainerRequest {
             name: name.clone(),
             pod: st.pod.clone(),
             image,
             entrypoint,
-            command: IDLE.iter().map(|s| s.to_string()).collect(),
-            env: vec![],
+            command,
+            env: variables.clone(),
             hosts: vec![],
             volumes: vec![
                 (builds.clone(), "/builds".into(), false),
                 (opts.cache_dir.clone(), "/cache".into(), false),
-                (scripts.clone(), "/skiff-job".into(), true),
             ],
             workdir: None,
         };
-        start_idle(runtime, request, name).await?;
+        runtime
+            .create(&request)
+            .await
+            .map_err(|source| JobError::Container {
+                what: name.clone(),
+                image: request.image.name.clone(),
+                source,
+            })?;
     }
     log.line(&format!(
         "Job containers ready: {} (helper), {} (build), pod {}",
@@ -228,37 +257,28 @@ pub async fn run_stage(
     } else {
         &st.build
     };
-    let name: String = stage
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let target = st.dir.join("scripts").join(&name);
-    if let Err(e) = std::fs::copy(script_file, &target) {
-        return Ok(StageOutcome::SystemFailure {
-            reason: format!("copying {}: {e}", script_file.display()),
-        });
-    }
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        script::detect_shell(&format!("/skiff-job/{name}")),
-    ];
+    let script = match std::fs::read(script_file) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(StageOutcome::SystemFailure {
+                reason: format!("reading {}: {e}", script_file.display()),
+            });
+        }
+    };
     let relay = |stream: Stream, bytes: &[u8]| log.output(stream, &String::from_utf8_lossy(bytes));
-    let code = runtime.exec(container, &command, &relay).await;
-    let _ = std::fs::remove_file(&target);
-    Ok(match code {
-        Ok(0) => StageOutcome::Succeeded,
-        // skiff's own errors (the container is gone, say) are system failures.
-        Ok(125) | Err(_) => StageOutcome::SystemFailure {
-            reason: format!("stage {stage} could not run in {container}"),
+    Ok(match runtime.run(container, &script, &relay).await {
+        Ok(RunExit::Exited(0)) => StageOutcome::Succeeded,
+        Ok(RunExit::Exited(exit_code)) => StageOutcome::BuildFailure { exit_code },
+        Ok(RunExit::NotStarted(why)) => StageOutcome::SystemFailure {
+            reason: format!("{container} could not start for stage {stage}: {why}"),
         },
-        Ok(exit_code) => StageOutcome::BuildFailure { exit_code },
+        // skiff's own errors (the container is gone, say) are system failures.
+        Err(e) => StageOutcome::SystemFailure {
+            reason: format!(
+                "stage {stage} could not run in {container}: {}",
+                crate::error_chain(&*e)
+            ),
+        },
     })
 }
 
@@ -271,7 +291,8 @@ pub async fn cleanup(
 ) -> Result<(), JobError> {
     let st = DriverState::new(root, env)?;
     runtime.remove_pod(&st.pod).await;
-    // Files the job wrote in /builds belong to the container's ids.
+    // The job's own files; /builds stays for the slot's next job. Files a job wrote may
+    // belong to the container's ids.
     if st.dir.exists() {
         runtime
             .remove_files(std::slice::from_ref(&st.dir))

@@ -2,7 +2,9 @@
 //! registry or containers.
 
 use super::log::{JobLog, Stream};
-use super::seams::{BoxError, ContainerRequest, ImageSource, JobRuntime, OutputSink, PodRequest};
+use super::seams::{
+    BoxError, ContainerRequest, ImageSource, JobRuntime, OutputSink, PodRequest, RunExit,
+};
 use crate::image::ResolvedImage;
 use crate::image::pull::Policy;
 use crate::oci::config::ImageConfig;
@@ -12,12 +14,12 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// What an exec of one stage script does in the fake.
+/// What a start of one stage script does in the fake.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
     pub output: String,
     pub exit_code: i32,
-    /// Never ends by itself (for timeouts).
+    /// Never ends by itself (for timeouts): only a kill ends it.
     pub hang: bool,
 }
 
@@ -25,11 +27,14 @@ pub struct Script {
 pub struct FakeRuntime {
     pub calls: Mutex<Vec<String>>,
     pub started: Mutex<Vec<ContainerRequest>>,
-    /// By script name as the job mounts it (`step_script.sh`, `after_script.sh`, a runner
-    /// stage's name); a script not listed succeeds silently.
+    /// The first key a stage's input contains says what it does; a script not listed
+    /// succeeds silently.
     pub scripts: BTreeMap<String, Script>,
     /// Containers whose start fails.
     pub failing: Vec<String>,
+    /// Created containers whose process never starts (a missing entrypoint).
+    pub not_starting: Vec<String>,
+    pub killed: Mutex<Vec<String>>,
     /// Whether services' ports answer.
     pub ports_up: bool,
 }
@@ -61,31 +66,55 @@ impl JobRuntime for FakeRuntime {
         })
     }
 
-    fn exec<'a>(
+    fn create<'a>(&'a self, c: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
+        self.record(format!("create {}", c.name));
+        self.started.lock().unwrap().push(c.clone());
+        let fails = self.failing.contains(&c.name);
+        Box::pin(async move {
+            if fails {
+                return Err("no such image layer".into());
+            }
+            Ok(())
+        })
+    }
+
+    fn run<'a>(
         &'a self,
         container: &'a str,
-        command: &'a [String],
+        input: &'a [u8],
         output: OutputSink<'a>,
-    ) -> BoxFuture<'a, Result<i32, BoxError>> {
-        // The stage's script is the file named at the end of the shell detection's `exec`.
-        let last = command.last().cloned().unwrap_or_default();
-        let script = last
-            .split("/skiff-job/")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .unwrap_or(&last)
-            .to_string();
-        self.record(format!("exec {container} {script}"));
-        let behaviour = self.scripts.get(&script).cloned().unwrap_or_default();
+    ) -> BoxFuture<'a, Result<RunExit, BoxError>> {
+        let text = String::from_utf8_lossy(input);
+        let key = self.scripts.keys().find(|k| text.contains(k.as_str()));
+        self.record(format!(
+            "run {container} {}",
+            key.map_or("-", |k| k.as_str())
+        ));
+        let behaviour = key.map(|k| self.scripts[k].clone()).unwrap_or_default();
+        let not_starting = self.not_starting.iter().any(|c| c == container);
         Box::pin(async move {
+            if not_starting {
+                return Ok(RunExit::NotStarted(
+                    "/entry.sh: no such file or directory".into(),
+                ));
+            }
             for line in behaviour.output.split_inclusive('\n') {
                 output(Stream::Stdout, line.as_bytes());
             }
             if behaviour.hang {
-                std::future::pending::<()>().await;
+                while !self.killed.lock().unwrap().iter().any(|c| c == container) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                return Ok(RunExit::Exited(137));
             }
-            Ok(behaviour.exit_code)
+            Ok(RunExit::Exited(behaviour.exit_code))
         })
+    }
+
+    fn kill<'a>(&'a self, container: &'a str) -> BoxFuture<'a, ()> {
+        self.record(format!("kill {container}"));
+        self.killed.lock().unwrap().push(container.to_string());
+        Box::pin(async {})
     }
 
     fn wait_for_ports<'a>(

@@ -5,11 +5,12 @@
 //! tokio's blocking pool.
 
 use super::Stream;
-use super::seams::{BoxError, ContainerRequest, ImageSource, JobRuntime, OutputSink, PodRequest};
+use super::seams::{
+    BoxError, ContainerRequest, ImageSource, JobRuntime, OutputSink, PodRequest, RunExit,
+};
 use crate::image::ResolvedImage;
 use crate::image::pull::{Policy, Puller};
 use crate::runtime::container::{self, ContainerDir, CreateOptions};
-use crate::runtime::exec::{self, ExecRequest};
 use crate::runtime::network::Network;
 use crate::runtime::plan::Volume;
 use crate::runtime::pod::{self, PodOptions};
@@ -17,7 +18,7 @@ use futures_util::future::LocalBoxFuture as BoxFuture;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Images of the store behind `puller`.
 pub struct StoreImages {
@@ -37,6 +38,62 @@ impl ImageSource for StoreImages {
 /// Pods and containers of the store at `root`.
 pub struct LocalRuntime {
     pub root: PathBuf,
+}
+
+/// The runtime's options for a job's container.
+fn create_options(c: &ContainerRequest) -> CreateOptions {
+    CreateOptions {
+        name: Some(c.name.clone()),
+        command: c.command.clone(),
+        entrypoint: c.entrypoint.clone(),
+        // An env file could not carry a value with a newline; neither does this.
+        env: c
+            .env
+            .iter()
+            .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        workdir: c.workdir.clone(),
+        pod: Some(c.pod.clone()),
+        hosts: c.hosts.clone(),
+        volumes: c
+            .volumes
+            .iter()
+            .map(|(source, destination, read_only)| Volume {
+                source: source.clone(),
+                destination: destination.clone(),
+                read_only: *read_only,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Relays a child's output a whole line at a time; what it said on stderr is kept too (a
+/// container that could not start says why there).
+async fn relay(
+    stream: Option<impl tokio::io::AsyncRead + Unpin>,
+    kind: Stream,
+    output: OutputSink<'_>,
+) -> String {
+    let Some(stream) = stream else {
+        return String::new();
+    };
+    let mut lines = tokio::io::BufReader::new(stream);
+    let (mut buf, mut said) = (Vec::new(), String::new());
+    loop {
+        buf.clear();
+        match lines.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                output(kind, &buf);
+                if kind == Stream::Stderr && said.len() < 4096 {
+                    said.push_str(&String::from_utf8_lossy(&buf));
+                }
+            }
+        }
+    }
+    said
 }
 
 /// Runs a blocking runtime call off the async threads.
@@ -66,86 +123,67 @@ impl JobRuntime for LocalRuntime {
         let root = self.root.clone();
         let c = c.clone();
         Box::pin(blocking(move || {
-            let opts = CreateOptions {
-                name: Some(c.name),
-                command: c.command,
-                entrypoint: c.entrypoint,
-                // An env file could not carry a value with a newline; neither does this.
-                env: c
-                    .env
-                    .iter()
-                    .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect(),
-                workdir: c.workdir,
-                pod: Some(c.pod),
-                hosts: c.hosts,
-                volumes: c
-                    .volumes
-                    .into_iter()
-                    .map(|(source, destination, read_only)| Volume {
-                        source,
-                        destination,
-                        read_only,
-                    })
-                    .collect(),
-                ..Default::default()
-            };
-            container::create(&root, &c.image, &opts)?.start_detached()?;
+            container::create(&root, &c.image, &create_options(&c))?.start_detached()?;
             Ok(())
         }))
     }
 
-    fn exec<'a>(
+    fn create<'a>(&'a self, c: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
+        let root = self.root.clone();
+        let c = c.clone();
+        Box::pin(blocking(move || {
+            container::create(&root, &c.image, &create_options(&c))?;
+            Ok(())
+        }))
+    }
+
+    fn run<'a>(
         &'a self,
-        container: &'a str,
-        command: &'a [String],
+        name: &'a str,
+        input: &'a [u8],
         output: OutputSink<'a>,
-    ) -> BoxFuture<'a, Result<i32, BoxError>> {
+    ) -> BoxFuture<'a, Result<RunExit, BoxError>> {
         Box::pin(async move {
-            let request = ExecRequest {
-                args: command.to_vec(),
-                ..Default::default()
-            };
-            let mut cmd =
-                tokio::process::Command::from(exec::command(&self.root, container, &request)?);
-            let mut child = cmd
-                .stdin(Stdio::null())
+            let c = container::find(&self.root, name)?;
+            let mut child = tokio::process::Command::from(c.foreground_command()?)
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()?;
-            let relay = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>,
-                         kind: Stream| async move {
-                let Some(stream) = stream else { return };
-                let mut lines = tokio::io::BufReader::new(stream);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match lines.read_until(b'\n', &mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => output(kind, &buf),
-                    }
+            let mut stdin = child.stdin.take();
+            let feed = async move {
+                if let Some(pipe) = &mut stdin {
+                    // A process that never reads its stdin is no error.
+                    let _ = pipe.write_all(input).await;
                 }
+                drop(stdin);
             };
-            let out = relay(
-                child.stdout.take().map(|s| Box::new(s) as _),
-                Stream::Stdout,
-            );
-            let err = relay(
-                child.stderr.take().map(|s| Box::new(s) as _),
-                Stream::Stderr,
-            );
-            let (status, _, _) = tokio::join!(child.wait(), out, err);
+            let out = relay(child.stdout.take(), Stream::Stdout, output);
+            let err = relay(child.stderr.take(), Stream::Stderr, output);
+            let (status, _, _, said) = tokio::join!(child.wait(), feed, out, err);
             let status = status?;
-            status.code().ok_or_else(|| {
-                use std::os::unix::process::ExitStatusExt;
-                format!(
-                    "the exec helper was killed by signal {}",
-                    status.signal().unwrap_or(0)
-                )
-                .into()
+            Ok(match c.last_exit() {
+                Some(code) => RunExit::Exited(code),
+                None => RunExit::NotStarted(match said.trim() {
+                    "" => format!("its start ended with {status}"),
+                    why => why.lines().last().unwrap_or(why).to_string(),
+                }),
             })
+        })
+    }
+
+    fn kill<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ()> {
+        let root = self.root.clone();
+        let owned = name.to_string();
+        Box::pin(async move {
+            let killed = blocking(move || {
+                Ok(container::find(&root, &owned)?.kill(nix::sys::signal::Signal::SIGKILL)?)
+            })
+            .await;
+            if let Err(e) = killed {
+                tracing::debug!("killing {name}: {e}");
+            }
         })
     }
 

@@ -24,7 +24,7 @@ mod tests;
 pub use log::{JobLog, Masker, Stream, section_end, section_start};
 pub use plan::JobPlan;
 pub use run::{JobOutcome, run};
-pub use seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
+pub use seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
 
 /// A failure of the job machinery (a system failure, in the runner's words), never of the
 /// job's own script.
@@ -62,6 +62,9 @@ pub enum JobError {
         #[source]
         source: seams::BoxError,
     },
+    /// The container's process never started (its entrypoint is missing, say).
+    #[error("{container} could not start: {why}")]
+    NotStarted { container: String, why: String },
     #[error("running {stage} in {container}")]
     Exec {
         stage: String,

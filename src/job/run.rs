@@ -4,7 +4,7 @@
 
 use super::log::{JobLog, Masker, Stream, section_end, section_start};
 use super::plan::{AFTER_SCRIPT_TIMEOUT, JobPlan};
-use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest};
+use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
 use super::{JobError, script, services};
 use crate::error_chain;
 use crate::gitlab::pipeline::ServiceSpec;
@@ -198,28 +198,29 @@ async fn execute(
     let timeout = plan.timeout();
     let mut variables = plan.predefined(&namespace, &project, &project_dir);
     variables.extend(job.variables.iter().cloned());
-    let scripts = plan.dir.join("scripts");
-    std::fs::create_dir_all(&scripts).map_err(JobError::io("creating", &scripts))?;
     let build = format!("{pod}-build");
-    start_idle(
-        runtime,
-        ContainerRequest {
-            name: build.clone(),
-            pod: pod.clone(),
-            image: job_image,
-            entrypoint: image.entrypoint.clone(),
-            command: vec![],
-            env: vec![],
-            hosts: vec![],
-            volumes: vec![
-                (host_project, project_dir.clone(), false),
-                (scripts.clone(), "/skiff-job".into(), true),
-            ],
-            workdir: Some(project_dir.clone()),
-        },
-        "the build container",
-    )
-    .await?;
+    // Made once; started again for each stage, as the runner's docker executor does: the
+    // image's entrypoint runs every time, with the job's variables in its environment, and
+    // the detected shell reads the stage's script on stdin.
+    let request = ContainerRequest {
+        name: build.clone(),
+        pod: pod.clone(),
+        image: job_image,
+        entrypoint: image.entrypoint.clone(),
+        command: script::shell_command(),
+        env: variables.clone(),
+        hosts: vec![],
+        volumes: vec![(host_project, project_dir.clone(), false)],
+        workdir: Some(project_dir.clone()),
+    };
+    runtime
+        .create(&request)
+        .await
+        .map_err(|source| JobError::Container {
+            what: "the build container".into(),
+            image: request.image.name.clone(),
+            source,
+        })?;
 
     let step: Vec<String> = job
         .before_script
@@ -229,10 +230,9 @@ async fn execute(
         .collect();
     let stage_in = |name: &'static str, header: &'static str, commands: &[String]| Stage {
         container: build.clone(),
-        scripts: scripts.clone(),
         name,
         header,
-        body: script::stage_script(&variables, &project_dir, commands),
+        script: script::stdin_script(&script::stage_script(&variables, &project_dir, commands)),
     };
     let code = match run_stage(
         runtime,
@@ -343,41 +343,16 @@ pub(super) async fn start_services(
     Ok(())
 }
 
-/// A container that idles until the pod is removed: each stage is an exec into it (the
-/// runner re-attaches likewise).
-pub(super) async fn start_idle(
-    runtime: &dyn JobRuntime,
-    mut request: ContainerRequest,
-    what: &str,
-) -> Result<(), JobError> {
-    request.command = IDLE.iter().map(|s| s.to_string()).collect();
-    runtime
-        .start(&request)
-        .await
-        .map_err(|source| JobError::Container {
-            what: what.into(),
-            image: request.image.name.clone(),
-            source,
-        })
-}
-
-/// The idle loop of the build and helper containers; ends at once on SIGTERM.
-pub const IDLE: [&str; 3] = [
-    "sh",
-    "-c",
-    "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done",
-];
-
 struct Stage {
     container: String,
-    scripts: std::path::PathBuf,
     name: &'static str,
     header: &'static str,
-    body: String,
+    /// What the container's shell reads on stdin.
+    script: String,
 }
 
-/// Runs one stage script in its container, relaying its output (masked). `None` when it ran
-/// out of time (what it left running in the container is killed).
+/// Runs one stage in its container, relaying its output (masked). `None` when it ran out of
+/// time (its processes are killed).
 async fn run_stage(
     runtime: &dyn JobRuntime,
     stage: &Stage,
@@ -385,13 +360,10 @@ async fn run_stage(
     log: &MaskedLog<'_>,
 ) -> Result<Option<i32>, JobError> {
     log.line(&section_start(stage.name, stage.header));
-    let file = stage.scripts.join(format!("{}.sh", stage.name));
-    // Readable by the container's user whoever it is; the job directory itself is private.
-    std::fs::write(&file, &stage.body).map_err(JobError::io("writing", &file))?;
-    let result = exec_script(
+    let exit = start_stage(
         runtime,
         &stage.container,
-        &format!("/skiff-job/{}.sh", stage.name),
+        stage.script.as_bytes(),
         timeout,
         log,
     )
@@ -401,30 +373,36 @@ async fn run_stage(
         container: stage.container.clone(),
         source,
     })?;
+    let code = match exit {
+        None => None,
+        Some(RunExit::Exited(code)) => Some(code),
+        Some(RunExit::NotStarted(why)) => {
+            return Err(JobError::NotStarted {
+                container: stage.container.clone(),
+                why,
+            });
+        }
+    };
     log.line(&section_end(stage.name));
-    Ok(result)
+    Ok(code)
 }
 
-/// Runs a script file of the container through the runner's shell detection. `None` when
-/// `timeout` passed first: everything still running in the container is killed.
-async fn exec_script(
+/// One start of a created container with `input` on its stdin, its output relayed (masked).
+/// `None` when `timeout` passed first: its processes are killed, and the start waited out.
+pub(super) async fn start_stage(
     runtime: &dyn JobRuntime,
     container: &str,
-    path_inside: &str,
+    input: &[u8],
     timeout: Duration,
     log: &MaskedLog<'_>,
-) -> Result<Option<i32>, super::seams::BoxError> {
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        script::detect_shell(path_inside),
-    ];
+) -> Result<Option<RunExit>, super::seams::BoxError> {
     let relay = |stream: Stream, bytes: &[u8]| log.output(stream, bytes);
-    match tokio::time::timeout(timeout, runtime.exec(container, &command, &relay)).await {
-        Ok(code) => code.map(Some),
-        Err(_) => {
-            let kill = ["sh", "-c", "kill -KILL -1 2>/dev/null; true"].map(str::to_string);
-            let _ = runtime.exec(container, &kill, &|_, _| {}).await;
+    let mut run = runtime.run(container, input, &relay);
+    tokio::select! {
+        exit = &mut run => exit.map(Some),
+        _ = tokio::time::sleep(timeout) => {
+            runtime.kill(container).await;
+            let _ = run.await;
             Ok(None)
         }
     }

@@ -11,6 +11,47 @@ pub fn detect_shell(script: &str) -> String {
     )
 }
 
+/// The runner's shell detection as its docker executor gives it to a build container (bash
+/// shell, not a login shell: shells/bash.go's `BashDetectShellScript` with no arguments): the
+/// shell it finds reads the stage's script on stdin.
+pub const DETECT_SHELL_STDIN: &str = "if [ -x /usr/local/bin/bash ]; then
+\texec /usr/local/bin/bash 
+elif [ -x /usr/bin/bash ]; then
+\texec /usr/bin/bash 
+elif [ -x /bin/bash ]; then
+\texec /bin/bash 
+elif [ -x /usr/local/bin/sh ]; then
+\texec /usr/local/bin/sh 
+elif [ -x /usr/bin/sh ]; then
+\texec /usr/bin/sh 
+elif [ -x /bin/sh ]; then
+\texec /bin/sh 
+elif [ -x /busybox/sh ]; then
+\texec /busybox/sh 
+else
+\techo shell not found
+\texit 1
+fi
+
+";
+
+/// The build container's command: the detected shell, reading the stage's script on stdin.
+pub fn shell_command() -> Vec<String> {
+    ["sh", "-c", DETECT_SHELL_STDIN]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// A script to feed a shell on stdin, shaped as the runner's bash scripts are: the body runs
+/// in a subshell whose stdin is /dev/null (a command that reads stdin must not eat the rest
+/// of the script), and SIGTERM ends it with status 1.
+pub fn stdin_script(body: &str) -> String {
+    format!(
+        "trap 'exit 1' TERM\n(trap 'exit 1' TERM; eval {}) < /dev/null\n",
+        quote(body)
+    )
+}
+
 /// `'text'` for any POSIX shell.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -45,18 +45,33 @@ pub struct ContainerRequest {
     pub workdir: Option<String>,
 }
 
+/// How one start of a created container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunExit {
+    /// Its process ran and exited with this status.
+    Exited(i32),
+    /// Its process never started (the entrypoint is missing, say): skiff's words why.
+    NotStarted(String),
+}
+
 pub trait JobRuntime: Send + Sync {
     fn create_pod<'a>(&'a self, pod: &'a PodRequest) -> BoxFuture<'a, Result<(), BoxError>>;
     /// Starts a container detached, in its pod; returns once it runs.
     fn start<'a>(&'a self, container: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>>;
-    /// Runs `command` in a running container, relaying its output; its exit code. Dropping
-    /// the future ends the process.
-    fn exec<'a>(
+    /// Makes a container in its pod without starting it: `run` starts it, as often as a job
+    /// needs, and its filesystem persists from one start to the next.
+    fn create<'a>(&'a self, container: &'a ContainerRequest)
+    -> BoxFuture<'a, Result<(), BoxError>>;
+    /// Starts a created (or exited) container with `input` on its stdin (then closed),
+    /// relaying its output, until it exits. Dropping the future kills it.
+    fn run<'a>(
         &'a self,
         container: &'a str,
-        command: &'a [String],
+        input: &'a [u8],
         output: OutputSink<'a>,
-    ) -> BoxFuture<'a, Result<i32, BoxError>>;
+    ) -> BoxFuture<'a, Result<RunExit, BoxError>>;
+    /// Kills every process of a container started by `run` (its `run` then returns).
+    fn kill<'a>(&'a self, container: &'a str) -> BoxFuture<'a, ()>;
     /// Whether one of `ports` on the pod's 127.0.0.1 accepts a connection within `timeout`.
     fn wait_for_ports<'a>(
         &'a self,

@@ -92,7 +92,10 @@ async fn job_runs_table() {
     let cases = vec![
         Case {
             name: "success: services, build container, script, after_script, teardown",
-            runtime: runtime(&[("step_script.sh", script("hello\n", 0, false))]),
+            runtime: runtime(&[
+                ("echo $GREETING", script("hello\n", 0, false)),
+                ("echo after", script("", 0, false)),
+            ]),
             images: FakeImages::default(),
             timeout: None,
             log_has: &[
@@ -108,9 +111,9 @@ async fn job_runs_table() {
                 "create_pod job-00000000abcd private",
                 "start job-00000000abcd-svc-0",
                 "wait job-00000000abcd [6379]",
-                "start job-00000000abcd-build",
-                "exec job-00000000abcd-build step_script.sh",
-                "exec job-00000000abcd-build after_script.sh",
+                "create job-00000000abcd-build",
+                "run job-00000000abcd-build echo $GREETING",
+                "run job-00000000abcd-build echo after",
                 "remove_pod job-00000000abcd",
             ],
             absent_calls: &[],
@@ -119,20 +122,23 @@ async fn job_runs_table() {
         Case {
             name: "a failing script: after_script still runs, the script's code is the job's",
             runtime: runtime(&[
-                ("step_script.sh", script("", 3, false)),
-                ("after_script.sh", script("after runs anyway\n", 7, false)),
+                ("echo $GREETING", script("", 3, false)),
+                ("echo after", script("after runs anyway\n", 7, false)),
             ]),
             images: FakeImages::default(),
             timeout: None,
             log_has: &["after runs anyway", "ERROR: Job failed: exit code 3"],
             log_lacks: &["Job succeeded"],
-            calls: &["after_script.sh", "remove_pod"],
+            calls: &["echo after", "remove_pod"],
             absent_calls: &[],
             outcome: JobOutcome::Failed { exit_code: 3 },
         },
         Case {
             name: "a script past the job's timeout is killed; after_script runs; code 1",
-            runtime: runtime(&[("step_script.sh", script("started\n", 0, true))]),
+            runtime: runtime(&[
+                ("echo $GREETING", script("started\n", 0, true)),
+                ("echo after", script("", 0, false)),
+            ]),
             images: FakeImages::default(),
             timeout: Some(Duration::from_millis(200)),
             log_has: &[
@@ -142,9 +148,9 @@ async fn job_runs_table() {
             ],
             log_lacks: &[],
             calls: &[
-                "exec job-00000000abcd-build step_script.sh",
-                "exec job-00000000abcd-build kill -KILL -1",
-                "exec job-00000000abcd-build after_script.sh",
+                "run job-00000000abcd-build echo $GREETING",
+                "kill job-00000000abcd-build",
+                "run job-00000000abcd-build echo after",
                 "remove_pod",
             ],
             absent_calls: &[],
@@ -153,7 +159,7 @@ async fn job_runs_table() {
         Case {
             name: "secrets are masked in lines and in the script's output",
             runtime: runtime(&[(
-                "step_script.sh",
+                "echo $GREETING",
                 script("token is s3cr3t-token-value\n", 0, false),
             )]),
             images: FakeImages::default(),
@@ -163,6 +169,26 @@ async fn job_runs_table() {
             calls: &["remove_pod"],
             absent_calls: &[],
             outcome: JobOutcome::Succeeded,
+        },
+        Case {
+            name: "a build image whose entrypoint cannot start: a system failure naming it",
+            runtime: FakeRuntime {
+                not_starting: vec!["job-00000000abcd-build".into()],
+                ..runtime(&[])
+            },
+            images: FakeImages::default(),
+            timeout: None,
+            log_has: &[
+                "ERROR: Job failed (system failure): job-00000000abcd-build could not start: /entry.sh: no such file or directory",
+            ],
+            log_lacks: &["exit code"],
+            calls: &["run job-00000000abcd-build", "remove_pod"],
+            absent_calls: &[],
+            outcome: JobOutcome::SystemFailure {
+                reason:
+                    "job-00000000abcd-build could not start: /entry.sh: no such file or directory"
+                        .into(),
+            },
         },
         Case {
             name: "a service that does not start is a system failure; nothing else starts",
@@ -180,7 +206,7 @@ async fn job_runs_table() {
                 "start job-00000000abcd-svc-0",
                 "remove_pod job-00000000abcd",
             ],
-            absent_calls: &["job-00000000abcd-build", "exec"],
+            absent_calls: &["job-00000000abcd-build", "run "],
             outcome: JobOutcome::SystemFailure {
                 reason: "starting service redis:7: no such image layer".into(),
             },
@@ -200,7 +226,7 @@ async fn job_runs_table() {
                 "Job succeeded",
             ],
             log_lacks: &[],
-            calls: &["exec job-00000000abcd-build step_script.sh", "remove_pod"],
+            calls: &["run job-00000000abcd-build", "remove_pod"],
             absent_calls: &[],
             outcome: JobOutcome::Succeeded,
         },
@@ -281,10 +307,21 @@ async fn stage_scripts_and_containers_carry_the_jobs_settings() {
         "services get the job's variables"
     );
     let build = &started[1];
-    assert_eq!(build.command, super::run::IDLE.map(str::to_string));
+    // The runner's shell detection, reading each stage on stdin; the job's variables in the
+    // environment its entrypoint sees.
+    assert_eq!(build.command, super::script::shell_command());
+    assert!(
+        build.command[2]
+            .starts_with("if [ -x /usr/local/bin/bash ]; then\n\texec /usr/local/bin/bash \n")
+    );
+    assert!(build.env.contains(&("GREETING".into(), "hello".into())));
+    assert!(build.env.contains(&("CI_JOB_NAME".into(), "test".into())));
     assert_eq!(build.workdir.as_deref(), Some("/builds/local/project"));
-    assert_eq!(build.volumes[1].1, "/skiff-job");
-    assert!(build.volumes[1].2, "scripts are mounted read-only");
+    assert_eq!(
+        build.volumes.len(),
+        1,
+        "the project only: scripts come on stdin"
+    );
     // Images without a pull_policy are taken from the store when present.
     let asked = images.asked.lock().unwrap().clone();
     assert_eq!(
@@ -300,7 +337,7 @@ async fn stage_scripts_and_containers_carry_the_jobs_settings() {
 async fn a_cancelled_job_is_torn_down() {
     let tmp = tempfile::tempdir().unwrap();
     let plan = plan(tmp.path(), None);
-    let rt = runtime(&[("step_script.sh", script("", 0, true))]);
+    let rt = runtime(&[("echo $GREETING", script("", 0, true))]);
     let log = RecordingLog::default();
     let cancel = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -366,8 +403,8 @@ async fn driver_prepare_stages_and_cleanup() {
         &[
             &format!("create_pod {key} private"),
             &format!("start {key}-svc-0"),
-            &format!("start {key}-helper"),
-            &format!("start {key}-build"),
+            &format!("create {key}-helper"),
+            &format!("create {key}-build"),
         ],
         "prepare",
     );
@@ -377,16 +414,21 @@ async fn driver_prepare_stages_and_cleanup() {
         service_env.iter().any(|(k, _)| k == "CI_JOB_TOKEN"),
         "today every job variable reaches the services"
     );
-    assert_eq!(
-        started[1].entrypoint,
-        Some(vec![]),
-        "the helper runs without its entrypoint"
-    );
-    assert_eq!(started[2].entrypoint, None);
+    let (helper, build) = (&started[1], &started[2]);
+    // The runner's helper: its image's entrypoint, `gitlab-runner-build` reading the stage.
+    assert_eq!(helper.entrypoint, None);
+    assert_eq!(helper.command, ["gitlab-runner-build"]);
+    assert_eq!(build.entrypoint, None);
+    assert_eq!(build.command, super::script::shell_command());
+    for c in [helper, build] {
+        assert!(
+            c.env.contains(&("CI_PROJECT_ID".into(), "4".into())),
+            "{}",
+            c.name
+        );
+    }
     assert!(root.path().join("cache").is_dir());
 
-    let script_file = root.path().join("script");
-    std::fs::write(&script_file, "echo hi\n").unwrap();
     let cases = [
         ("get_sources", "helper", driver::StageOutcome::Succeeded),
         ("build_script", "build", driver::StageOutcome::Succeeded),
@@ -395,31 +437,26 @@ async fn driver_prepare_stages_and_cleanup() {
             "build",
             driver::StageOutcome::BuildFailure { exit_code: 4 },
         ),
+        // A script's own 125 is the script's: only skiff's failures are system failures.
         (
             "after_script",
             "build",
-            driver::StageOutcome::SystemFailure {
-                reason: format!("stage after_script could not run in {key}-build"),
-            },
+            driver::StageOutcome::BuildFailure { exit_code: 125 },
         ),
     ];
+    let script_file = root.path().join("script");
     for (stage, container, want) in cases {
+        // The runner's script for the stage, fed to the container on stdin.
+        std::fs::write(&script_file, format!("# {stage}\necho hi\n")).unwrap();
         let got = driver::run_stage(root.path(), &env, &script_file, stage, &rt, &log)
             .await
             .unwrap();
         assert_eq!(got, want, "{stage}");
+        let key_of_stage = if stage == "get_sources" { "-" } else { stage };
         assert_eq!(
             rt.calls().last().unwrap(),
-            &format!("exec {key}-{container} {stage}"),
+            &format!("run {key}-{container} {key_of_stage}"),
             "{stage}"
-        );
-        assert!(
-            !root
-                .path()
-                .join("gitlab/r0-p4-c0-j9/scripts")
-                .join(stage)
-                .exists(),
-            "{stage}: the copied script is removed"
         );
     }
     assert!(

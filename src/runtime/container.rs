@@ -490,6 +490,36 @@ impl Container {
         }
     }
 
+    /// The shim that starts this created (or exited) container in the foreground, for the
+    /// caller to spawn: its stdin, stdout and stderr are the container's. Its filesystem is
+    /// the one the last start left. `last_exit` tells, once it ended, whether the
+    /// container's process ran.
+    pub fn foreground_command(&self) -> Result<std::process::Command, ContainerError> {
+        // A shim that fails before it records anything must not pass for the last start's exit.
+        match std::fs::remove_file(self.dir.state()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::Io {
+                    what: "resetting the state of",
+                    path: self.dir.state(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        Ok(HelperCmd::Shim {
+            dir: self.dir.path().to_path_buf(),
+        }
+        .command()?)
+    }
+
+    /// The exit status of the container's process, when its last start ran it to the end;
+    /// `None` when it never started (or still runs).
+    pub fn last_exit(&self) -> Option<i32> {
+        self.state()
+            .filter(|s| s.status == Status::Exited)
+            .and_then(|s| s.exit_code)
+    }
+
     /// Runs the container in the foreground, its output on ours (stdin too with
     /// `stdin_inherit`), relaying SIGTERM and SIGINT to its shim; returns its exit status.
     /// An `--rm` container whose shim died is removed here.

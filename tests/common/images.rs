@@ -1,6 +1,7 @@
 //! Test images built offline from Debian's busybox-static into one OCI layout:
-//! `busybox` (1 layer), `multi` (3 layers: base, additions, whiteouts), `index` (an OCI index
-//! for linux/amd64 and linux/arm64/v8). Reproducible: fixed mtimes, sorted entries.
+//! `busybox` (1 layer), `multi` (3 layers: base, additions, whiteouts), `helper` (busybox
+//! with the runner helper's `gitlab-runner-build`), `index` (an OCI index for linux/amd64
+//! and linux/arm64/v8). Reproducible: fixed mtimes, sorted entries.
 
 use skiff::oci::digest::Digest;
 use std::io::Write;
@@ -170,6 +171,18 @@ fn build(dir: &Path) -> TestImages {
         Entry::File("data/.wh..wh..opq", b"", 0o644, 0),
         Entry::File("data/c.txt", b"c\n", 0o644, 0),
     ]);
+    // What the runner's helper images have for its stages: `gitlab-runner-build`, the
+    // command of the helper container (umask 0000, then the shell reads the stage's script).
+    let helper = tar_layer(&[
+        Entry::Dir("usr", 0o755, 0),
+        Entry::Dir("usr/bin", 0o755, 0),
+        Entry::File(
+            "usr/bin/gitlab-runner-build",
+            b"#!/bin/sh\numask 0000\nexec /bin/sh\n",
+            0o755,
+            0,
+        ),
+    ]);
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let mut layout = Layout {
         dir: dir.to_path_buf(),
@@ -177,6 +190,7 @@ fn build(dir: &Path) -> TestImages {
     };
     let (bb, bb_bytes) = layout.image(std::slice::from_ref(&base), "amd64", None);
     let (multi, _) = layout.image(&[base.clone(), add, wh], "amd64", None);
+    let (helper, _) = layout.image(&[base.clone(), helper], "amd64", None);
     let (arm, _) = layout.image(std::slice::from_ref(&base), "arm64", Some("v8"));
     let mut amd_entry = bb.clone();
     amd_entry["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
@@ -190,6 +204,7 @@ fn build(dir: &Path) -> TestImages {
     );
     layout.name(bb, "busybox");
     layout.name(multi, "multi");
+    layout.name(helper, "helper");
     layout.name(index_desc, "index");
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let idx = serde_json::json!({"schemaVersion": 2, "manifests": layout.refs});
@@ -223,7 +238,7 @@ pub fn helper_tarballs(dir: &Path) {
     super::ok(
         std::process::Command::new("skopeo")
             .args(["copy", "-q"])
-            .arg(format!("oci:{}:busybox", images().layout.display()))
+            .arg(format!("oci:{}:helper", images().layout.display()))
             .arg(format!("docker-archive:{}:some/name:1", archive.display())),
     );
     let zst = zstd::encode_all(&std::fs::read(&archive).unwrap()[..], 3).unwrap();
