@@ -226,7 +226,9 @@ impl RunPlan {
             path: path.clone(),
             source,
         })?;
-        std::fs::write(&path, bytes).map_err(|source| PlanError::Write { path, source })
+        // The environment may hold a job's secrets: readable by the owner only.
+        crate::proc::write_atomic_mode(&path, &bytes, Some(0o600), crate::proc::Durability::Replace)
+            .map_err(|source| PlanError::Write { path, source })
     }
 }
 
@@ -251,6 +253,15 @@ mod tests {
         let again = serde_json::to_value(&p).unwrap();
         assert_eq!(again["image_config"]["Hostname"], "x");
         assert_eq!(again["network"], "host");
+        // Written for the owner only: the environment may hold a job's secrets.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        p.write(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join("plan.json"))
+            .unwrap()
+            .permissions();
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        assert_eq!(RunPlan::read(dir.path()).unwrap().hostname, "h");
     }
 
     #[test]
