@@ -36,7 +36,7 @@ pub enum ConfigError {
         #[source]
         source: toml_edit::TomlError,
     },
-    #[error("{}: {}", path.display(), list_problems(problems))]
+    #[error("{}:{}", path.display(), list_problems(problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Problem>,
@@ -86,7 +86,7 @@ fn go_list(items: &[String]) -> String {
 
 fn list_problems(problems: &[Problem]) -> String {
     match problems {
-        [one] => one.to_string(),
+        [one] => format!(" {one}"),
         many => many.iter().map(|p| format!("\n  {p}")).collect::<String>(),
     }
 }
@@ -678,11 +678,19 @@ impl AdminConfig {
                         source.display(),
                         if *read_only { ", read-only" } else { "" }
                     ),
+                    VolumeSpec::Anonymous { destination, .. } if destination == "/cache" => {
+                        "/cache, which skiff mounts in every job anyway".to_string()
+                    }
                     VolumeSpec::Anonymous {
                         destination,
                         read_only,
                     } => format!(
-                        "a directory kept for the project at {destination}{}",
+                        "a directory kept {} at {destination}{}",
+                        if self.disable_cache {
+                            "for the job"
+                        } else {
+                            "for the project"
+                        },
                         if *read_only { ", read-only" } else { "" }
                     ),
                 },
