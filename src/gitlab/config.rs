@@ -246,7 +246,7 @@ pub struct AdminConfig {
     pub service_cpus: Option<f64>,
     /// Bytes; /dev/shm of every container of the job.
     pub shm_size: Option<i64>,
-    /// `DST[:OPTIONS]` tmpfs mounts of the build container (as `RunPlan::tmpfs`).
+    /// `DST[:OPTIONS]` tmpfs mounts of the build and helper containers (as `RunPlan::tmpfs`).
     pub tmpfs: Vec<String>,
     /// The same for each service.
     pub services_tmpfs: Vec<String>,

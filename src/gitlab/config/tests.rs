@@ -832,3 +832,21 @@ fn every_key_of_the_runners_docker_config_is_classified_once() {
     // The runner's DockerConfig has 76 keys (docker.Credentials's three included).
     assert_eq!(KEYS.len(), 76);
 }
+
+#[test]
+fn services_as_inline_tables_and_tmpfs_inline() {
+    let c = parse(
+        "services = [{ name = \"redis:7\", alias = \"cache\" }, { name = \"pg\", command = [\"-c\", \"x=1\"] }]\ntmpfs = { \"/tmp\" = \"size=1m\" }\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["redis:7", "pg"]);
+    assert_eq!(c.services[0].aliases(), strings(&["cache"]));
+    assert_eq!(c.services[1].command, Some(strings(&["-c", "x=1"])));
+    assert_eq!(c.tmpfs, strings(&["/tmp:size=1m"]));
+    let e = parse("services = [\"redis:7\"]\n").unwrap_err().to_string();
+    assert!(
+        e.ends_with("line 1: services[0]: expected a table, not string"),
+        "{e}"
+    );
+}
