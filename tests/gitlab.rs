@@ -289,3 +289,85 @@ fn custom_executor_calls_as_the_runner_makes_them() {
         &user_helper,
     );
 }
+
+/// `skiff gitlab config --check`: the admin file, needing only the binary.
+#[test]
+fn config_check_reports_the_admin_file() {
+    let env = Env::new();
+    let check = |file: Option<&Path>| {
+        let mut c = env.skiff();
+        c.env_remove("SKIFF_GITLAB_CONFIG")
+            .args(["gitlab", "config", "--check"]);
+        if let Some(f) = file {
+            c.arg("--config").arg(f);
+        }
+        c
+    };
+    let good = env.write(
+        "pasted.toml",
+        "[runners.docker]\n  image = \"alpine:3\"\n  privileged = false\n  memory = \"512m\"\n\
+         [[runners.docker.services]]\n  name = \"postgres:16\"\n  alias = \"db\"\n",
+    );
+    let out = common::ok(&mut check(Some(&good)));
+    assert!(out.contains(&format!("{}: valid", good.display())), "{out}");
+    assert!(out.contains("  image = alpine:3"), "{out}");
+    assert!(out.contains("  services = postgres:16 (alias db)"), "{out}");
+    assert!(out.contains("  memory = 536870912 bytes"), "{out}");
+    assert!(
+        out.contains("  runners.docker.privileged ignored: it holds its default"),
+        "{out}"
+    );
+    let json = common::json(check(Some(&good)).args(["--format", "json"]));
+    assert_eq!(json["memory"], 536870912);
+    assert_eq!(json["services"][0]["name"], "postgres:16");
+
+    let bad = env.write(
+        "bad.toml",
+        "image = \"alpine:3\"\nprivileged = true\ndevice = [\"/dev/kvm\"]\n",
+    );
+    let out = run(&mut check(Some(&bad)));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    assert!(
+        err.contains(
+            "line 2: privileged = true: not supported: skiff has no privileged containers"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("line 3: device: unknown key"), "{err}");
+
+    // A file named but absent is an error; none at the default place means the defaults.
+    let out = run(&mut check(Some(&env.path("absent.toml"))));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::stderr(&out).contains("absent.toml"));
+    let default = if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/etc/skiff/gitlab.toml")
+    } else {
+        env.path("config/skiff/gitlab.toml")
+    };
+    if !default.exists() {
+        let out = common::ok(&mut check(None));
+        assert_eq!(
+            out.trim(),
+            format!("{}: no such file; the defaults apply", default.display())
+        );
+    }
+    let by_env = common::ok(check(None).env("SKIFF_GITLAB_CONFIG", &good));
+    assert!(by_env.contains("image = alpine:3"), "{by_env}");
+
+    // Without --check, the runner still gets its JSON.
+    let mut plain = env.skiff();
+    plain.args(["gitlab", "config", "--config"]).arg(&bad);
+    assert_eq!(common::json(&mut plain)["driver"]["name"], "skiff");
+
+    // prepare refuses the file before anything runs, as a system failure.
+    let out = run(env
+        .skiff()
+        .args(["gitlab", "prepare", "--config"])
+        .arg(&bad)
+        .env("SYSTEM_FAILURE_EXIT_CODE", "7")
+        .env("CUSTOM_ENV_CI_JOB_ID", "1"));
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert!(common::stderr(&out).contains("privileged = true"));
+}

@@ -8,22 +8,59 @@ use super::{Context, RegistryArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use skiff::error_chain;
+use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::executor::ExecutorEnv;
 use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::runtime::network;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
 pub enum GitlabCommand {
-    /// config_exec: the driver's JSON for the runner
-    Config,
+    /// config_exec: the driver's JSON for the runner (--check: the admin file instead)
+    Config(ConfigArgs),
     /// prepare_exec: images, pod, services, helper and build containers
     Prepare(PrepareArgs),
     /// run_exec SCRIPT STAGE: one stage script in the right container
     Run(RunStageArgs),
     /// cleanup_exec: removes everything the job made
-    Cleanup,
+    Cleanup(CleanupArgs),
+}
+
+impl GitlabCommand {
+    fn admin_file(&self) -> Option<&Path> {
+        let file = match self {
+            Self::Config(a) => &a.admin,
+            Self::Prepare(a) => &a.admin,
+            Self::Run(a) => &a.admin,
+            Self::Cleanup(a) => &a.admin,
+        };
+        file.config.as_deref().filter(|p| !p.as_os_str().is_empty())
+    }
+}
+
+/// The driver's admin file, on every verb (the runner passes the same arguments to each).
+#[derive(Args, Debug)]
+pub struct AdminFileArg {
+    /// The driver's settings, GitLab Runner's [runners.docker] keys [default:
+    /// $XDG_CONFIG_HOME/skiff/gitlab.toml rootless, /etc/skiff/gitlab.toml as root]
+    #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Check the admin file and print what it sets (exit 1 on an error)
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub admin: AdminFileArg,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub admin: AdminFileArg,
 }
 
 #[derive(Args, Debug)]
@@ -42,25 +79,31 @@ pub struct PrepareArgs {
     pub helper_dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub admin: AdminFileArg,
 }
 
 #[derive(Args, Debug)]
 pub struct RunStageArgs {
     pub script: PathBuf,
     pub stage: String,
+    #[command(flatten)]
+    pub admin: AdminFileArg,
 }
 
 pub async fn run(ctx: &Context, c: GitlabCommand) -> Result<()> {
     let env = ExecutorEnv::from_process();
+    let admin_file = c.admin_file().map(Path::to_path_buf);
     match c {
-        GitlabCommand::Config => {
+        GitlabCommand::Config(a) if a.check => check_config(ctx, admin_file.as_deref()),
+        GitlabCommand::Config(_) => {
             let hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().to_string())
                 .unwrap_or_default();
             super::print_json(&driver::config(&hostname))
         }
         GitlabCommand::Prepare(a) => {
-            if let Err(e) = prepare(ctx, &env, &a).await {
+            if let Err(e) = prepare(ctx, &env, &a, admin_file.as_deref()).await {
                 // Pull and start failures are system failures (the runner may retry them).
                 eprintln!("ERROR: skiff prepare: {e:#}");
                 return Err(super::run::ExitStatus(env.system_failure_code()).into());
@@ -68,7 +111,7 @@ pub async fn run(ctx: &Context, c: GitlabCommand) -> Result<()> {
             Ok(())
         }
         GitlabCommand::Run(a) => run_stage(ctx, &env, &a).await,
-        GitlabCommand::Cleanup => {
+        GitlabCommand::Cleanup(_) => {
             driver::cleanup(&ctx.root, &env, &runtime(ctx)).await?;
             Ok(())
         }
@@ -81,7 +124,14 @@ fn runtime(ctx: &Context) -> LocalRuntime {
     }
 }
 
-async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()> {
+async fn prepare(
+    ctx: &Context,
+    env: &ExecutorEnv,
+    a: &PrepareArgs,
+    admin_file: Option<&Path>,
+) -> Result<()> {
+    // Checked before anything runs; its settings are not applied yet.
+    AdminConfig::load(admin_file)?;
     // An empty variable names nothing (the runner's environment may set it so).
     let configured = a.helper_image.clone().filter(|h| !h.is_empty());
     let dirs = a.helper_dirs.iter().filter(|d| !d.as_os_str().is_empty());
@@ -104,6 +154,35 @@ async fn prepare(ctx: &Context, env: &ExecutorEnv, a: &PrepareArgs) -> Result<()
     driver::prepare(&ctx.root, env, &opts, &runtime, &images, &ConsoleLog)
         .await
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))
+}
+
+/// `config --check`: what the admin file sets, or every problem in it (exit 1).
+fn check_config(ctx: &Context, file: Option<&Path>) -> Result<()> {
+    let shown = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(AdminConfig::default_path);
+    let config = match AdminConfig::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {}", error_chain(&e));
+            return Err(super::run::ExitStatus(1).into());
+        }
+    };
+    if ctx.format == super::Format::Json {
+        return super::print_json(&config);
+    }
+    if config.source.is_none() {
+        println!("{}: no such file; the defaults apply", shown.display());
+        return Ok(());
+    }
+    println!("{}: valid", shown.display());
+    for (key, value) in config.settings() {
+        println!("  {key} = {value}");
+    }
+    for ignored in &config.ignored {
+        println!("  {} ignored: {}", ignored.key, ignored.reason);
+    }
+    Ok(())
 }
 
 async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result<()> {
