@@ -3,4 +3,5 @@
 
 pub mod ci;
 pub mod executor;
+pub mod payload;
 pub mod pipeline;
