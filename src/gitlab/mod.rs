@@ -6,5 +6,6 @@
 pub mod ci;
 pub mod config;
 pub mod executor;
+pub mod payload;
 pub mod pipeline;
 pub mod register;
