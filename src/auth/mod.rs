@@ -57,7 +57,12 @@ pub enum Source {
     CommandLine,
     EnvDockerAuthConfig,
     File(PathBuf),
-    Helper { name: String, within: Box<Source> },
+    Helper {
+        name: String,
+        within: Box<Source>,
+    },
+    /// A CI job's own credentials (the runner's label for them).
+    JobPayload,
 }
 
 impl fmt::Display for Source {
@@ -66,6 +71,7 @@ impl fmt::Display for Source {
             Source::CommandLine => f.write_str("--creds"),
             Source::EnvDockerAuthConfig => f.write_str("$DOCKER_AUTH_CONFIG"),
             Source::File(p) => write!(f, "{}", p.display()),
+            Source::JobPayload => f.write_str("job payload (GitLab Registry)"),
             Source::Helper { name, within } => {
                 write!(
                     f,

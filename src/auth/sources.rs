@@ -5,7 +5,7 @@
 //! Within a source: `credHelpers[host]` > `credsStore` > `auths`. A helper that is missing,
 //! fails, or has no entry never breaks a pull: the lookup goes on, with a warning.
 
-use super::config::{AuthConfig, Lookup};
+use super::config::{AuthConfig, Lookup, normalize_registry};
 use super::{AuthError, Credential, Source, helper};
 use std::path::PathBuf;
 
@@ -13,7 +13,13 @@ use std::path::PathBuf;
 pub enum SourceSpec {
     CommandLine(Credential),
     Env(String),
-    File { path: PathBuf, legacy: bool },
+    File {
+        path: PathBuf,
+        legacy: bool,
+    },
+    /// A CI job's own: registry host[:port] and credentials (GitLab's registry and
+    /// dependency proxy, with the job token).
+    Job(Vec<(String, Credential)>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,6 +102,44 @@ impl CredentialResolver {
         CredentialResolver { sources }
     }
 
+    /// GitLab Runner's order for a job's images (helpers/docker/auth/auth.go `AllConfigs`):
+    /// `$DOCKER_AUTH_CONFIG` (the job's, else the runner's environment), the runner user's
+    /// `~/.docker/config.json` then `~/.dockercfg` (the runner reads no `$DOCKER_CONFIG`),
+    /// the job's own credentials; then skiff's other sources.
+    pub fn runner_order(env: &AuthEnv, job: Vec<(String, Credential)>) -> CredentialResolver {
+        let mut sources = Vec::new();
+        if let Some(j) = &env.docker_auth_config {
+            sources.push(SourceSpec::Env(j.clone()));
+        }
+        if let Some(h) = &env.home {
+            let file = |rel: &str, legacy| SourceSpec::File {
+                path: h.join(rel),
+                legacy,
+            };
+            sources.extend([file(".docker/config.json", false), file(".dockercfg", true)]);
+        }
+        if !job.is_empty() {
+            sources.push(SourceSpec::Job(job));
+        }
+        let rest = CredentialResolver::new(
+            &AuthEnv {
+                docker_auth_config: None,
+                ..env.clone()
+            },
+            None,
+        );
+        for spec in rest.sources {
+            let known = sources.iter().any(|s| match (s, &spec) {
+                (SourceSpec::File { path: a, .. }, SourceSpec::File { path: b, .. }) => a == b,
+                _ => false,
+            });
+            if !known {
+                sources.push(spec);
+            }
+        }
+        CredentialResolver { sources }
+    }
+
     /// Credentials for `name` (`registry/repository`), and where they came from.
     /// Unreadable or corrupt sources are errors: a typo in a config must not silently
     /// turn into an anonymous pull of the wrong thing.
@@ -108,6 +152,17 @@ impl CredentialResolver {
                     AuthConfig::parse(json, "$DOCKER_AUTH_CONFIG", false)?,
                     Source::EnvDockerAuthConfig,
                 ),
+                SourceSpec::Job(entries) => {
+                    let want = normalize_registry(registry);
+                    let host = |url: &str| {
+                        let bare = url.split_once("://").map_or(url, |(_, rest)| rest);
+                        normalize_registry(bare.split('/').next().unwrap_or(bare))
+                    };
+                    match entries.iter().find(|(url, _)| host(url) == want) {
+                        Some((_, c)) => return Ok(Some((c.clone(), Source::JobPayload))),
+                        None => continue,
+                    }
+                }
                 SourceSpec::File { path, legacy } => match AuthConfig::load(path, *legacy)? {
                     Some(c) => (c, Source::File(path.clone())),
                     None => continue,

@@ -3,15 +3,18 @@
 //! The driver itself is `skiff::job::driver`; this reads the runner's environment, finds the
 //! helper image, and turns outcomes into the runner's exit codes.
 
-use super::job::{ConsoleLog, job_puller};
+use super::job::ConsoleLog;
+use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use skiff::auth::Credential;
 use skiff::error_chain;
 use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::executor::ExecutorEnv;
 use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
+use skiff::oci::manifest::PlatformSpec;
 use skiff::runtime::network;
 use std::path::{Path, PathBuf};
 
@@ -68,9 +71,9 @@ pub struct PrepareArgs {
     /// Network of the job's pod: slirp4netns (default when installed), pasta or private
     #[arg(long)]
     pub network: Option<String>,
-    /// Seconds to wait for each service's ports (-1: no wait)
-    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
-    pub wait_for_services_timeout: i64,
+    /// Seconds to wait for each service's ports (-1: no wait) [default: the admin file's, else 30]
+    #[arg(long, allow_negative_numbers = true)]
+    pub wait_for_services_timeout: Option<i64>,
     /// Helper image to use instead of the runner's own for its version
     #[arg(long, env = "SKIFF_HELPER_IMAGE")]
     pub helper_image: Option<String>,
@@ -130,30 +133,70 @@ async fn prepare(
     a: &PrepareArgs,
     admin_file: Option<&Path>,
 ) -> Result<()> {
-    // Checked before anything runs; its settings are not applied yet.
-    AdminConfig::load(admin_file)?;
+    // Checked before anything runs. Flags over the file, the file over the defaults.
+    let admin = AdminConfig::load(admin_file)?;
+    let payload = env.payload()?;
+    let variables: Vec<(String, String)> = payload
+        .all_variables()
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect();
     // An empty variable names nothing (the runner's environment may set it so).
     let configured = a.helper_image.clone().filter(|h| !h.is_empty());
+    let configured = configured.or_else(|| admin.helper_image_for(&variables));
     let dirs = a.helper_dirs.iter().filter(|d| !d.as_os_str().is_empty());
-    let helper_image =
-        driver::helper_image(ctx.store()?, env, configured, dirs.cloned().collect()).await?;
+    let helper_image = driver::helper_image(
+        ctx.store()?,
+        env,
+        configured,
+        dirs.cloned().collect(),
+        admin.helper_image_flavor.clone(),
+    )
+    .await?;
+    let job_auth = variables
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "DOCKER_AUTH_CONFIG");
+    let job_credentials = payload
+        .registry_credentials()
+        .into_iter()
+        .map(|c| (c.url.clone(), Credential::basic(&c.username, &c.password)))
+        .collect();
     let images = StoreImages {
-        puller: job_puller(
-            ctx,
-            &a.registry,
-            env.job_var("DOCKER_AUTH_CONFIG").as_deref(),
-        )?,
+        puller: a
+            .registry
+            .resolve()?
+            .with_job_auth(job_auth.map(|(_, v)| v.as_str()))
+            .with_job_credentials(job_credentials)
+            .puller(
+                ctx.store()?,
+                PlatformSpec::host(),
+                ProgressMode::Lines,
+                true,
+            ),
     };
+    let network = a.network.as_deref().or(admin.network_mode.as_deref());
     let opts = PrepareOptions {
-        network: network::job_default(a.network.as_deref()),
-        wait_for_services_timeout: a.wait_for_services_timeout,
+        network: network::job_default(network),
+        wait_for_services_timeout: a
+            .wait_for_services_timeout
+            .unwrap_or_else(|| admin.services_wait_secs()),
         helper_image,
-        cache_dir: driver::cache_dir(&ctx.root, env),
+        cache_dir: driver::cache_dir(&ctx.root, env, &admin),
+        admin,
     };
     let runtime = runtime(ctx);
-    driver::prepare(&ctx.root, env, &opts, &runtime, &images, &ConsoleLog)
-        .await
-        .map_err(|e| anyhow::anyhow!(error_chain(&e)))
+    driver::prepare(
+        &ctx.root,
+        env,
+        &payload,
+        &opts,
+        &runtime,
+        &images,
+        &ConsoleLog,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(error_chain(&e)))
 }
 
 /// `config --check`: what the admin file sets, or every problem in it (exit 1).

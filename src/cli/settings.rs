@@ -38,6 +38,8 @@ pub struct RegistrySettings {
     pub creds: Option<Credential>,
     pub registries: RegistriesConf,
     pub client: ClientOptions,
+    /// A CI job's own registry credentials: the sources then go in GitLab Runner's order.
+    pub job_credentials: Option<Vec<(String, Credential)>>,
 }
 
 impl RegistryArgs {
@@ -60,6 +62,7 @@ impl RegistryArgs {
                 insecure: self.tls_verify == Some(false),
                 ..Default::default()
             },
+            job_credentials: None,
         })
     }
 
@@ -73,7 +76,17 @@ impl RegistryArgs {
 
 impl RegistrySettings {
     pub fn credentials(&self) -> CredentialResolver {
-        CredentialResolver::new(&self.auth, self.creds.clone())
+        match &self.job_credentials {
+            Some(job) => CredentialResolver::runner_order(&self.auth, job.clone()),
+            None => CredentialResolver::new(&self.auth, self.creds.clone()),
+        }
+    }
+
+    /// A CI job's credentials (the runner's job payload): every source in GitLab Runner's
+    /// order, `--creds` set aside.
+    pub fn with_job_credentials(mut self, credentials: Vec<(String, Credential)>) -> Self {
+        self.job_credentials = Some(credentials);
+        self
     }
 
     /// A job's own `DOCKER_AUTH_CONFIG` comes before every other source, as in the runner;

@@ -6,13 +6,21 @@
 //! also after a failed or crashed prepare. The state lives in the store, keyed by the runner's
 //! job identifiers, since each step is a separate process.
 
-use super::run::{MaskedLog, start_services};
-use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
+use super::run::{MaskedLog, Services, start_services};
+use super::seams::{
+    ContainerRequest, ContainerSettings, ImageSource, JobRuntime, PodRequest, RunExit,
+};
 use super::{JobError, JobLog, Stream, script};
 use crate::archive::helper::import_prebuilt;
-use crate::gitlab::executor::{ExecutorEnv, runs_in_helper};
+use crate::gitlab::config::{
+    AdminConfig, VolumeSpec, anonymous_volume_name, expand_runner_value, policy_name,
+};
+use crate::gitlab::executor::{ExecutorEnv, ExecutorError, runs_in_helper};
+use crate::gitlab::payload::{JobImage, JobPayload, PayloadSource, Variable};
+use crate::gitlab::pipeline::ImageSpec;
 use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
+use crate::runtime::plan::Limits;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 
@@ -64,8 +72,11 @@ pub struct PrepareOptions {
     pub wait_for_services_timeout: i64,
     /// The runner's helper image, already in the store or to be pulled.
     pub helper_image: String,
-    /// Mounted at /cache in both containers.
+    /// The project's cache directory: its /cache (`cache/`) and the admin's anonymous
+    /// volumes, kept between its jobs.
     pub cache_dir: PathBuf,
+    /// The admin's file (`[runners.docker]` keys), already checked.
+    pub admin: AdminConfig,
 }
 
 /// The helper image for the runner's version (`CUSTOM_ENV_CI_RUNNER_VERSION`/`_REVISION`),
@@ -76,12 +87,13 @@ pub async fn helper_image(
     env: &ExecutorEnv,
     configured: Option<String>,
     dirs: Vec<PathBuf>,
+    flavor: Option<String>,
 ) -> Result<String, JobError> {
     if let Some(image) = configured {
         return Ok(image);
     }
     let spec = HelperSpec {
-        flavor: String::new(),
+        flavor: flavor.unwrap_or_default(),
         arch: runner_arch(std::env::consts::ARCH),
         pwsh: false,
         version: env.job_var("CI_RUNNER_VERSION"),
@@ -107,53 +119,175 @@ pub async fn helper_image(
     Ok(reference)
 }
 
-/// `<store>/gitlab-cache/<project id>`: the project's /cache, kept between its jobs.
-pub fn cache_dir(root: &Path, env: &ExecutorEnv) -> PathBuf {
-    root.join("gitlab-cache")
-        .join(env.job_var("CI_PROJECT_ID").unwrap_or_else(|| "0".into()))
+/// `<cache root>/<project id>`: the project's /cache and anonymous volumes, kept between its
+/// jobs. The root is the admin's `cache_dir`, else `<store>/gitlab-cache`.
+pub fn cache_dir(root: &Path, env: &ExecutorEnv, admin: &AdminConfig) -> PathBuf {
+    let base = admin
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| root.join("gitlab-cache"));
+    base.join(env.job_var("CI_PROJECT_ID").unwrap_or_else(|| "0".into()))
 }
 
 /// The helper image's command for the runner's stages (helpers/container/helperimage's
 /// `bashCmd`): in the runner's helper images it sets umask 0000 and runs bash.
 pub const HELPER_COMMAND: &str = "gitlab-runner-build";
 
-/// Variables whose values the driver's own lines never show.
-const SECRETS: &[&str] = &["DOCKER_AUTH_CONFIG", "CI_JOB_TOKEN", "CI_REGISTRY_PASSWORD"];
+/// The runner-level services of the admin file, before the job's own (the docker
+/// executor's `getServicesDefinitions` order), as the payload's services are.
+pub fn with_runner_services(mut payload: JobPayload, admin: &AdminConfig) -> JobPayload {
+    let runner: Vec<JobImage> = admin
+        .services
+        .iter()
+        .map(|s| JobImage {
+            name: payload.expand(&s.name),
+            alias: s
+                .alias
+                .as_deref()
+                .map(|a| payload.expand(a))
+                .unwrap_or_default(),
+            entrypoint: s.entrypoint.clone().unwrap_or_default(),
+            command: s.command.clone().unwrap_or_default(),
+            variables: s
+                .environment
+                .iter()
+                .map(|(key, value)| Variable {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let job = std::mem::take(&mut payload.services);
+    payload.services = runner.into_iter().chain(job).collect();
+    payload
+}
 
-/// `prepare_exec`: images, pod, services, helper and build containers. An error is a system
-/// failure (the runner may retry it); `cleanup` removes whatever was made.
+/// The volumes every job container gets: /builds, /cache, and the admin's `volumes` (an
+/// anonymous one in the project's cache directory, or the job's with `disable_cache`).
+fn job_volumes(
+    st: &DriverState,
+    payload: &JobPayload,
+    opts: &PrepareOptions,
+) -> Result<Vec<(PathBuf, String, bool)>, JobError> {
+    let cache = match opts.admin.disable_cache {
+        true => st.dir.join("volumes"),
+        false => opts.cache_dir.clone(),
+    };
+    let made = |dir: PathBuf| -> Result<PathBuf, JobError> {
+        std::fs::create_dir_all(&dir).map_err(JobError::io("creating", &dir))?;
+        Ok(dir)
+    };
+    let mut volumes = vec![
+        (st.builds.clone(), "/builds".to_string(), false),
+        (made(cache.join("cache"))?, "/cache".to_string(), false),
+    ];
+    let variables = payload.all_variables();
+    let expand = |text: &str| {
+        expand_runner_value(text, |name| {
+            variables
+                .iter()
+                .rev()
+                .find(|v| v.key == name)
+                .map(|v| v.value.clone())
+        })
+    };
+    for v in &opts.admin.volumes {
+        volumes.push(match v {
+            VolumeSpec::Bind {
+                source,
+                destination,
+                read_only,
+            } => (source.clone(), expand(destination), *read_only),
+            VolumeSpec::Anonymous {
+                destination,
+                read_only,
+            } => {
+                let destination = expand(destination);
+                let dir = made(cache.join(anonymous_volume_name(&destination)))?;
+                (dir, destination, *read_only)
+            }
+        });
+    }
+    // `/cache` listed by the admin is the one skiff mounts already.
+    let mut seen = std::collections::BTreeSet::new();
+    volumes.retain(|(_, dest, _)| seen.insert(dest.clone()));
+    Ok(volumes)
+}
+
+/// `prepare_exec`: images, pod, services, helper and build containers, from the job's
+/// payload (`JOB_RESPONSE_FILE`) and the admin's file. An error is a system failure (the
+/// runner may retry it); `cleanup` removes whatever was made.
 pub async fn prepare(
     root: &Path,
     env: &ExecutorEnv,
+    payload: &JobPayload,
     opts: &PrepareOptions,
     runtime: &dyn JobRuntime,
     images: &dyn ImageSource,
     log: &dyn JobLog,
 ) -> Result<(), JobError> {
+    let admin = &opts.admin;
     let st = DriverState::new(root, env)?;
     std::fs::create_dir_all(&st.dir).map_err(JobError::io("creating", &st.dir))?;
     super::recovery::make_private(&st.dir)?;
-    let builds = st.builds.clone();
-    std::fs::create_dir_all(&builds).map_err(JobError::io("creating", &builds))?;
+    std::fs::create_dir_all(&st.builds).map_err(JobError::io("creating", &st.builds))?;
     // Other users of the host never see a project's checkout; the container's users do.
-    super::recovery::make_private(builds.parent().unwrap_or(&builds))?;
-    let variables = env.job_variables();
-    let secrets: Vec<String> = variables
-        .iter()
-        .filter(|(k, _)| SECRETS.contains(&k.as_str()))
-        .map(|(_, v)| v.clone())
-        .collect();
-    let log = MaskedLog::new(log, &secrets);
-    let image = env.image()?;
-    let services = env.services()?;
+    super::recovery::make_private(st.builds.parent().unwrap_or(&st.builds))?;
+    let payload = with_runner_services(payload.clone(), admin);
+    let log = MaskedLog::new(log, &payload.masked_values());
+    if payload.source == PayloadSource::Environment {
+        log.warn("JOB_RESPONSE_FILE is not set (a runner before 14.1): services get only their own variables");
+    }
+    let image = match payload.image_spec().map_err(ExecutorError::from)? {
+        Some(image) => {
+            admin.verify_job_image(&image.name)?;
+            image
+        }
+        None => match &admin.image {
+            Some(name) => ImageSpec {
+                name: name.clone(),
+                entrypoint: None,
+                pull_policy: vec![],
+            },
+            None if payload.source == PayloadSource::Environment => {
+                return Err(ExecutorError::Missing {
+                    name: "CI_JOB_IMAGE",
+                    why: "the job has no image",
+                }
+                .into());
+            }
+            None => return Err(JobError::NoImage),
+        },
+    };
+    let services = payload.service_specs().map_err(ExecutorError::from)?;
+    for svc in &services[admin.services.len()..] {
+        admin.verify_job_service(&svc.image.name)?;
+    }
+    admin.check_services_limit(services.len())?;
+    // Each image with its effective policies: the job's replace the admin's, within the
+    // allowed ones. The helper comes from the store or a prebuilt tarball first.
+    let mut wanted = vec![(opts.helper_image.clone(), vec![Policy::IfNotPresent])];
+    wanted.push((
+        image.name.clone(),
+        admin.pull_policies_for(&image.name, &payload.image.pull_policy)?,
+    ));
+    for (svc, from) in services.iter().zip(&payload.services) {
+        let policies = admin.pull_policies_for(&svc.image.name, &from.pull_policy)?;
+        wanted.push((svc.image.name.clone(), policies));
+    }
     let mut resolved = vec![];
-    for name in [&opts.helper_image, &image]
-        .into_iter()
-        .chain(services.iter().map(|s| &s.image.name))
-    {
+    for (name, policies) in &wanted {
+        let names: Vec<&str> = policies.iter().map(|p| policy_name(*p)).collect();
+        log.line(&format!(
+            "Using effective pull policy of [{}] for container {name}",
+            names.join(" ")
+        ));
         log.line(&format!("Pulling image {name} ..."));
         let found = images
-            .ensure(name, &[Policy::IfNotPresent])
+            .ensure(name, policies)
             .await
             .map_err(|source| JobError::Pull {
                 image: name.clone(),
@@ -168,33 +302,88 @@ pub async fn prepare(
             name: st.pod.clone(),
             network: opts.network.clone(),
             owner: None,
+            hosts: admin.extra_hosts.clone(),
+            dns: admin.dns.clone(),
         })
         .await
         .map_err(|source| JobError::Pod { source })?;
+    let volumes = job_volumes(&st, &payload, opts)?;
+    let launch = Services {
+        specs: &services,
+        images: &service_images,
+        envs: (0..services.len())
+            .map(|i| payload.service_env(i))
+            .collect(),
+        // The docker executor binds the job's volumes into services too (a file variable's
+        // path is under /builds).
+        volumes: volumes.clone(),
+        settings: ContainerSettings {
+            tmpfs: admin.services_tmpfs.clone(),
+            limits: Limits {
+                memory: admin.service_memory,
+                cpus: admin.service_cpus,
+                pids: None,
+            },
+            ..Default::default()
+        },
+    };
     start_services(
         runtime,
         &st.pod,
-        &services,
-        &service_images,
-        &variables,
+        &launch,
         opts.wait_for_services_timeout,
         &log,
     )
     .await?;
-    std::fs::create_dir_all(&opts.cache_dir).map_err(JobError::io("creating", &opts.cache_dir))?;
+    let variables: Vec<(String, String)> = payload
+        .all_variables()
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect();
+    let docker = &payload.image.executor_opts.docker;
+    let job_user = Some(payload.expand(&docker.user)).filter(|u| !u.is_empty());
+    let mut tmpfs = admin.tmpfs.clone();
+    if let Some(size) = admin.shm_size {
+        tmpfs.push(format!(
+            "/dev/shm:size={size},mode=1777,nosuid,nodev,noexec"
+        ));
+    }
+    let build_settings = ContainerSettings {
+        user: admin.build_user(job_user.as_deref())?,
+        cap_add: admin.cap_add.clone(),
+        cap_drop: admin.cap_drop.clone(),
+        tmpfs,
+        limits: Limits {
+            memory: admin.memory,
+            cpus: admin.cpus,
+            pids: None,
+        },
+    };
+    let helper_settings = ContainerSettings {
+        cap_add: admin.cap_add.clone(),
+        cap_drop: admin.cap_drop.clone(),
+        ..Default::default()
+    };
     // Made here, started for each stage (as the runner's docker executor does): the helper
     // with its image's entrypoint and command (`gitlab-runner-build`, which sets the umask
     // and runs the shell), the build container with the job image's entrypoint and the
     // runner's shell detection; both read the stage's script on stdin, with the job's
     // variables in their environment.
-    for (name, image, entrypoint, command) in [
+    for (name, image, entrypoint, command, settings) in [
         (
             &st.helper,
             helper_image,
             None,
             vec![HELPER_COMMAND.to_string()],
+            helper_settings,
         ),
-        (&st.build, job_image, None, script::shell_command()),
+        (
+            &st.build,
+            job_image,
+            image.entrypoint.clone(),
+            script::shell_command(),
+            build_settings,
+        ),
     ] {
         let request = ContainerRequest {
             name: name.clone(),
@@ -204,11 +393,9 @@ pub async fn prepare(
             command,
             env: variables.clone(),
             hosts: vec![],
-            volumes: vec![
-                (builds.clone(), "/builds".into(), false),
-                (opts.cache_dir.clone(), "/cache".into(), false),
-            ],
+            volumes: volumes.clone(),
             workdir: None,
+            settings,
         };
         runtime
             .create(&request)

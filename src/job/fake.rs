@@ -27,6 +27,7 @@ pub struct Script {
 pub struct FakeRuntime {
     pub calls: Mutex<Vec<String>>,
     pub started: Mutex<Vec<ContainerRequest>>,
+    pub pods: Mutex<Vec<PodRequest>>,
     /// The first key a stage's input contains says what it does; a script not listed
     /// succeeds silently.
     pub scripts: BTreeMap<String, Script>,
@@ -51,6 +52,7 @@ impl FakeRuntime {
 impl JobRuntime for FakeRuntime {
     fn create_pod<'a>(&'a self, pod: &'a PodRequest) -> BoxFuture<'a, Result<(), BoxError>> {
         self.record(format!("create_pod {} {}", pod.name, pod.network));
+        self.pods.lock().unwrap().push(pod.clone());
         Box::pin(async { Ok(()) })
     }
 

@@ -54,6 +54,11 @@ fn create_options(c: &ContainerRequest) -> CreateOptions {
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         workdir: c.workdir.clone(),
+        user: c.settings.user.clone(),
+        cap_add: c.settings.cap_add.clone(),
+        cap_drop: c.settings.cap_drop.clone(),
+        tmpfs: c.settings.tmpfs.clone(),
+        limits: c.settings.limits.clone(),
         pod: Some(c.pod.clone()),
         hosts: c.hosts.clone(),
         volumes: c
@@ -111,8 +116,8 @@ impl JobRuntime for LocalRuntime {
             let opts = PodOptions {
                 name: request.name,
                 network: Network::parse(&request.network)?,
-                hosts: vec![],
-                dns: vec![],
+                hosts: request.hosts,
+                dns: request.dns,
                 owner: request.owner,
             };
             Ok(pod::create(&root, &opts)?)

@@ -90,6 +90,8 @@ pub enum JobError {
     #[error(transparent)]
     Executor(#[from] crate::gitlab::executor::ExecutorError),
     #[error(transparent)]
+    Config(#[from] crate::gitlab::config::ConfigError),
+    #[error(transparent)]
     HelperImage(#[from] crate::helper::HelperError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

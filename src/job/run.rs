@@ -55,7 +55,7 @@ impl<'a> MaskedLog<'a> {
     pub(super) fn line(&self, text: &str) {
         self.log.line(&self.masker.mask(text));
     }
-    fn warn(&self, text: &str) {
+    pub(super) fn warn(&self, text: &str) {
         self.line(&format!("\x1b[0;33mWARNING: {text}\x1b[0;m"));
     }
     fn output(&self, stream: Stream, bytes: &[u8]) {
@@ -160,15 +160,27 @@ async fn execute(
             name: pod.clone(),
             network: plan.network.clone(),
             owner: plan.owner,
+            hosts: vec![],
+            dns: vec![],
         })
         .await
         .map_err(|source| JobError::Pod { source })?;
+    let services = Services {
+        specs: &plan.job.services,
+        images: &resolved,
+        envs: plan
+            .job
+            .services
+            .iter()
+            .map(|svc| services::environment(&plan.job.variables, svc))
+            .collect(),
+        volumes: vec![],
+        settings: Default::default(),
+    };
     start_services(
         runtime,
         &pod,
-        &plan.job.services,
-        &resolved,
-        &plan.job.variables,
+        &services,
         plan.wait_for_services_timeout,
         log,
     )
@@ -212,6 +224,7 @@ async fn execute(
         hosts: vec![],
         volumes: vec![(host_project, project_dir.clone(), false)],
         workdir: Some(project_dir.clone()),
+        settings: Default::default(),
     };
     runtime
         .create(&request)
@@ -273,20 +286,32 @@ async fn execute(
 /// Starts the services in the pod, each reachable by its aliases, and waits for their ports
 /// (GitLab's rules: HEALTHCHECK_TCP_PORT, else the exposed ports; any one port will do). A
 /// service that does not come up gets the runner's warning block; the job carries on.
+/// A job's services, ready to start: the specs, their images and environments (one each),
+/// and what every service container gets.
+pub(super) struct Services<'a> {
+    pub specs: &'a [ServiceSpec],
+    pub images: &'a [ResolvedImage],
+    pub envs: Vec<Vec<(String, String)>>,
+    pub volumes: Vec<(std::path::PathBuf, String, bool)>,
+    pub settings: super::seams::ContainerSettings,
+}
+
 pub(super) async fn start_services(
     runtime: &dyn JobRuntime,
     // Services are named `<pod>-svc-<index>`.
     pod: &str,
-    specs: &[ServiceSpec],
-    images: &[ResolvedImage],
-    variables: &[(String, String)],
+    services: &Services<'_>,
     wait_for_services_timeout: i64,
     log: &MaskedLog<'_>,
 ) -> Result<(), JobError> {
     let mut started = vec![];
-    for (i, (svc, image)) in specs.iter().zip(images).enumerate() {
+    let launches = services
+        .specs
+        .iter()
+        .zip(services.images)
+        .zip(&services.envs);
+    for (i, ((svc, image), env)) in launches.enumerate() {
         let name = format!("{pod}-svc-{i}");
-        let env = services::environment(variables, svc);
         log.line(&format!("Starting service {} ...", svc.image.name));
         let request = ContainerRequest {
             name: name.clone(),
@@ -300,8 +325,9 @@ pub(super) async fn start_services(
                 .iter()
                 .map(|a| (a.clone(), "127.0.0.1".to_string()))
                 .collect(),
-            volumes: vec![],
+            volumes: services.volumes.clone(),
             workdir: None,
+            settings: services.settings.clone(),
         };
         runtime
             .start(&request)

@@ -24,6 +24,10 @@ pub struct PodRequest {
     pub network: String,
     /// The pod ends, members killed, when this process ends (`skiff job`'s own pid).
     pub owner: Option<u32>,
+    /// NAME, IP entries in every member's /etc/hosts (`extra_hosts`).
+    pub hosts: Vec<(String, String)>,
+    /// DNS servers for every member's /etc/resolv.conf.
+    pub dns: Vec<String>,
 }
 
 /// A container started in the job's pod, running until the pod is removed.
@@ -43,6 +47,19 @@ pub struct ContainerRequest {
     /// Bind mounts: host path, container path, read-only.
     pub volumes: Vec<(PathBuf, String, bool)>,
     pub workdir: Option<String>,
+    pub settings: ContainerSettings,
+}
+
+/// What an admin may set for a job's containers (the runner's `[runners.docker]` keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSettings {
+    /// USER[:GROUP] inside the container.
+    pub user: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `DST[:OPTIONS]` tmpfs mounts.
+    pub tmpfs: Vec<String>,
+    pub limits: crate::runtime::plan::Limits,
 }
 
 /// How one start of a created container ended.

@@ -393,10 +393,20 @@ async fn driver_prepare_stages_and_cleanup() {
             "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v17.9.0"
                 .into(),
         cache_dir: root.path().join("cache"),
+        admin: Default::default(),
     };
-    driver::prepare(root.path(), &env, &opts, &rt, &FakeImages::default(), &log)
-        .await
-        .unwrap();
+    let payload = env.payload().unwrap();
+    driver::prepare(
+        root.path(),
+        &env,
+        &payload,
+        &opts,
+        &rt,
+        &FakeImages::default(),
+        &log,
+    )
+    .await
+    .unwrap();
     let key = "gitlab-r0-p4-c0-j9";
     assert_in_order(
         &rt.calls(),
@@ -411,8 +421,8 @@ async fn driver_prepare_stages_and_cleanup() {
     let started = rt.started.lock().unwrap().clone();
     let service_env = &started[0].env;
     assert!(
-        service_env.iter().any(|(k, _)| k == "CI_JOB_TOKEN"),
-        "today every job variable reaches the services"
+        !service_env.iter().any(|(k, _)| k == "CI_JOB_TOKEN"),
+        "without the job's payload, services get only their own variables"
     );
     let (helper, build) = (&started[1], &started[2]);
     // The runner's helper: its image's entrypoint, `gitlab-runner-build` reading the stage.
@@ -489,6 +499,7 @@ async fn driver_errors_name_what_is_missing() {
         wait_for_services_timeout: -1,
         helper_image: "helper:1".into(),
         cache_dir: root.path().join("cache"),
+        admin: Default::default(),
     };
     let cases: &[(ExecutorEnv, &str)] = &[
         (ExecutorEnv::default(), "CUSTOM_ENV_CI_JOB_ID is not set"),
@@ -502,10 +513,132 @@ async fn driver_errors_name_what_is_missing() {
         ),
     ];
     for (env, want) in cases {
-        let err = driver::prepare(root.path(), env, &opts, &rt, &FakeImages::default(), &log)
-            .await
-            .unwrap_err();
-        assert!(crate::error_chain(&err).contains(want), "{err}");
+        let err = match env.payload() {
+            Err(e) => crate::error_chain(&e),
+            Ok(payload) => {
+                let images = FakeImages::default();
+                let prepared =
+                    driver::prepare(root.path(), env, &payload, &opts, &rt, &images, &log).await;
+                crate::error_chain(&prepared.unwrap_err())
+            }
+        };
+        assert!(err.contains(want), "{err}");
     }
     assert!(!rt.calls().iter().any(|c| c.starts_with("start")));
+}
+
+/// The runner's payload and the admin's file together: who gets which variables, which
+/// policies, which settings.
+#[tokio::test]
+async fn driver_prepare_follows_the_payload_and_the_admin_file() {
+    use crate::gitlab::config::AdminConfig;
+    use crate::image::pull::Policy::{Always, IfNotPresent};
+    let root = tempfile::tempdir().unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/gitlab/payload/job_response.json"
+    );
+    let env = runner_env(&[("JOB_RESPONSE_FILE", fixture)]);
+    let admin = AdminConfig::parse(
+        r#"
+pull_policy = "if-not-present"
+allowed_pull_policies = ["always", "if-not-present", "never"]
+cap_drop = ["NET_RAW"]
+memory = "512m"
+shm_size = 1048576
+tmpfs = { "/scratch" = "rw,size=1m" }
+extra_hosts = ["mirror:10.0.0.9"]
+dns = ["10.0.0.53"]
+volumes = ["/data"]
+[[services]]
+name = "redis:7"
+alias = "cache"
+environment = ["MODE=test"]
+"#,
+        std::path::Path::new("gitlab.toml"),
+    )
+    .unwrap();
+    let opts = driver::PrepareOptions {
+        network: "private".into(),
+        wait_for_services_timeout: -1,
+        helper_image: "helper:1".into(),
+        cache_dir: root.path().join("cache/4"),
+        admin,
+    };
+    let (rt, images, log) = (runtime(&[]), FakeImages::default(), RecordingLog::default());
+    let payload = env.payload().unwrap();
+    driver::prepare(root.path(), &env, &payload, &opts, &rt, &images, &log)
+        .await
+        .unwrap();
+    let asked = images.asked.lock().unwrap().clone();
+    assert_eq!(asked[0], ("helper:1".into(), vec![IfNotPresent]));
+    assert_eq!(
+        asked[1],
+        (
+            "registry.example.com/group/app/ci:1.2".into(),
+            vec![IfNotPresent, Always]
+        ),
+        "the job's policies, within the allowed ones"
+    );
+    assert_eq!(
+        asked[2],
+        ("redis:7".into(), vec![IfNotPresent]),
+        "the admin's"
+    );
+    let started = rt.started.lock().unwrap().clone();
+    let env_of = |i: usize| started[i].env.clone();
+    let (redis, postgres) = (env_of(0), env_of(1));
+    assert!(redis.contains(&("MODE".into(), "test".into())), "{redis:?}");
+    assert!(
+        redis.iter().any(|(k, _)| k == "CI_PROJECT_PATH"),
+        "public variables"
+    );
+    for service in [&redis, &postgres] {
+        for secret in [
+            "CI_JOB_TOKEN",
+            "CI_REGISTRY_PASSWORD",
+            "DB_PASSWORD",
+            "DOCKER_AUTH_CONFIG",
+        ] {
+            assert!(
+                !service.iter().any(|(k, _)| k == secret),
+                "{secret} in {service:?}"
+            );
+        }
+    }
+    assert!(started[0].hosts.iter().any(|(h, _)| h == "cache"));
+    let build = started.iter().find(|c| c.name.ends_with("-build")).unwrap();
+    assert_eq!(build.entrypoint, Some(vec![]), "entrypoint: [\"\"]");
+    assert!(
+        build.env.iter().any(|(k, _)| k == "CI_JOB_TOKEN"),
+        "the build gets them all"
+    );
+    assert_eq!(build.settings.cap_drop, ["NET_RAW"]);
+    assert_eq!(build.settings.limits.memory, Some(512 << 20));
+    assert!(
+        build
+            .settings
+            .tmpfs
+            .contains(&"/scratch:rw,size=1m".to_string())
+    );
+    assert!(
+        build
+            .settings
+            .tmpfs
+            .iter()
+            .any(|t| t.starts_with("/dev/shm:size=1048576"))
+    );
+    let dests: Vec<&str> = build.volumes.iter().map(|v| v.1.as_str()).collect();
+    assert_eq!(dests, ["/builds", "/cache", "/data"]);
+    assert!(build.volumes[2].0.starts_with(root.path().join("cache/4")));
+    assert_eq!(
+        started[1].volumes, build.volumes,
+        "services get the job's volumes"
+    );
+    let pod = rt.pods.lock().unwrap()[0].clone();
+    assert_eq!(pod.hosts, [("mirror".to_string(), "10.0.0.9".to_string())]);
+    assert_eq!(pod.dns, ["10.0.0.53"]);
+    let text = log.text();
+    assert!(text.contains("Using effective pull policy of [if-not-present always] for container registry.example.com/group/app/ci:1.2"), "{text}");
+    assert!(!text.contains("glcbt-64_jobtoken"));
 }
