@@ -13,6 +13,7 @@ use crate::gitlab::executor::{ExecutorEnv, runs_in_helper};
 use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
 use crate::store::Store;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// What one runner job made, by name.
@@ -190,9 +191,61 @@ pub async fn prepare(
         };
         start_idle(runtime, request, name).await?;
     }
+    link_runner_command(runtime, &st.helper, &opts.helper_image, &log).await?;
     log.line(&format!(
         "Job containers ready: {} (helper), {} (build), pod {}",
         st.helper, st.build, st.pod
+    ));
+    Ok(())
+}
+
+/// The runner writes the custom executor's scripts for the command `gitlab-runner` (its
+/// main.go: `custom.NewProvider("gitlab-runner")`) and guards each cache and artifact step
+/// with `gitlab-runner --version`, skipping the step with a warning when that fails
+/// (shells/abstract.go::guardRunnerCommand). Helper images ship only `gitlab-runner-helper`
+/// (/usr/bin in dockerfiles/runner-helper/Dockerfile), so a `gitlab-runner` link is made next
+/// to it, in the helper container's own root: found through the image's own PATH, wherever
+/// the image keeps the helper. Exit 3: no helper on the PATH.
+pub(super) const LINK_RUNNER_COMMAND: &str = "helper=$(command -v gitlab-runner-helper) || exit 3; \
+     command -v gitlab-runner >/dev/null 2>&1 || ln -s \"$helper\" \"${helper%/*}/gitlab-runner\"";
+
+/// Makes `gitlab-runner` callable in the helper container. An image without the helper (one
+/// configured for sources only, say) still runs the job, as with the runner: its caches and
+/// artifacts are skipped, said here once.
+async fn link_runner_command(
+    runtime: &dyn JobRuntime,
+    helper: &str,
+    image: &str,
+    log: &MaskedLog<'_>,
+) -> Result<(), JobError> {
+    let command: Vec<String> = ["sh", "-c", LINK_RUNNER_COMMAND]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let output = std::sync::Mutex::new(String::new());
+    let collect = |_: Stream, bytes: &[u8]| {
+        if let Ok(mut o) = output.lock() {
+            o.push_str(&String::from_utf8_lossy(bytes));
+        }
+    };
+    let code = runtime
+        .exec(helper, &command, &collect)
+        .await
+        .map_err(|source| JobError::Exec {
+            stage: "linking gitlab-runner to gitlab-runner-helper".into(),
+            container: helper.into(),
+            source,
+        })?;
+    let problem = match code {
+        0 => return Ok(()),
+        3 => "has no gitlab-runner-helper on its PATH".to_string(),
+        _ => format!(
+            "could not link gitlab-runner to its gitlab-runner-helper (exit {code}): {}",
+            output.into_inner().unwrap_or_default().trim()
+        ),
+    };
+    log.line(&format!(
+        "\x1b[0;33mWARNING: the helper image {image} {problem}; the runner skips caches and artifacts\x1b[0;m"
     ));
     Ok(())
 }
@@ -239,16 +292,15 @@ pub async fn run_stage(
         })
         .collect();
     let target = st.dir.join("scripts").join(&name);
-    if let Err(e) = std::fs::copy(script_file, &target) {
+    // The runner writes it 0700; a build image's own user must read it too.
+    let copied = std::fs::copy(script_file, &target)
+        .and_then(|_| std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)));
+    if let Err(e) = copied {
         return Ok(StageOutcome::SystemFailure {
             reason: format!("copying {}: {e}", script_file.display()),
         });
     }
-    let command = vec![
-        "sh".to_string(),
-        "-c".to_string(),
-        script::detect_shell(&format!("/skiff-job/{name}")),
-    ];
+    let command = stage_command(runs_in_helper(stage), &format!("/skiff-job/{name}"));
     let relay = |stream: Stream, bytes: &[u8]| log.output(stream, &String::from_utf8_lossy(bytes));
     let code = runtime.exec(container, &command, &relay).await;
     let _ = std::fs::remove_file(&target);
@@ -260,6 +312,20 @@ pub async fn run_stage(
         },
         Ok(exit_code) => StageOutcome::BuildFailure { exit_code },
     })
+}
+
+/// The shell for a stage's script. The helper's stages run with umask 0000, as the docker
+/// executor's helper command `gitlab-runner-build` sets it (helpers/container/helperimage/
+/// linux_info.go), so that what the helper checks out, restores and downloads stays writable
+/// for a build image's user; the build container keeps the image's umask.
+pub(super) fn stage_command(in_helper: bool, script: &str) -> Vec<String> {
+    let detect = script::detect_shell(script);
+    let line = if in_helper {
+        format!("umask 0000; {detect}")
+    } else {
+        detect
+    };
+    vec!["sh".into(), "-c".into(), line]
 }
 
 /// `cleanup_exec`: the pod with every container, the job's files. Safe to run after a failed

@@ -472,3 +472,79 @@ async fn driver_errors_name_what_is_missing() {
     }
     assert!(!rt.calls().iter().any(|c| c.starts_with("start")));
 }
+
+#[tokio::test]
+async fn driver_links_gitlab_runner_in_the_helper() {
+    // The link command's outcome in the helper, and the warning the job log shows then.
+    let cases: &[(i32, &str, Option<&str>)] = &[
+        (0, "", None),
+        (3, "", Some("has no gitlab-runner-helper on its PATH")),
+        (
+            1,
+            "ln: /usr/bin/gitlab-runner: Read-only file system\n",
+            Some(
+                "could not link gitlab-runner to its gitlab-runner-helper (exit 1): \
+                 ln: /usr/bin/gitlab-runner: Read-only file system",
+            ),
+        ),
+    ];
+    for (exit_code, output, warning) in cases {
+        let root = tempfile::tempdir().unwrap();
+        let env = runner_env(&[("CUSTOM_ENV_CI_JOB_SERVICES", "")]);
+        let rt = runtime(&[(
+            driver::LINK_RUNNER_COMMAND,
+            script(output, *exit_code, false),
+        )]);
+        let log = RecordingLog::default();
+        let opts = driver::PrepareOptions {
+            network: "private".into(),
+            wait_for_services_timeout: -1,
+            helper_image: "helper:1".into(),
+            cache_dir: root.path().join("cache"),
+        };
+        driver::prepare(root.path(), &env, &opts, &rt, &FakeImages::default(), &log)
+            .await
+            .unwrap();
+        let key = "gitlab-r0-p4-c0-j9";
+        assert_in_order(
+            &rt.calls(),
+            &[
+                &format!("start {key}-helper"),
+                &format!("exec {key}-helper {}", driver::LINK_RUNNER_COMMAND),
+            ],
+            "prepare",
+        );
+        let text = log.text();
+        match warning {
+            None => assert!(!text.contains("WARNING"), "{text}"),
+            Some(w) => assert!(
+                text.contains(&format!(
+                    "WARNING: the helper image helper:1 {w}; the runner skips caches and artifacts"
+                )),
+                "exit {exit_code}: {text}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn helper_stages_run_with_umask_0000_build_stages_with_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let script_file = dir.path().join("stage");
+    std::fs::write(&script_file, "umask\n").unwrap();
+    for (in_helper, want) in [(true, "0000"), (false, "0027")] {
+        let command = driver::stage_command(in_helper, script_file.to_str().unwrap());
+        assert_eq!(command[..2], ["sh", "-c"]);
+        // Under a umask of 0027, as a container's processes might inherit.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "umask 0027; eval \"$1\"", "sh", &command[2]])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "in_helper {in_helper}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
