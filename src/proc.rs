@@ -217,7 +217,7 @@ impl HelperCmd {
     /// armed against the pid we put in `SKIFF_PARENT_PID`). Stdio is the caller's to set;
     /// `tokio::process::Command::from` makes it async.
     pub fn command(&self) -> Result<std::process::Command, ProcError> {
-        let mut cmd = std::process::Command::new(std::env::current_exe().map_err(ProcError::Exe)?);
+        let mut cmd = std::process::Command::new(own_binary()?);
         cmd.args(self.to_args())
             .env(PARENT_PID, std::process::id().to_string())
             .env_remove(DETACHED);
@@ -565,4 +565,9 @@ mod tests {
         let missing = d.path().join("no/such/dir/file");
         assert!(write_atomic(&missing, b"x", Durability::Replace).is_err());
     }
+}
+
+/// The skiff binary this process runs from (what helpers and the runner's steps execute).
+pub fn own_binary() -> Result<PathBuf, ProcError> {
+    std::env::current_exe().map_err(ProcError::Exe)
 }

@@ -112,7 +112,17 @@ fn read_pid(path: &Path) -> Option<i32> {
 #[test]
 fn every_backend_runs_and_execs() {
     for_each_runner(|who, image| {
-        let _cleanup = Cleanup(who, &["libcontainer", "crun", "runc"]);
+        let _cleanup = Cleanup(
+            who,
+            &[
+                "libcontainer",
+                "crun",
+                "runc",
+                "libcontainer-user",
+                "crun-user",
+                "runc-user",
+            ],
+        );
         for runtime in ["libcontainer", "crun", "runc"] {
             let o = who.run(&[
                 "run",
@@ -159,6 +169,27 @@ fn every_backend_runs_and_execs() {
                     .replace('\0', " "),
                 "sleep 60 "
             );
+            // As docker and podman: exec runs as the container's own user by default.
+            let as_user = format!("{runtime}-user");
+            who.ok(&[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                "--name",
+                &as_user,
+                "--user",
+                "user",
+                image,
+                "sleep",
+                "60",
+            ]);
+            assert_eq!(
+                who.ok(&["exec", &as_user, "id", "-u"]),
+                "1000",
+                "{runtime}: exec as the container's user"
+            );
+            who.ok(&["rm", "-f", &as_user]);
             // A command that is not there: 127, as in a shell.
             let o = who.run(&[
                 "run",

@@ -23,13 +23,53 @@ struct Runner<'a> {
     owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
 }
 
-/// The runner's environment for every call of one job.
-fn runner_env(tmp: &Path, image: &str, service: &str, helper_dir: &Path) -> Vec<String> {
-    let services = serde_json::json!([{
-        "name": service, "alias": "db", "entrypoint": null,
-        "command": ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"],
-        "variables": {"HEALTHCHECK_TCP_PORT": "5432"}
-    }]);
+/// The runner's environment for every call of one job, and the job payload it writes to
+/// `JOB_RESPONSE_FILE` (executors/custom: `createJobResponseFile`, the job as GitLab sent
+/// it): the image, the service (if any), variables with their flags.
+fn runner_env(
+    tmp: &Path,
+    image: &str,
+    service: Option<&str>,
+    helper_dir: &Path,
+    job: u64,
+) -> Vec<String> {
+    static WRITTEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let services = match service {
+        Some(name) => serde_json::json!([{
+            "name": name, "alias": "db", "entrypoint": null,
+            "command": ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"],
+            "variables": {"HEALTHCHECK_TCP_PORT": "5432"}
+        }]),
+        None => serde_json::json!([]),
+    };
+    let var = |key: &str, value: &str, public: bool, masked: bool| {
+        serde_json::json!({"key": key, "value": value, "public": public, "masked": masked,
+                           "file": false, "raw": false})
+    };
+    let token = format!("job-token-{job}-secret");
+    let payload = serde_json::json!({
+        "id": job,
+        "token": token,
+        "job_info": {"name": "test", "stage": "test", "project_id": 7},
+        "variables": [
+            var("CI_JOB_ID", &job.to_string(), true, false),
+            var("CI_PROJECT_ID", "7", true, false),
+            var("CI_JOB_TOKEN", &token, false, true),
+        ],
+        "image": {"name": image, "entrypoint": null, "pull_policy": null},
+        "services": match service {
+            Some(name) => serde_json::json!([{
+                "name": name, "alias": "db",
+                "command": ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"],
+                "variables": [var("HEALTHCHECK_TCP_PORT", "5432", true, false)],
+            }]),
+            None => serde_json::json!([]),
+        },
+        "credentials": [],
+    });
+    let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let response = tmp.join(format!("response-{job}-{n}.json"));
+    std::fs::write(&response, payload.to_string()).unwrap();
     [
         ("TMPDIR", tmp.display().to_string()),
         ("BUILD_FAILURE_EXIT_CODE", "1".into()),
@@ -38,11 +78,9 @@ fn runner_env(tmp: &Path, image: &str, service: &str, helper_dir: &Path) -> Vec<
             "BUILD_EXIT_CODE_FILE",
             tmp.join("build_exit_code").display().to_string(),
         ),
-        (
-            "JOB_RESPONSE_FILE",
-            tmp.join("response.json").display().to_string(),
-        ),
-        ("CUSTOM_ENV_CI_JOB_ID", "4242".into()),
+        ("JOB_RESPONSE_FILE", response.display().to_string()),
+        ("CUSTOM_ENV_CI_JOB_ID", job.to_string()),
+        ("CUSTOM_ENV_CI_JOB_TOKEN", token.clone()),
         ("CUSTOM_ENV_CI_PROJECT_ID", "7".into()),
         ("CUSTOM_ENV_CI_RUNNER_ID", "3".into()),
         ("CUSTOM_ENV_CI_CONCURRENT_PROJECT_ID", "0".into()),
@@ -66,14 +104,17 @@ impl Runner<'_> {
     }
     /// A stage script as the runner writes it: `<tmp>/script<rand>/script.`, mode 0700.
     fn script(&self, name: &str, body: &str) -> PathBuf {
+        self.script_file(
+            name,
+            &format!("#!/usr/bin/env bash\n\nset -eo pipefail 2>/dev/null || set -e\n{body}\n"),
+        )
+    }
+    /// A script file with exactly `text`, where and how the runner writes them.
+    fn script_file(&self, name: &str, text: &str) -> PathBuf {
         let dir = self.tmp.join(format!("script{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("script.");
-        std::fs::write(
-            &p,
-            format!("#!/usr/bin/env bash\n\nset -eo pipefail 2>/dev/null || set -e\n{body}\n"),
-        )
-        .unwrap();
+        std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
         for q in [&dir, &p] {
             if let Some((u, g)) = self.owner {
@@ -114,7 +155,7 @@ impl Drop for Cleanup<'_> {
 }
 
 fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
-    let env = runner_env(&who.tmp, image, image, helper_dir);
+    let env = runner_env(&who.tmp, image, Some(image), helper_dir, 4242);
     let _cleanup = Cleanup(who, env.clone());
     let o = who.call(&env, &["gitlab", "config"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -214,7 +255,7 @@ fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
     // A failed pull: prepare is a system failure; cleanup still succeeds.
-    let env = runner_env(&who.tmp, missing, image, helper_dir);
+    let env = runner_env(&who.tmp, missing, Some(image), helper_dir, 4242);
     let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -370,4 +411,399 @@ fn config_check_reports_the_admin_file() {
         .env("CUSTOM_ENV_CI_JOB_ID", "1"));
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert!(common::stderr(&out).contains("privileged = true"));
+}
+
+/// What the artifacts endpoint received: one request.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    path: String,
+    query: String,
+    token: Option<String>,
+    /// The multipart form's file part: its headers and content.
+    part_headers: String,
+    file: Vec<u8>,
+}
+
+/// GitLab's job artifacts API as far as the helper uses it: `POST /api/v4/jobs/<id>/artifacts`
+/// (multipart form, file part `file`) answered 201, and `GET` of the same path answering the
+/// zip stored for that job, both with the JOB-TOKEN header. On 127.0.0.1.
+struct ArtifactsApi {
+    server: common::http::Server,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl ArtifactsApi {
+    fn start() -> ArtifactsApi {
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
+        let log = received.clone();
+        let server = common::http::Server::start(move |req, stream| {
+            let id = req
+                .path
+                .strip_prefix("/api/v4/jobs/")
+                .and_then(|r| r.strip_suffix("/artifacts"))
+                .map(str::to_string);
+            let (part_headers, file) = match req.header("content-type") {
+                Some(ct) if req.method == "POST" => multipart_file(ct, &req.body),
+                _ => (String::new(), vec![]),
+            };
+            let got = Received {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                query: req.query.clone(),
+                token: req.header("job-token").map(str::to_string),
+                part_headers,
+                file,
+            };
+            let mut log = log.lock().unwrap();
+            let stored = log
+                .iter()
+                .rev()
+                .find(|r| r.method == "POST" && r.path == req.path)
+                .map(|r| r.file.clone());
+            log.push(got);
+            drop(log);
+            match (req.method.as_str(), id, stored, req.header("job-token")) {
+                (_, None, _, _) | (_, _, _, None) => common::http::respond(stream, 404, &[], b"{}"),
+                ("POST", Some(_), _, Some(_)) => common::http::respond(stream, 201, &[], b"{}"),
+                ("GET", Some(_), Some(zip), Some(_)) => {
+                    common::http::respond(stream, 200, &[], &zip)
+                }
+                _ => common::http::respond(stream, 404, &[], b"{}"),
+            }
+        });
+        ArtifactsApi { server, received }
+    }
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// The headers and content of a multipart/form-data body's first part.
+fn multipart_file(content_type: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let Some(boundary) = content_type.split("boundary=").nth(1) else {
+        return (String::new(), vec![]);
+    };
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let open = format!("--{boundary}\r\n");
+    let close = format!("\r\n--{boundary}--");
+    let (Some(start), Some(end)) = (
+        find(body, open.as_bytes(), 0),
+        find(body, close.as_bytes(), 0),
+    ) else {
+        return (String::new(), vec![]);
+    };
+    let headers_start = start + open.len();
+    let Some(headers_end) = find(body, b"\r\n\r\n", headers_start) else {
+        return (String::new(), vec![]);
+    };
+    (
+        String::from_utf8_lossy(&body[headers_start..headers_end]).to_string(),
+        body[headers_end + 4..end].to_vec(),
+    )
+}
+
+/// Whether `bytes` is a zip (a local file header first, an end of central directory record
+/// last) naming `entry`.
+fn is_zip_with(bytes: &[u8], entry: &str) -> bool {
+    let eocd = bytes.len() >= 22 && bytes[bytes.len() - 22..].starts_with(b"PK\x05\x06");
+    bytes.starts_with(b"PK\x03\x04")
+        && eocd
+        && bytes.windows(entry.len()).any(|w| w == entry.as_bytes())
+}
+
+/// The runner's environment for one job of project 7, without services.
+fn cache_job_env(who: &Runner, image: &str, helper_dir: &Path, id: u64) -> Vec<String> {
+    runner_env(&who.tmp, image, None, helper_dir, id)
+}
+
+/// One stage as the runner runs it; its output (stdout and stderr).
+fn stage(who: &Runner, env: &[String], stage: &str, script: &str) -> (Output, String) {
+    let file = who.script_file(stage, script);
+    let o = who.call(env, &["gitlab", "run", file.to_str().unwrap(), stage]);
+    let t = text(&o);
+    assert!(
+        !t.contains("Missing gitlab-runner"),
+        "{stage}: gitlab-runner is on the helper's PATH: {t}"
+    );
+    (o, t)
+}
+
+fn caches_and_artifacts(who: &Runner, image: &str, helper_dir: &Path, api: &ArtifactsApi) {
+    use common::runner_script::{self as rs, Artifact, Dependency, Job};
+    // The host's loopback as slirp4netns shows it to the pod when asked to (the test's API
+    // listens on 127.0.0.1 only; real jobs keep the default, no host loopback).
+    let url = format!("http://10.0.2.2:{}", api.server.port);
+    let prepare = [
+        "gitlab",
+        "prepare",
+        "--tls-verify=false",
+        "--network",
+        "slirp4netns:allow_host_loopback=true",
+    ];
+    let job = |id: u64| Job {
+        id,
+        token: format!("token-{id}"),
+        server_url: url.clone(),
+        project_dir: "/builds/g/p".into(),
+        cache_dir: "/cache/g/p".into(),
+        variables: [
+            ("CI_JOB_ID", id.to_string()),
+            ("CI_JOB_TOKEN", format!("token-{id}")),
+            ("CI_SERVER_URL", url.clone()),
+            ("CI_PROJECT_DIR", "/builds/g/p".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    };
+    let checkout = ["mkdir -p /builds/g/p", "echo source > /builds/g/p/README"];
+
+    // Job 1: no cache yet; builds as uid 1000, saves its cache and uploads its artifacts.
+    let (one, env) = (job(5001), cache_job_env(who, image, helper_dir, 5001));
+    let _cleanup = Cleanup(who, env.clone());
+    let o = who.call(&env, &prepare);
+    assert!(o.status.success(), "prepare: {}", text(&o));
+    assert!(!text(&o).contains("WARNING"), "{}", text(&o));
+    let (o, t) = stage(who, &env, "get_sources", &rs::commands(&one, &checkout));
+    assert!(o.status.success(), "get_sources: {t}");
+    let (o, t) = stage(who, &env, "restore_cache", &rs::restore_cache(&one, "deps"));
+    assert!(
+        o.status.success()
+            && t.contains("Checking cache for deps...")
+            && t.contains("Cache file does not exist")
+            && t.contains("Failed to extract cache"),
+        "restore_cache without a cache: {t}"
+    );
+    let build = [
+        "cd /builds/g/p",
+        "echo \"uid $(id -u)\"",
+        "mkdir vendor out",
+        "echo dep-1 > vendor/dep.txt",
+        "echo report-1 > out/report.txt",
+    ];
+    let (o, t) = stage(who, &env, "build_script", &rs::commands(&one, &build));
+    assert!(
+        o.status.success() && t.contains("uid 1000"),
+        "a build image's own user writes the checkout the helper made: {t}"
+    );
+    let (o, t) = stage(
+        who,
+        &env,
+        "archive_cache",
+        &rs::archive_cache(&one, "deps", &["vendor"]),
+    );
+    assert!(
+        o.status.success() && t.contains("Creating cache deps...") && t.contains("Created cache"),
+        "archive_cache: {t}"
+    );
+    let archive = who.store.join("gitlab-cache/7/cache/g/p/deps/cache.zip");
+    let zip = std::fs::read(&archive).unwrap_or_default();
+    assert!(
+        is_zip_with(&zip, "vendor/dep.txt"),
+        "{}: a zip of the cache paths",
+        archive.display()
+    );
+    let artifacts = Artifact {
+        paths: vec!["out/".into()],
+        expire_in: Some("1 week".into()),
+    };
+    let (o, t) = stage(
+        who,
+        &env,
+        "upload_artifacts_on_success",
+        &rs::upload_artifacts(&one, &artifacts),
+    );
+    assert!(
+        o.status.success() && t.contains("Uploading artifacts..."),
+        "{t}"
+    );
+    let posts: Vec<Received> = api
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v4/jobs/5001/artifacts")
+        .collect();
+    assert_eq!(posts.len(), 1, "{:?}", api.received());
+    let post = &posts[0];
+    assert_eq!(post.token.as_deref(), Some("token-5001"));
+    assert_eq!(
+        post.query,
+        "artifact_format=zip&artifact_type=archive&expire_in=1+week"
+    );
+    assert!(
+        post.part_headers
+            .contains("form-data; name=\"file\"; filename=\"artifacts.zip\""),
+        "{}",
+        post.part_headers
+    );
+    assert!(is_zip_with(&post.file, "out/report.txt"), "{post:?}");
+    let o = who.call(&env, &["gitlab", "cleanup"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Job 2 of the same project: restores job 1's cache, downloads its artifacts, fails and
+    // uploads its failure artifacts.
+    let (two, env) = (job(5002), cache_job_env(who, image, helper_dir, 5002));
+    let _cleanup = Cleanup(who, env.clone());
+    let o = who.call(&env, &prepare);
+    assert!(o.status.success(), "prepare: {}", text(&o));
+    let (o, t) = stage(who, &env, "get_sources", &rs::commands(&two, &checkout));
+    assert!(o.status.success(), "get_sources: {t}");
+    let (o, t) = stage(who, &env, "restore_cache", &rs::restore_cache(&two, "deps"));
+    assert!(
+        o.status.success() && t.contains("Successfully extracted cache"),
+        "restore_cache: {t}"
+    );
+    let dependency = Dependency {
+        id: 5001,
+        name: "build".into(),
+        token: two.token.clone(),
+    };
+    let (o, t) = stage(
+        who,
+        &env,
+        "download_artifacts",
+        &rs::download_artifacts(&two, &[dependency]),
+    );
+    assert!(
+        o.status.success() && t.contains("Downloading artifacts for build (5001)..."),
+        "download_artifacts: {t}"
+    );
+    let get = api
+        .received()
+        .into_iter()
+        .find(|r| r.method == "GET")
+        .expect("the helper asked for job 5001's artifacts");
+    assert_eq!(
+        (get.path.as_str(), get.token.as_deref()),
+        ("/api/v4/jobs/5001/artifacts", Some("token-5002"))
+    );
+    let build = [
+        "cd /builds/g/p",
+        "cat vendor/dep.txt out/report.txt",
+        "echo failed-2 > failure.log",
+        "exit 3",
+    ];
+    let (o, t) = stage(who, &env, "build_script", &rs::commands(&two, &build));
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("dep-1") && t.contains("report-1"),
+        "the cache and the artifacts are in the checkout: {t}"
+    );
+    let on_failure = Artifact {
+        paths: vec!["failure.log".into()],
+        expire_in: None,
+    };
+    let (o, t) = stage(
+        who,
+        &env,
+        "upload_artifacts_on_failure",
+        &rs::upload_artifacts(&two, &on_failure),
+    );
+    assert!(o.status.success(), "upload_artifacts_on_failure: {t}");
+    let post = api
+        .received()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/api/v4/jobs/5002/artifacts")
+        .expect("job 5002's artifacts");
+    assert_eq!(post.token.as_deref(), Some("token-5002"));
+    assert_eq!(post.query, "artifact_format=zip&artifact_type=archive");
+    assert!(is_zip_with(&post.file, "failure.log"), "{post:?}");
+    let o = who.call(&env, &["gitlab", "cleanup"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(who.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn caches_and_artifacts_go_through_the_helper() {
+    if !require(TOOLS)
+        || !require(&["slirp4netns"])
+        || !require_root("root mode, and switching to the test user")
+    {
+        return;
+    }
+    let reg = Registry::start(Auth::Anonymous);
+    let image = format!("{}/test/busybox-user:1", reg.addr());
+    push(&images().layout, "busybox-user", &image, &[]);
+    let api = ArtifactsApi::start();
+    let env = Env::new();
+    let helper_dir = env.path("helper-images");
+    common::images::helper_tarballs(&helper_dir);
+    std::fs::create_dir_all(env.path("tmp")).unwrap();
+    let root_skiff = |vars: &[String]| {
+        let mut c = env.skiff();
+        for v in vars {
+            let (k, val) = v.split_once('=').unwrap();
+            c.env(k, val);
+        }
+        c
+    };
+    caches_and_artifacts(
+        &Runner {
+            skiff: &root_skiff,
+            tmp: env.path("tmp"),
+            store: env.store(),
+            owner: None,
+        },
+        &image,
+        &helper_dir,
+        &api,
+    );
+    let Some(user) = setup(USER) else { return };
+    let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
+    let tmp = user.dir.path().join("home/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    nix::unistd::chown(&tmp, Some(pw.uid), Some(pw.gid)).unwrap();
+    let user_helper = user.dir.path().join("home/helper-images");
+    common::images::helper_tarballs(&user_helper);
+    for p in [
+        &user_helper,
+        &user_helper.join("prebuilt-alpine-x86_64.docker.tar.zst"),
+    ] {
+        nix::unistd::chown(p, Some(pw.uid), Some(pw.gid)).unwrap();
+    }
+    let user_skiff = |vars: &[String]| {
+        let refs: Vec<&str> = vars.iter().map(String::as_str).collect();
+        user.command(&refs)
+    };
+    let api = ArtifactsApi::start();
+    caches_and_artifacts(
+        &Runner {
+            skiff: &user_skiff,
+            tmp,
+            store: user.store(),
+            owner: Some((pw.uid, pw.gid)),
+        },
+        &image,
+        &user_helper,
+        &api,
+    );
+}
+
+/// The runner's own test vectors for its quoting (helpers/shell_escape_test.go), which the
+/// stage scripts above are written with.
+#[test]
+fn runner_quoting_as_the_runner_quotes() {
+    let cases = [
+        ("unquoted", "unquoted"),
+        ("standard string", "$'standard string'"),
+        ("+\t\n\r&", "$'+\\t\\n\\r&'"),
+        ("", "''"),
+        ("hello, 世界", "$'hello, \\xe4\\xb8\\x96\\xe7\\x95\\x8c'"),
+        ("blackslash \\n", "$'blackslash \\\\n'"),
+        ("\x0c", "$'\\f'"),
+        (
+            "export variable='test' && echo $variable",
+            "$'export variable=\\'test\\' && echo $variable'",
+        ),
+        ("$HOME", "$'$HOME'"),
+        ("'$HOME'", "$'\\'$HOME\\''"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(common::runner_script::escape(input), want, "{input:?}");
+    }
 }

@@ -12,6 +12,7 @@ use skiff::auth::Credential;
 use skiff::error_chain;
 use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::executor::ExecutorEnv;
+use skiff::gitlab::register;
 use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::oci::manifest::PlatformSpec;
@@ -28,6 +29,8 @@ pub enum GitlabCommand {
     Run(RunStageArgs),
     /// cleanup_exec: removes everything the job made
     Cleanup(CleanupArgs),
+    /// Print the --template-config for `gitlab-runner register --executor custom`
+    RegisterTemplate(TemplateArgs),
 }
 
 impl GitlabCommand {
@@ -37,6 +40,7 @@ impl GitlabCommand {
             Self::Prepare(a) => &a.admin,
             Self::Run(a) => &a.admin,
             Self::Cleanup(a) => &a.admin,
+            Self::RegisterTemplate(a) => &a.admin,
         };
         file.config.as_deref().filter(|p| !p.as_os_str().is_empty())
     }
@@ -56,6 +60,12 @@ pub struct ConfigArgs {
     /// Check the admin file and print what it sets (exit 1 on an error)
     #[arg(long)]
     pub check: bool,
+    #[command(flatten)]
+    pub admin: AdminFileArg,
+}
+
+#[derive(Args, Debug)]
+pub struct TemplateArgs {
     #[command(flatten)]
     pub admin: AdminFileArg,
 }
@@ -99,6 +109,20 @@ pub async fn run(ctx: &Context, c: GitlabCommand) -> Result<()> {
     let admin_file = c.admin_file().map(Path::to_path_buf);
     match c {
         GitlabCommand::Config(a) if a.check => check_config(ctx, admin_file.as_deref()),
+        GitlabCommand::RegisterTemplate(_) => {
+            // The file is checked now, not when the first job fails on it, and named by its
+            // absolute path: the runner starts each step in a directory of its own.
+            let file = match &admin_file {
+                Some(f) => {
+                    AdminConfig::load(Some(f))?;
+                    Some(std::fs::canonicalize(f)?)
+                }
+                None => None,
+            };
+            let binary = skiff::proc::own_binary()?;
+            print!("{}", register::template(&binary, file.as_deref()));
+            Ok(())
+        }
         GitlabCommand::Config(_) => {
             let hostname = nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().to_string())

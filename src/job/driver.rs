@@ -406,9 +406,67 @@ pub async fn prepare(
                 source,
             })?;
     }
+    link_runner_command(runtime, &st.helper, &opts.helper_image, &log).await?;
     log.line(&format!(
         "Job containers ready: {} (helper), {} (build), pod {}",
         st.helper, st.build, st.pod
+    ));
+    Ok(())
+}
+
+/// The runner writes the custom executor's scripts for the command `gitlab-runner` (its
+/// main.go: `custom.NewProvider("gitlab-runner")`) and guards each cache and artifact step
+/// with `gitlab-runner --version`, skipping the step with a warning when that fails
+/// (shells/abstract.go::guardRunnerCommand). Helper images ship only `gitlab-runner-helper`
+/// (/usr/bin in dockerfiles/runner-helper/Dockerfile), so a `gitlab-runner` link is made next
+/// to it, in the helper container's own root: found through the image's own PATH, wherever
+/// the image keeps the helper. Exit 3: no helper on the PATH.
+pub(super) const LINK_RUNNER_COMMAND: &str = "helper=$(command -v gitlab-runner-helper) || exit 3; \
+     command -v gitlab-runner >/dev/null 2>&1 || ln -s \"$helper\" \"${helper%/*}/gitlab-runner\"";
+
+/// Makes `gitlab-runner` callable in the helper container. An image without the helper (one
+/// configured for sources only, say) still runs the job, as with the runner: its caches and
+/// artifacts are skipped, said here once.
+async fn link_runner_command(
+    runtime: &dyn JobRuntime,
+    helper: &str,
+    image: &str,
+    log: &MaskedLog<'_>,
+) -> Result<(), JobError> {
+    let output = std::sync::Mutex::new(String::new());
+    let collect = |_: Stream, bytes: &[u8]| {
+        if let Ok(mut o) = output.lock() {
+            o.push_str(&String::from_utf8_lossy(bytes));
+        }
+    };
+    // One start of the helper with the link on its stdin: the link stays in its files.
+    let exit = runtime
+        .run(helper, LINK_RUNNER_COMMAND.as_bytes(), &collect)
+        .await
+        .map_err(|source| JobError::Exec {
+            stage: "linking gitlab-runner to gitlab-runner-helper".into(),
+            container: helper.into(),
+            source,
+        })?;
+    let code = match exit {
+        RunExit::Exited(code) => code,
+        RunExit::NotStarted(why) => {
+            return Err(JobError::NotStarted {
+                container: helper.into(),
+                why,
+            });
+        }
+    };
+    let problem = match code {
+        0 => return Ok(()),
+        3 => "has no gitlab-runner-helper on its PATH".to_string(),
+        _ => format!(
+            "could not link gitlab-runner to its gitlab-runner-helper (exit {code}): {}",
+            output.into_inner().unwrap_or_default().trim()
+        ),
+    };
+    log.line(&format!(
+        "\x1b[0;33mWARNING: the helper image {image} {problem}; the runner skips caches and artifacts\x1b[0;m"
     ));
     Ok(())
 }

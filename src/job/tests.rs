@@ -642,3 +642,60 @@ environment = ["MODE=test"]
     assert!(text.contains("Using effective pull policy of [if-not-present always] for container registry.example.com/group/app/ci:1.2"), "{text}");
     assert!(!text.contains("glcbt-64_jobtoken"));
 }
+
+#[tokio::test]
+async fn driver_links_gitlab_runner_in_the_helper() {
+    // The link command's outcome in the helper, and the warning the job log shows then.
+    let cases: &[(i32, &str, Option<&str>)] = &[
+        (0, "", None),
+        (3, "", Some("has no gitlab-runner-helper on its PATH")),
+        (
+            1,
+            "ln: /usr/bin/gitlab-runner: Read-only file system\n",
+            Some(
+                "could not link gitlab-runner to its gitlab-runner-helper (exit 1): \
+                 ln: /usr/bin/gitlab-runner: Read-only file system",
+            ),
+        ),
+    ];
+    for (exit_code, output, warning) in cases {
+        let root = tempfile::tempdir().unwrap();
+        let env = runner_env(&[("CUSTOM_ENV_CI_JOB_SERVICES", "")]);
+        let rt = runtime(&[(
+            driver::LINK_RUNNER_COMMAND,
+            script(output, *exit_code, false),
+        )]);
+        let log = RecordingLog::default();
+        let opts = driver::PrepareOptions {
+            network: "private".into(),
+            wait_for_services_timeout: -1,
+            helper_image: "helper:1".into(),
+            cache_dir: root.path().join("cache"),
+            admin: Default::default(),
+        };
+        let payload = env.payload().unwrap();
+        let images = FakeImages::default();
+        driver::prepare(root.path(), &env, &payload, &opts, &rt, &images, &log)
+            .await
+            .unwrap();
+        let key = "gitlab-r0-p4-c0-j9";
+        assert_in_order(
+            &rt.calls(),
+            &[
+                &format!("create {key}-helper"),
+                &format!("run {key}-helper {}", driver::LINK_RUNNER_COMMAND),
+            ],
+            "prepare",
+        );
+        let text = log.text();
+        match warning {
+            None => assert!(!text.contains("WARNING: the helper image"), "{text}"),
+            Some(w) => assert!(
+                text.contains(&format!(
+                    "WARNING: the helper image helper:1 {w}; the runner skips caches and artifacts"
+                )),
+                "exit {exit_code}: {text}"
+            ),
+        }
+    }
+}

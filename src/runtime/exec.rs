@@ -44,7 +44,8 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     #[serde(default)]
     pub workdir: Option<String>,
-    /// UID[:GID], numbers or names from the image's /etc/passwd and /etc/group.
+    /// UID[:GID], numbers or names from the image's /etc/passwd and /etc/group; none: the
+    /// container's own user.
     #[serde(default)]
     pub user: Option<String>,
 }
@@ -57,7 +58,15 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
         .filter(|s| s.status == Status::Running)
         .ok_or_else(|| ExecError::NotRunning(dir.id()))?;
     let plan = RunPlan::read(dir.path())?;
-    let user = match &request.user {
+    // As docker and podman exec: the container's own user unless another is asked for
+    // (libcontainer's tenant would run as root otherwise; runc takes config.json's).
+    let asked = request.user.clone().or_else(|| {
+        plan.user
+            .clone()
+            .or_else(|| plan.image_config.user.clone())
+            .filter(|u| !u.is_empty())
+    });
+    let user = match &asked {
         None => None,
         Some(u) => {
             // Names go through the image's files (the top-most layer that has them).

@@ -1,7 +1,9 @@
 //! Test images built offline from Debian's busybox-static into one OCI layout:
-//! `busybox` (1 layer), `multi` (3 layers: base, additions, whiteouts), `helper` (busybox
-//! with the runner helper's `gitlab-runner-build`), `index` (an OCI index for linux/amd64
-//! and linux/arm64/v8). Reproducible: fixed mtimes, sorted entries.
+//! `busybox` (1 layer), `multi` (3 layers: base, additions, whiteouts), `index` (an OCI index
+//! for linux/amd64 and linux/arm64/v8), `busybox-user` (busybox running as uid 1000) and
+//! `runner-helper` (busybox with stand-ins for GitLab Runner's `gitlab-runner-helper` and
+//! `gitlab-runner-build` at /usr/bin, where the runner's helper images keep them).
+//! Reproducible: fixed mtimes, sorted entries.
 
 use skiff::oci::digest::Digest;
 use std::io::Write;
@@ -18,6 +20,13 @@ const MTIME: u64 = 1_700_000_000;
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "id", "true", "false", "sleep", "env", "mkdir", "rm", "touch", "wc",
     "nc",
+];
+
+/// What the stand-in helper (gitlab-runner-helper.sh) needs beyond the base applets, and `ln`
+/// for the driver's `gitlab-runner` link.
+const HELPER_APPLETS: &[&str] = &[
+    "basename", "chmod", "crc32", "cut", "date", "dirname", "find", "head", "ln", "mktemp", "mv",
+    "sort", "stat", "tr", "unzip", "wget",
 ];
 
 enum Entry<'a> {
@@ -97,6 +106,16 @@ impl Layout {
         arch: &str,
         variant: Option<&str>,
     ) -> (serde_json::Value, Vec<u8>) {
+        self.image_as(layers, arch, variant, None)
+    }
+    /// An image whose config names the `user` it runs as.
+    fn image_as(
+        &self,
+        layers: &[Vec<u8>],
+        arch: &str,
+        variant: Option<&str>,
+        user: Option<&str>,
+    ) -> (serde_json::Value, Vec<u8>) {
         let diff_ids: Vec<String> = layers
             .iter()
             .map(|l| Digest::sha256_of(l).to_string())
@@ -114,6 +133,9 @@ impl Layout {
         });
         if let Some(v) = variant {
             config["variant"] = v.into();
+        }
+        if let Some(u) = user {
+            config["config"]["User"] = u.into();
         }
         let config_desc = self.desc(
             "application/vnd.oci.image.config.v1+json",
@@ -171,18 +193,6 @@ fn build(dir: &Path) -> TestImages {
         Entry::File("data/.wh..wh..opq", b"", 0o644, 0),
         Entry::File("data/c.txt", b"c\n", 0o644, 0),
     ]);
-    // What the runner's helper images have for its stages: `gitlab-runner-build`, the
-    // command of the helper container (umask 0000, then the shell reads the stage's script).
-    let helper = tar_layer(&[
-        Entry::Dir("usr", 0o755, 0),
-        Entry::Dir("usr/bin", 0o755, 0),
-        Entry::File(
-            "usr/bin/gitlab-runner-build",
-            b"#!/bin/sh\numask 0000\nexec /bin/sh\n",
-            0o755,
-            0,
-        ),
-    ]);
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let mut layout = Layout {
         dir: dir.to_path_buf(),
@@ -190,7 +200,6 @@ fn build(dir: &Path) -> TestImages {
     };
     let (bb, bb_bytes) = layout.image(std::slice::from_ref(&base), "amd64", None);
     let (multi, _) = layout.image(&[base.clone(), add, wh], "amd64", None);
-    let (helper, _) = layout.image(&[base.clone(), helper], "amd64", None);
     let (arm, _) = layout.image(std::slice::from_ref(&base), "arm64", Some("v8"));
     let mut amd_entry = bb.clone();
     amd_entry["platform"] = serde_json::json!({"architecture": "amd64", "os": "linux"});
@@ -198,14 +207,45 @@ fn build(dir: &Path) -> TestImages {
     arm_entry["platform"] =
         serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"});
     let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [arm_entry, amd_entry]});
+    let helper_links: Vec<String> = HELPER_APPLETS.iter().map(|a| format!("bin/{a}")).collect();
+    let mut helper_entries = vec![
+        Entry::Dir("bin", 0o755, 0),
+        Entry::Dir("usr", 0o755, 0),
+        Entry::Dir("usr/bin", 0o755, 0),
+        Entry::File(
+            "usr/bin/gitlab-runner-helper",
+            include_bytes!("gitlab-runner-helper.sh"),
+            0o755,
+            0,
+        ),
+        // The helper container's command for every stage (helperimage's `bashCmd`): umask
+        // 0000, then the shell reads the stage's script on stdin.
+        Entry::File(
+            "usr/bin/gitlab-runner-build",
+            b"#!/bin/sh\numask 0000\nexec /bin/sh\n",
+            0o755,
+            0,
+        ),
+    ];
+    for l in &helper_links {
+        helper_entries.push(Entry::Symlink(l, "busybox"));
+    }
+    let (helper, _) = layout.image(&[base.clone(), tar_layer(&helper_entries)], "amd64", None);
+    let (user, _) = layout.image_as(
+        std::slice::from_ref(&base),
+        "amd64",
+        None,
+        Some("1000:1000"),
+    );
     let index_desc = layout.desc(
         "application/vnd.oci.image.index.v1+json",
         index.to_string().as_bytes(),
     );
     layout.name(bb, "busybox");
     layout.name(multi, "multi");
-    layout.name(helper, "helper");
     layout.name(index_desc, "index");
+    layout.name(helper, "runner-helper");
+    layout.name(user, "busybox-user");
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let idx = serde_json::json!({"schemaVersion": 2, "manifests": layout.refs});
     std::fs::write(dir.join("index.json"), idx.to_string()).unwrap();
@@ -231,14 +271,15 @@ pub fn images() -> &'static TestImages {
         .1
 }
 
-/// A prebuilt helper tarball in the runner's newer form (docker-archive, zstd).
+/// A prebuilt helper tarball in the runner's newer form (docker-archive, zstd), of the
+/// `runner-helper` image.
 pub fn helper_tarballs(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let archive = dir.join("helper.tar");
     super::ok(
         std::process::Command::new("skopeo")
             .args(["copy", "-q"])
-            .arg(format!("oci:{}:helper", images().layout.display()))
+            .arg(format!("oci:{}:runner-helper", images().layout.display()))
             .arg(format!("docker-archive:{}:some/name:1", archive.display())),
     );
     let zst = zstd::encode_all(&std::fs::read(&archive).unwrap()[..], 3).unwrap();
