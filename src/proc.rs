@@ -446,6 +446,11 @@ pub fn write_atomic_mode(
     result
 }
 
+/// The skiff binary this process runs from (what helpers and the runner's steps execute).
+pub fn own_binary() -> Result<PathBuf, ProcError> {
+    std::env::current_exe().map_err(ProcError::Exe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,9 +570,4 @@ mod tests {
         let missing = d.path().join("no/such/dir/file");
         assert!(write_atomic(&missing, b"x", Durability::Replace).is_err());
     }
-}
-
-/// The skiff binary this process runs from (what helpers and the runner's steps execute).
-pub fn own_binary() -> Result<PathBuf, ProcError> {
-    std::env::current_exe().map_err(ProcError::Exe)
 }
