@@ -807,3 +807,49 @@ fn runner_quoting_as_the_runner_quotes() {
         assert_eq!(common::runner_script::escape(input), want, "{input:?}");
     }
 }
+
+/// `register-template`: the runner's `[runners.custom]` steps on this binary, the admin file
+/// by its absolute path on each, checked first.
+#[test]
+fn register_template_points_the_runner_at_skiff() {
+    let env = Env::new();
+    let good = env.write("gitlab.toml", "image = \"alpine:3\"\n");
+    let out = common::ok(env.skiff().current_dir(good.parent().unwrap()).args([
+        "gitlab",
+        "register-template",
+        "--config",
+        "gitlab.toml",
+    ]));
+    let template: toml::Table = toml::from_str(&out).expect("TOML");
+    let runner = &template["runners"].as_array().unwrap()[0];
+    assert_eq!(runner["executor"].as_str(), Some("custom"));
+    let custom = runner["custom"].as_table().unwrap();
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_skiff")).unwrap();
+    let absolute = std::fs::canonicalize(&good).unwrap();
+    for step in ["config", "prepare", "run", "cleanup"] {
+        let exec = std::path::PathBuf::from(custom[&format!("{step}_exec")].as_str().unwrap());
+        assert_eq!(std::fs::canonicalize(exec).unwrap(), binary, "{step}");
+        let args: Vec<&str> = custom[&format!("{step}_args")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            ["gitlab", step, "--config", absolute.to_str().unwrap()],
+            "{step}"
+        );
+    }
+    let bad = env.write("bad.toml", "privileged = true\n");
+    let out = run(env
+        .skiff()
+        .args(["gitlab", "register-template", "--config"])
+        .arg(&bad));
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("privileged = true"),
+        "{}",
+        text(&out)
+    );
+}
