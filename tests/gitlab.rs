@@ -853,3 +853,83 @@ fn register_template_points_the_runner_at_skiff() {
         text(&out)
     );
 }
+
+/// The docker executor's registry credentials: a token-auth registry that only the job's own
+/// credentials (the payload's `credentials`, GitLab's registry with the job token) open, for
+/// the job image and a service image; without them, the default pull policy (`always`)
+/// refuses the images already in the store.
+#[test]
+fn job_token_pulls_from_the_projects_registry() {
+    use common::issuer::{Issuer, IssuerState};
+    if !require(TOOLS) || !require_root("root mode") {
+        return;
+    }
+    let token = "glcbt-64_job-token-of-4343";
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::start(
+        dir.path(),
+        IssuerState {
+            users: [("gitlab-ci-token".to_string(), token.to_string())].into(),
+            ..Default::default()
+        },
+    );
+    let reg = Registry::start(Auth::Token {
+        realm: issuer.realm(),
+        cert: issuer.cert.clone(),
+    });
+    let creds = format!("gitlab-ci-token:{token}");
+    let (image, service) = (
+        format!("{}/group/project/ci:1", reg.addr()),
+        format!("{}/group/project/db:1", reg.addr()),
+    );
+    for name in [&image, &service] {
+        push(&images().layout, "busybox", name, &["--dest-creds", &creds]);
+    }
+    let env = Env::new();
+    let helper_dir = env.path("helper-images");
+    common::images::helper_tarballs(&helper_dir);
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let prepare = |job: u64, with_credentials: bool| {
+        let vars = runner_env(&tmp, &image, Some(&service), &helper_dir, job);
+        let response = vars
+            .iter()
+            .find_map(|v| v.strip_prefix("JOB_RESPONSE_FILE="))
+            .unwrap();
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(response).unwrap()).unwrap();
+        if with_credentials {
+            payload["credentials"] = serde_json::json!([{
+                "type": "registry", "url": reg.addr(),
+                "username": "gitlab-ci-token", "password": token
+            }]);
+        }
+        std::fs::write(response, payload.to_string()).unwrap();
+        let mut c = env.skiff();
+        for v in &vars {
+            let (k, val) = v.split_once('=').unwrap();
+            c.env(k, val);
+        }
+        let out = run(c.args(["gitlab", "prepare", "--tls-verify=false"]));
+        let mut c = env.skiff();
+        for v in &vars {
+            let (k, val) = v.split_once('=').unwrap();
+            c.env(k, val);
+        }
+        assert!(run(c.args(["gitlab", "cleanup"])).status.success());
+        out
+    };
+    let out = prepare(4343, true);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("Authenticating with credentials from job payload (GitLab Registry)"),
+        "the source is named: {log}"
+    );
+    assert!(!log.contains(token), "never the secret: {log}");
+    // Both images are in the store now; without the job's credentials `always` still asks
+    // the registry, which refuses.
+    let out = prepare(4344, false);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(&image), "{}", text(&out));
+}

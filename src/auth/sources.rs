@@ -310,4 +310,73 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("path traversal"), "{e}");
     }
+
+    #[tokio::test]
+    async fn a_jobs_sources_go_in_the_runners_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let write = |rel: &str, body: String| {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+        };
+        write(
+            "home/.docker/config.json",
+            auth_json("reg.example", "docker", "x"),
+        );
+        write(
+            "run/containers/auth.json",
+            auth_json("reg.example", "podman", "x"),
+        );
+        write(
+            "dc/config.json",
+            auth_json("reg.example", "docker-config-var", "x"),
+        );
+        let job = vec![(
+            "reg.example".to_string(),
+            Credential::basic("gitlab-ci-token", "t"),
+        )];
+        let env = AuthEnv {
+            docker_auth_config: Some(auth_json("reg.example", "env", "x")),
+            xdg_runtime_dir: Some(d.join("run")),
+            docker_config: Some(d.join("dc")),
+            home: Some(d.join("home")),
+            ..Default::default()
+        };
+        // Each row takes the winner away: the next source answers.
+        let mut env_now = env.clone();
+        let mut job_now = job.clone();
+        let steps: &[(&str, &str)] = &[
+            ("$DOCKER_AUTH_CONFIG", "env"),
+            ("home docker config", "docker"),
+            ("job payload", "gitlab-ci-token"),
+            ("skiff's own files", "podman"),
+            ("$DOCKER_CONFIG, read by skiff only", "docker-config-var"),
+        ];
+        for (i, (what, want)) in steps.iter().enumerate() {
+            let found = CredentialResolver::runner_order(&env_now, job_now.clone())
+                .resolve("reg.example/group/app")
+                .await
+                .unwrap()
+                .map(|(c, src)| (c.username, src));
+            let (user, source) = found.unwrap_or_else(|| panic!("{what}: nothing"));
+            assert_eq!(user, *want, "{what}");
+            if *want == "gitlab-ci-token" {
+                assert_eq!(source.to_string(), "job payload (GitLab Registry)");
+            }
+            match i {
+                0 => env_now.docker_auth_config = None,
+                1 => std::fs::remove_file(d.join("home/.docker/config.json")).unwrap(),
+                2 => job_now.clear(),
+                3 => std::fs::remove_file(d.join("run/containers/auth.json")).unwrap(),
+                _ => {}
+            }
+        }
+        // The job's credentials are for their registry only (host and port as given).
+        let other = CredentialResolver::runner_order(&AuthEnv::default(), job.clone())
+            .resolve("reg.example:5000/group/app")
+            .await
+            .unwrap();
+        assert!(other.is_none());
+    }
 }
