@@ -890,8 +890,12 @@ fn job_token_pulls_from_the_projects_registry() {
     common::images::helper_tarballs(&helper_dir);
     let tmp = env.path("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let prepare = |job: u64, with_credentials: bool| {
-        let vars = runner_env(&tmp, &image, Some(&service), &helper_dir, job);
+    let if_not_present = env.write("gitlab.toml", "pull_policy = \"if-not-present\"\n");
+    let prepare = |job: u64, with_credentials: bool, config: Option<&Path>| {
+        let mut vars = runner_env(&tmp, &image, Some(&service), &helper_dir, job);
+        if let Some(c) = config {
+            vars.push(format!("SKIFF_GITLAB_CONFIG={}", c.display()));
+        }
         let response = vars
             .iter()
             .find_map(|v| v.strip_prefix("JOB_RESPONSE_FILE="))
@@ -919,7 +923,7 @@ fn job_token_pulls_from_the_projects_registry() {
         assert!(run(c.args(["gitlab", "cleanup"])).status.success());
         out
     };
-    let out = prepare(4343, true);
+    let out = prepare(4343, true, None);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(
@@ -929,7 +933,23 @@ fn job_token_pulls_from_the_projects_registry() {
     assert!(!log.contains(token), "never the secret: {log}");
     // Both images are in the store now; without the job's credentials `always` still asks
     // the registry, which refuses.
-    let out = prepare(4344, false);
+    let out = prepare(4344, false, None);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains(&image), "{}", text(&out));
+    // Beyond the runner: under if-not-present, a stored image that needed credentials is
+    // reused only by a job whose credentials read it (one project cannot borrow another's).
+    let out = prepare(4345, false, Some(&if_not_present));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("requires credentials") && text(&out).contains(&image),
+        "{}",
+        text(&out)
+    );
+    let out = prepare(4346, true, Some(&if_not_present));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("Copying blob"),
+        "reused from the store: {}",
+        text(&out)
+    );
 }

@@ -115,6 +115,8 @@ impl RegistrySettings {
             jobs: 4,
             observer: progress.observer(),
             unpack,
+            // A CI job's pulls: a stored private image only for credentials that read it.
+            verify_stored_access: self.job_credentials.is_some(),
         }
     }
 }

@@ -60,6 +60,12 @@ pub enum ImageError {
     },
     #[error("{reference}: image is not in the store and the pull policy is \"never\"")]
     NotPresent { reference: String },
+    /// A stored image that was pulled with credentials, which this pull's credentials may
+    /// not read from its registry.
+    #[error(
+        "{reference}: the stored image came from a registry that requires credentials, and {registry} refuses this job's"
+    )]
+    NotReadable { reference: String, registry: String },
     /// A blocking part of the pull (locks, commits) panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),

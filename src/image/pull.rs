@@ -64,7 +64,13 @@ pub struct Puller {
     pub observer: Arc<dyn PullObserver>,
     /// Unpack layers into `layers/<diff_id>` (skiff pull --no-unpack turns it off).
     pub unpack: bool,
+    /// A stored image pulled with credentials is reused only if these credentials may read
+    /// it from its registry (a CI job must not borrow another project's private image).
+    pub verify_stored_access: bool,
 }
+
+/// Marks an image pulled with credentials.
+pub const AUTHENTICATED_ANNOTATION: &str = "dev.skiff.image.authenticated";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PullReport {
@@ -185,6 +191,11 @@ impl Puller {
             let result = match policy {
                 Policy::Never | Policy::IfNotPresent => match self.find_local(input)? {
                     Some((r, e)) => {
+                        if self.verify_stored_access
+                            && e.annotation(AUTHENTICATED_ANNOTATION).is_some()
+                        {
+                            self.check_access(&r).await?;
+                        }
                         let image = StoredImage::load(&self.store, e, &r.to_string())?;
                         let mut report = Self::local_report(&image);
                         self.ensure_unpacked(&image, &mut report).await?;
@@ -211,6 +222,23 @@ impl Puller {
             }
         }
         Err(last_err.expect("at least one policy"))
+    }
+
+    /// Whether this pull's credentials may read `r` where it came from; an error when not.
+    async fn check_access(&self, r: &ImageRef) -> Result<(), ImageError> {
+        let cred = self.credentials.resolve(&r.name()).await?;
+        let client =
+            Client::connect(&r.registry, r.api_host(), cred, self.client_options.clone()).await?;
+        match client
+            .can_read_manifest(&r.repository, &r.manifest_reference())
+            .await?
+        {
+            true => Ok(()),
+            false => Err(ImageError::NotReadable {
+                reference: r.to_string(),
+                registry: r.registry.clone(),
+            }),
+        }
     }
 
     /// Pulls from the network: every candidate name, every endpoint (mirrors, then primary).
@@ -267,6 +295,7 @@ impl Puller {
         let physical = &source.reference;
         self.observer.event(&PullEvent::Trying { source: physical });
         let cred = self.credentials.resolve(&physical.name()).await?;
+        let authenticated = cred.is_some();
         if let Some((_, src)) = &cred {
             self.observer
                 .event(&PullEvent::Authenticating { from: src });
@@ -343,6 +372,9 @@ impl Puller {
             format!("{}/{}", client.endpoint(), physical.repository),
         );
         ann.insert(PULLED_ANNOTATION.to_string(), crate::time::now_rfc3339());
+        if authenticated {
+            ann.insert(AUTHENTICATED_ANNOTATION.into(), "true".into());
+        }
         if let Some(d) = &index_digest {
             ann.insert("dev.skiff.image.index.digest".into(), d.to_string());
         }
@@ -591,6 +623,7 @@ mod tests {
             jobs: 1,
             observer: Arc::new(super::super::Quiet),
             unpack: false,
+            verify_stored_access: false,
         };
         let image = puller
             .ensure_resolved("localhost/one:1", &[Policy::Never])

@@ -183,6 +183,24 @@ impl Client {
         Ok((body, content_type))
     }
 
+    /// Whether these credentials may read the manifest (a HEAD): `false` when the registry
+    /// refuses (401, 403, or 404 as registries answer for what a client may not see).
+    pub async fn can_read_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<bool, RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT));
+        let resp = self.send(Method::HEAD, url, headers, repo).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error("HEAD", resp).await),
+        }
+    }
+
     /// Fetches a small blob (a config) into memory, verified against `desc`.
     pub async fn get_small_blob(
         &self,
