@@ -254,6 +254,8 @@ fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
+    cancelled_and_killed_stages(who, image, helper_dir);
+
     // A failed pull: prepare is a system failure; cleanup still succeeds.
     let env = runner_env(&who.tmp, missing, Some(image), helper_dir, 4242);
     let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
@@ -952,4 +954,89 @@ fn job_token_pulls_from_the_projects_registry() {
         "reused from the store: {}",
         text(&out)
     );
+}
+
+/// Processes of this host whose command line is exactly `args`.
+fn processes_running(args: &[&str]) -> usize {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted))
+        .count()
+}
+
+/// The runner ending a stage: on a timeout or a cancellation it sends SIGTERM to the
+/// driver's process group, then SIGKILL after its grace period, and always calls cleanup.
+/// Either way the stage ends, cleanup leaves nothing, and a job with the same ids starts
+/// clean.
+fn cancelled_and_killed_stages(who: &Runner, image: &str, helper_dir: &Path) {
+    use nix::sys::signal::{Signal, killpg};
+    use std::os::unix::process::CommandExt;
+    for (n, signal) in [(1, Signal::SIGTERM), (2, Signal::SIGKILL)] {
+        let env = runner_env(&who.tmp, image, None, helper_dir, 4300 + n);
+        let _cleanup = Cleanup(who, env.clone());
+        let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
+        assert!(o.status.success(), "prepare: {}", text(&o));
+        // The runner's shape: the script in a subshell, SIGTERM ending it with 1.
+        let s = who.script_file(
+            &format!("-cancel-{n}"),
+            "#!/usr/bin/env bash\ntrap 'exit 1' TERM\n(trap 'exit 1' TERM; eval 'echo started; sleep 3011') < /dev/null\nexit 0\n",
+        );
+        let mut c = (who.skiff)(&env);
+        c.current_dir(&who.tmp)
+            .args(["gitlab", "run", s.to_str().unwrap(), "build_script"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0);
+        let mut child = c.spawn().unwrap();
+        let started = std::time::Instant::now();
+        while processes_running(&["sleep", "3011"]) == 0 {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "{signal}: the stage never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        killpg(group, signal).unwrap();
+        let ended = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                ended.elapsed().as_secs() < 15,
+                "{signal}: the stage did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(!status.success(), "{signal}: {status:?}");
+        let o = who.call(&env, &["gitlab", "cleanup"]);
+        assert!(o.status.success(), "{signal}: cleanup: {}", text(&o));
+        assert_eq!(who.leftovers(), Vec::<String>::new(), "{signal}");
+        assert_eq!(
+            processes_running(&["sleep", "3011"]),
+            0,
+            "{signal}: nothing runs on"
+        );
+        // The same ids again: a clean start.
+        let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
+        assert!(o.status.success(), "{signal}: again: {}", text(&o));
+        let s = who.script(&format!("-again-{n}"), "echo again");
+        let o = who.call(
+            &env,
+            &["gitlab", "run", s.to_str().unwrap(), "build_script"],
+        );
+        assert!(
+            o.status.success() && text(&o).contains("again"),
+            "{}",
+            text(&o)
+        );
+        let o = who.call(&env, &["gitlab", "cleanup"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(who.leftovers(), Vec::<String>::new(), "{signal}");
+    }
 }

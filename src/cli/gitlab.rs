@@ -254,9 +254,18 @@ fn check_config(ctx: &Context, file: Option<&Path>) -> Result<()> {
 
 async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result<()> {
     let runtime = runtime(ctx);
-    let outcome = driver::run_stage(&ctx.root, env, &a.script, &a.stage, &runtime, &ConsoleLog)
-        .await
-        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let cancel = super::job::terminated()?;
+    let outcome = driver::run_stage(
+        &ctx.root,
+        env,
+        &a.script,
+        &a.stage,
+        &runtime,
+        &ConsoleLog,
+        cancel,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     match outcome {
         StageOutcome::Succeeded => Ok(()),
         StageOutcome::SystemFailure { reason } => {

@@ -91,18 +91,23 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         root: ctx.root.clone(),
     };
     // Ctrl-C and SIGTERM end the job, and its teardown still runs.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let cancel = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)".to_string(),
-            _ = term.recv() => "terminated (SIGTERM)".to_string(),
-        }
-    };
+    let cancel = terminated()?;
     let outcome = jobs::run(&plan, &runtime, &images, &ConsoleLog, cancel).await;
     match outcome.exit_code() {
         0 => Ok(()),
         code => Err(super::run::ExitStatus(code).into()),
     }
+}
+
+/// Completes on SIGINT or SIGTERM, saying which: from now on they no longer end this process.
+pub(super) fn terminated() -> Result<impl std::future::Future<Output = String>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)".to_string(),
+            _ = term.recv() => "terminated (SIGTERM)".to_string(),
+        }
+    })
 }
 
 /// The job log on this process's stdout and stderr.

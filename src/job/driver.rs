@@ -487,7 +487,9 @@ pub enum StageOutcome {
 
 /// `run_exec SCRIPT STAGE`: the runner's script for one stage, in the helper container for
 /// its predefined stages, else in the build container. Output goes to the log as it comes;
-/// the runner masks it.
+/// the runner masks it. When `cancel` completes first (the runner's SIGTERM on a timeout or
+/// a cancellation), every process of the container is killed, as the docker executor stops
+/// its container, and the stage is a system failure with `cancel`'s words.
 pub async fn run_stage(
     root: &Path,
     env: &ExecutorEnv,
@@ -495,6 +497,7 @@ pub async fn run_stage(
     stage: &str,
     runtime: &dyn JobRuntime,
     log: &dyn JobLog,
+    cancel: impl std::future::Future<Output = String>,
 ) -> Result<StageOutcome, JobError> {
     let st = DriverState::new(root, env)?;
     let container = if runs_in_helper(stage) {
@@ -511,7 +514,18 @@ pub async fn run_stage(
         }
     };
     let relay = |stream: Stream, bytes: &[u8]| log.output(stream, &String::from_utf8_lossy(bytes));
-    Ok(match runtime.run(container, &script, &relay).await {
+    let mut run = runtime.run(container, &script, &relay);
+    let exit = tokio::select! {
+        exit = &mut run => exit,
+        why = cancel => {
+            runtime.kill(container).await;
+            let _ = run.await;
+            return Ok(StageOutcome::SystemFailure {
+                reason: format!("stage {stage} {why}: {container} stopped"),
+            });
+        }
+    };
+    Ok(match exit {
         Ok(RunExit::Exited(0)) => StageOutcome::Succeeded,
         Ok(RunExit::Exited(exit_code)) => StageOutcome::BuildFailure { exit_code },
         Ok(RunExit::NotStarted(why)) => StageOutcome::SystemFailure {

@@ -384,6 +384,7 @@ async fn driver_prepare_stages_and_cleanup() {
         ("build_script", script("built\n", 0, false)),
         ("step_script", script("", 4, false)),
         ("after_script", script("", 125, false)),
+        ("hangs", script("", 0, true)),
     ]);
     let log = RecordingLog::default();
     let opts = driver::PrepareOptions {
@@ -458,7 +459,8 @@ async fn driver_prepare_stages_and_cleanup() {
     for (stage, container, want) in cases {
         // The runner's script for the stage, fed to the container on stdin.
         std::fs::write(&script_file, format!("# {stage}\necho hi\n")).unwrap();
-        let got = driver::run_stage(root.path(), &env, &script_file, stage, &rt, &log)
+        let never = std::future::pending();
+        let got = driver::run_stage(root.path(), &env, &script_file, stage, &rt, &log, never)
             .await
             .unwrap();
         assert_eq!(got, want, "{stage}");
@@ -475,6 +477,31 @@ async fn driver_prepare_stages_and_cleanup() {
             .unwrap()
             .contains(&(Some(Stream::Stdout), "built\n".into()))
     );
+    // The runner's SIGTERM (a timeout or a cancellation): the container's processes are
+    // killed, the stage is a system failure saying so.
+    std::fs::write(&script_file, "# hangs\n").unwrap();
+    let sigterm = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        "terminated (SIGTERM)".to_string()
+    };
+    let got = driver::run_stage(
+        root.path(),
+        &env,
+        &script_file,
+        "build_script",
+        &rt,
+        &log,
+        sigterm,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        got,
+        driver::StageOutcome::SystemFailure {
+            reason: format!("stage build_script terminated (SIGTERM): {key}-build stopped"),
+        }
+    );
+    assert_eq!(rt.calls().last().unwrap(), &format!("kill {key}-build"));
     assert!(!log.text().contains("job-token-secret"));
 
     driver::cleanup(root.path(), &env, &rt).await.unwrap();
