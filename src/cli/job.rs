@@ -7,6 +7,7 @@ use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result};
 use clap::Args;
+use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
 
@@ -31,9 +32,14 @@ pub struct JobArgs {
     /// Network of the job's pod: slirp4netns (default when installed), pasta or private
     #[arg(long)]
     pub network: Option<String>,
-    /// Seconds to wait for each service's ports (GitLab's wait_for_services_timeout; -1: no wait)
-    #[arg(long, default_value_t = 30, allow_negative_numbers = true)]
-    pub wait_for_services_timeout: i64,
+    /// Seconds to wait for each service's ports (GitLab's wait_for_services_timeout; -1: no
+    /// wait) [default: the admin file's, else 30]
+    #[arg(long, allow_negative_numbers = true)]
+    pub wait_for_services_timeout: Option<i64>,
+    /// The GitLab driver's admin file ([runners.docker] keys): default image, services,
+    /// pull policies, volumes, limits... (read only when given)
+    #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     pub job: String,
@@ -74,14 +80,21 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
     let job = pipeline.job(&a.job, &cli_vars)?;
+    let admin = match a.config.as_deref().filter(|f| !f.as_os_str().is_empty()) {
+        Some(file) => AdminConfig::load(Some(file))?,
+        None => AdminConfig::default(),
+    };
+    let network = a.network.as_deref().or(admin.network_mode.as_deref());
+    let wait = admin.services_wait_secs();
     let plan = JobPlan::local(
         &ctx.root,
         job,
         LocalOptions {
             masked_keys: masked_vars.into_iter().map(|(k, _)| k).collect(),
             project_dir: a.project_dir.clone(),
-            network: skiff::runtime::network::job_default(a.network.as_deref()),
-            wait_for_services_timeout: a.wait_for_services_timeout,
+            network: skiff::runtime::network::job_default(network),
+            wait_for_services_timeout: a.wait_for_services_timeout.unwrap_or(wait),
+            admin,
         },
     )?;
     let images = StoreImages {

@@ -7,20 +7,16 @@
 //! job identifiers, since each step is a separate process.
 
 use super::run::{MaskedLog, Services, start_services};
-use super::seams::{
-    ContainerRequest, ContainerSettings, ImageSource, JobRuntime, PodRequest, RunExit,
-};
+use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
+use super::settings::{admin_volumes, build_settings, helper_settings, service_settings};
 use super::{JobError, JobLog, Stream, script};
 use crate::archive::helper::import_prebuilt;
-use crate::gitlab::config::{
-    AdminConfig, VolumeSpec, anonymous_volume_name, expand_runner_value, policy_name,
-};
+use crate::gitlab::config::{AdminConfig, policy_name};
 use crate::gitlab::executor::{ExecutorEnv, ExecutorError, runs_in_helper};
 use crate::gitlab::payload::{JobImage, JobPayload, PayloadSource, Variable};
 use crate::gitlab::pipeline::ImageSpec;
 use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
-use crate::runtime::plan::Limits;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 
@@ -184,33 +180,12 @@ fn job_volumes(
         (st.builds.clone(), "/builds".to_string(), false),
         (made(cache.join("cache"))?, "/cache".to_string(), false),
     ];
-    let variables = payload.all_variables();
-    let expand = |text: &str| {
-        expand_runner_value(text, |name| {
-            variables
-                .iter()
-                .rev()
-                .find(|v| v.key == name)
-                .map(|v| v.value.clone())
-        })
-    };
-    for v in &opts.admin.volumes {
-        volumes.push(match v {
-            VolumeSpec::Bind {
-                source,
-                destination,
-                read_only,
-            } => (source.clone(), expand(destination), *read_only),
-            VolumeSpec::Anonymous {
-                destination,
-                read_only,
-            } => {
-                let destination = expand(destination);
-                let dir = made(cache.join(anonymous_volume_name(&destination)))?;
-                (dir, destination, *read_only)
-            }
-        });
-    }
+    let variables: Vec<(String, String)> = payload
+        .all_variables()
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect();
+    volumes.extend(admin_volumes(&opts.admin, &cache, &variables)?);
     // `/cache` listed by the admin is the one skiff mounts already.
     let mut seen = std::collections::BTreeSet::new();
     volumes.retain(|(_, dest, _)| seen.insert(dest.clone()));
@@ -317,15 +292,7 @@ pub async fn prepare(
         // The docker executor binds the job's volumes into services too (a file variable's
         // path is under /builds).
         volumes: volumes.clone(),
-        settings: ContainerSettings {
-            tmpfs: admin.services_tmpfs.clone(),
-            limits: Limits {
-                memory: admin.service_memory,
-                cpus: admin.service_cpus,
-                pids: None,
-            },
-            ..Default::default()
-        },
+        settings: service_settings(admin),
     };
     start_services(
         runtime,
@@ -342,28 +309,8 @@ pub async fn prepare(
         .collect();
     let docker = &payload.image.executor_opts.docker;
     let job_user = Some(payload.expand(&docker.user)).filter(|u| !u.is_empty());
-    let mut tmpfs = admin.tmpfs.clone();
-    if let Some(size) = admin.shm_size {
-        tmpfs.push(format!(
-            "/dev/shm:size={size},mode=1777,nosuid,nodev,noexec"
-        ));
-    }
-    let build_settings = ContainerSettings {
-        user: admin.build_user(job_user.as_deref())?,
-        cap_add: admin.cap_add.clone(),
-        cap_drop: admin.cap_drop.clone(),
-        tmpfs,
-        limits: Limits {
-            memory: admin.memory,
-            cpus: admin.cpus,
-            pids: None,
-        },
-    };
-    let helper_settings = ContainerSettings {
-        cap_add: admin.cap_add.clone(),
-        cap_drop: admin.cap_drop.clone(),
-        ..Default::default()
-    };
+    let build_settings = build_settings(admin, job_user.as_deref())?;
+    let helper_settings = helper_settings(admin);
     // Made here, started for each stage (as the runner's docker executor does): the helper
     // with its image's entrypoint and command (`gitlab-runner-build`, which sets the umask
     // and runs the shell), the build container with the job image's entrypoint and the

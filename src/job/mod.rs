@@ -15,6 +15,7 @@ pub mod run;
 pub mod script;
 pub mod seams;
 pub mod services;
+pub mod settings;
 
 #[cfg(test)]
 mod fake;

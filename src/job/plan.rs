@@ -2,7 +2,8 @@
 //! (its id, the project directory, masked values, the pod's network).
 
 use super::JobError;
-use crate::gitlab::pipeline::Job;
+use crate::gitlab::config::AdminConfig;
+use crate::gitlab::pipeline::{ImageSpec, Job, ServiceSpec, default_aliases};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct JobPlan {
     pub wait_for_services_timeout: i64,
     /// Ends the pod when this process ends (the `skiff job` process).
     pub owner: Option<u32>,
+    /// The admin file the GitLab driver reads (`[runners.docker]` keys), when one was given.
+    pub admin: AdminConfig,
 }
 
 /// How `skiff job` runs a pipeline's job: the rest of a `JobPlan`.
@@ -38,12 +41,51 @@ pub struct LocalOptions {
     pub project_dir: PathBuf,
     pub network: String,
     pub wait_for_services_timeout: i64,
+    /// The GitLab driver's admin file: a default image, runner-level services, allowed
+    /// images and pull policies, volumes, limits...
+    pub admin: AdminConfig,
 }
 
 impl JobPlan {
     /// A plan for a local run of `job`: a new id, and the job's directory in the store at
     /// `root`, owned by this process (which also owns the pod: killed, it takes the pod down).
-    pub fn local(root: &Path, job: Job, opts: LocalOptions) -> Result<JobPlan, JobError> {
+    pub fn local(root: &Path, mut job: Job, opts: LocalOptions) -> Result<JobPlan, JobError> {
+        let admin = &opts.admin;
+        // As the runner: the admin's image for a job without one (always allowed), the
+        // admin's services before the job's (always allowed), the job's checked.
+        match &job.image {
+            Some(image) => admin.verify_job_image(&image.name)?,
+            None => {
+                job.image = admin.image.as_ref().map(|name| ImageSpec {
+                    name: name.clone(),
+                    entrypoint: None,
+                    pull_policy: vec![],
+                })
+            }
+        }
+        for svc in &job.services {
+            admin.verify_job_service(&svc.image.name)?;
+        }
+        let mut services: Vec<ServiceSpec> = admin
+            .services
+            .iter()
+            .map(|s| ServiceSpec {
+                aliases: default_aliases(&s.name)
+                    .into_iter()
+                    .chain(s.aliases())
+                    .collect(),
+                image: ImageSpec {
+                    name: s.name.clone(),
+                    entrypoint: s.entrypoint.clone(),
+                    pull_policy: vec![],
+                },
+                command: s.command.clone(),
+                variables: s.environment.clone(),
+            })
+            .collect();
+        services.append(&mut job.services);
+        admin.check_services_limit(services.len())?;
+        job.services = services;
         let id = format!("{:012x}", crate::time::now_nanos() & 0xffff_ffff_ffff);
         let dir = super::recovery::create(root, &id)?;
         let masked = job
@@ -61,6 +103,7 @@ impl JobPlan {
             network: opts.network,
             wait_for_services_timeout: opts.wait_for_services_timeout,
             owner: Some(std::process::id()),
+            admin: opts.admin,
         })
     }
 

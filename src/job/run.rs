@@ -128,17 +128,22 @@ async fn execute(
     ));
     let mut resolved = vec![];
     for spec in std::iter::once(image).chain(job.services.iter().map(|s| &s.image)) {
-        // Without a pull_policy: if-not-present (the runner's default is always; a local run
-        // on a warm store should not need the network).
-        let policy = if spec.pull_policy.is_empty() {
-            "if-not-present".to_string()
+        // With the admin's file, the runner's rules (default always, the job's within the
+        // allowed ones). Without: the job's, else if-not-present (a local run on a warm
+        // store should not need the network).
+        let policies = if plan.admin.source.is_some() {
+            plan.admin
+                .pull_policies_for(&spec.name, &spec.pull_policy)?
         } else {
-            spec.pull_policy.join(",")
+            let policy = match spec.pull_policy.is_empty() {
+                true => "if-not-present".to_string(),
+                false => spec.pull_policy.join(","),
+            };
+            parse_policies(&policy).map_err(|reason| JobError::PullPolicy {
+                image: spec.name.clone(),
+                reason,
+            })?
         };
-        let policies = parse_policies(&policy).map_err(|reason| JobError::PullPolicy {
-            image: spec.name.clone(),
-            reason,
-        })?;
         log.line(&format!("Pulling image {} ...", spec.name));
         let found = images
             .ensure(&spec.name, &policies)
@@ -160,8 +165,8 @@ async fn execute(
             name: pod.clone(),
             network: plan.network.clone(),
             owner: plan.owner,
-            hosts: vec![],
-            dns: vec![],
+            hosts: plan.admin.extra_hosts.clone(),
+            dns: plan.admin.dns.clone(),
         })
         .await
         .map_err(|source| JobError::Pod { source })?;
@@ -175,7 +180,7 @@ async fn execute(
             .map(|svc| services::environment(&plan.job.variables, svc))
             .collect(),
         volumes: vec![],
-        settings: Default::default(),
+        settings: super::settings::service_settings(&plan.admin),
     };
     start_services(
         runtime,
@@ -222,9 +227,15 @@ async fn execute(
         command: script::shell_command(),
         env: variables.clone(),
         hosts: vec![],
-        volumes: vec![(host_project, project_dir.clone(), false)],
+        volumes: std::iter::once((host_project, project_dir.clone(), false))
+            .chain(super::settings::admin_volumes(
+                &plan.admin,
+                &plan.dir.join("volumes"),
+                &variables,
+            )?)
+            .collect(),
         workdir: Some(project_dir.clone()),
-        settings: Default::default(),
+        settings: super::settings::build_settings(&plan.admin, None)?,
     };
     runtime
         .create(&request)

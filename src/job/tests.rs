@@ -74,6 +74,7 @@ fn plan(dir: &std::path::Path, timeout: Option<Duration>) -> JobPlan {
         network: "private".into(),
         wait_for_services_timeout: 30,
         owner: Some(std::process::id()),
+        admin: Default::default(),
     }
 }
 
@@ -725,4 +726,49 @@ async fn driver_links_gitlab_runner_in_the_helper() {
             ),
         }
     }
+}
+
+/// `skiff job` with the driver's admin file: the default image for a job without one, the
+/// admin's services first, the runner's pull-policy rules, the build container's settings.
+#[tokio::test]
+async fn a_local_job_takes_the_admin_file() {
+    use crate::gitlab::config::AdminConfig;
+    use crate::image::pull::Policy::Always;
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::parse("imageless:\n  script: [echo hi]\n", "test.yml").unwrap();
+    let admin = AdminConfig::parse(
+        "image = \"alpine:3\"\ncap_drop = [\"NET_RAW\"]\nvolumes = [\"/data\"]\n\
+         [[services]]\nname = \"redis:7\"\nalias = \"cache\"\n",
+        std::path::Path::new("gitlab.toml"),
+    )
+    .unwrap();
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let plan = JobPlan::local(
+        tmp.path(),
+        pipeline.job("imageless", &[]).unwrap(),
+        super::plan::LocalOptions {
+            masked_keys: vec![],
+            project_dir: project,
+            network: "private".into(),
+            wait_for_services_timeout: -1,
+            admin,
+        },
+    )
+    .unwrap();
+    let (rt, images, log) = (runtime(&[]), FakeImages::default(), RecordingLog::default());
+    let outcome = super::run(&plan, &rt, &images, &log, std::future::pending()).await;
+    assert_eq!(outcome, JobOutcome::Succeeded, "{}", log.text());
+    let asked = images.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked[0],
+        ("alpine:3".into(), vec![Always]),
+        "the runner's default"
+    );
+    assert_eq!(asked[1].0, "redis:7");
+    let started = rt.started.lock().unwrap().clone();
+    assert!(started[0].hosts.iter().any(|(h, _)| h == "cache"));
+    let build = started.iter().find(|c| c.name.ends_with("-build")).unwrap();
+    assert_eq!(build.settings.cap_drop, ["NET_RAW"]);
+    assert!(build.volumes.iter().any(|v| v.1 == "/data"));
 }

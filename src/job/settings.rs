@@ -1,0 +1,95 @@
+//! The admin file's settings (`gitlab::config`, GitLab Runner's `[runners.docker]` keys) as
+//! the job's containers take them, for the GitLab driver and `skiff job` alike.
+
+use super::JobError;
+use super::seams::ContainerSettings;
+use crate::gitlab::config::{AdminConfig, VolumeSpec, anonymous_volume_name, expand_runner_value};
+use crate::runtime::plan::Limits;
+use std::path::{Path, PathBuf};
+
+/// The build container's: the user (the admin's over the job's, within `allowed_users`),
+/// capabilities, tmpfs mounts with `shm_size` as /dev/shm's, memory and CPU limits.
+pub fn build_settings(
+    admin: &AdminConfig,
+    job_user: Option<&str>,
+) -> Result<ContainerSettings, JobError> {
+    let mut tmpfs = admin.tmpfs.clone();
+    if let Some(size) = admin.shm_size {
+        tmpfs.push(format!(
+            "/dev/shm:size={size},mode=1777,nosuid,nodev,noexec"
+        ));
+    }
+    Ok(ContainerSettings {
+        user: admin.build_user(job_user)?,
+        cap_add: admin.cap_add.clone(),
+        cap_drop: admin.cap_drop.clone(),
+        tmpfs,
+        limits: Limits {
+            memory: admin.memory,
+            cpus: admin.cpus,
+            pids: None,
+        },
+    })
+}
+
+/// The helper container's: the capabilities only.
+pub fn helper_settings(admin: &AdminConfig) -> ContainerSettings {
+    ContainerSettings {
+        cap_add: admin.cap_add.clone(),
+        cap_drop: admin.cap_drop.clone(),
+        ..Default::default()
+    }
+}
+
+/// Every service container's: `services_tmpfs`, `service_memory`, `service_cpus`.
+pub fn service_settings(admin: &AdminConfig) -> ContainerSettings {
+    ContainerSettings {
+        tmpfs: admin.services_tmpfs.clone(),
+        limits: Limits {
+            memory: admin.service_memory,
+            cpus: admin.service_cpus,
+            pids: None,
+        },
+        ..Default::default()
+    }
+}
+
+/// The admin's `volumes` as bind mounts: host directories as given, container-only paths as
+/// directories under `anonymous` (made here), destinations expanded with `variables`.
+pub fn admin_volumes(
+    admin: &AdminConfig,
+    anonymous: &Path,
+    variables: &[(String, String)],
+) -> Result<Vec<(PathBuf, String, bool)>, JobError> {
+    let expand = |text: &str| {
+        expand_runner_value(text, |name| {
+            variables
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    admin
+        .volumes
+        .iter()
+        .map(|v| {
+            Ok(match v {
+                VolumeSpec::Bind {
+                    source,
+                    destination,
+                    read_only,
+                } => (source.clone(), expand(destination), *read_only),
+                VolumeSpec::Anonymous {
+                    destination,
+                    read_only,
+                } => {
+                    let destination = expand(destination);
+                    let dir = anonymous.join(anonymous_volume_name(&destination));
+                    std::fs::create_dir_all(&dir).map_err(JobError::io("creating", &dir))?;
+                    (dir, destination, *read_only)
+                }
+            })
+        })
+        .collect()
+}
