@@ -29,19 +29,20 @@ struct Runner<'a> {
 fn runner_env(
     tmp: &Path,
     image: &str,
-    service: Option<&str>,
+    services: &[(&str, &str)],
     helper_dir: &Path,
     job: u64,
 ) -> Vec<String> {
     static WRITTEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let services = match service {
-        Some(name) => serde_json::json!([{
-            "name": name, "alias": "db", "entrypoint": null,
-            "command": ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"],
-            "variables": {"HEALTHCHECK_TCP_PORT": "5432"}
-        }]),
-        None => serde_json::json!([]),
-    };
+    // Each service answers "pong" on 5432, reached by its alias.
+    let command = ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"];
+    let services_env: Vec<serde_json::Value> = services
+        .iter()
+        .map(|(name, alias)| {
+            serde_json::json!({"name": name, "alias": alias, "entrypoint": null,
+                               "command": command, "variables": {"HEALTHCHECK_TCP_PORT": "5432"}})
+        })
+        .collect();
     let var = |key: &str, value: &str, public: bool, masked: bool| {
         serde_json::json!({"key": key, "value": value, "public": public, "masked": masked,
                            "file": false, "raw": false})
@@ -57,14 +58,10 @@ fn runner_env(
             var("CI_JOB_TOKEN", &token, false, true),
         ],
         "image": {"name": image, "entrypoint": null, "pull_policy": null},
-        "services": match service {
-            Some(name) => serde_json::json!([{
-                "name": name, "alias": "db",
-                "command": ["nc", "-ll", "-p", "5432", "-e", "echo", "pong"],
-                "variables": [var("HEALTHCHECK_TCP_PORT", "5432", true, false)],
-            }]),
-            None => serde_json::json!([]),
-        },
+        "services": services.iter().map(|(name, alias)| serde_json::json!({
+            "name": name, "alias": alias, "command": command,
+            "variables": [var("HEALTHCHECK_TCP_PORT", "5432", true, false)],
+        })).collect::<Vec<_>>(),
         "credentials": [],
     });
     let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -88,7 +85,10 @@ fn runner_env(
         ("CUSTOM_ENV_CI_RUNNER_REVISION", "abcdef12".into()),
         ("CUSTOM_ENV_CI_BUILDS_DIR", "/builds".into()),
         ("CUSTOM_ENV_CI_JOB_IMAGE", image.into()),
-        ("CUSTOM_ENV_CI_JOB_SERVICES", services.to_string()),
+        (
+            "CUSTOM_ENV_CI_JOB_SERVICES",
+            serde_json::Value::from(services_env).to_string(),
+        ),
         ("SKIFF_HELPER_DIRS", helper_dir.display().to_string()),
     ]
     .into_iter()
@@ -155,7 +155,7 @@ impl Drop for Cleanup<'_> {
 }
 
 fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
-    let env = runner_env(&who.tmp, image, Some(image), helper_dir, 4242);
+    let env = runner_env(&who.tmp, image, &[(image, "db")], helper_dir, 4242);
     let _cleanup = Cleanup(who, env.clone());
     let o = who.call(&env, &["gitlab", "config"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -257,7 +257,7 @@ fn the_protocol(who: &Runner, image: &str, missing: &str, helper_dir: &Path) {
     cancelled_and_killed_stages(who, image, helper_dir);
 
     // A failed pull: prepare is a system failure; cleanup still succeeds.
-    let env = runner_env(&who.tmp, missing, Some(image), helper_dir, 4242);
+    let env = runner_env(&who.tmp, missing, &[(image, "db")], helper_dir, 4242);
     let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -519,9 +519,15 @@ fn is_zip_with(bytes: &[u8], entry: &str) -> bool {
         && bytes.windows(entry.len()).any(|w| w == entry.as_bytes())
 }
 
-/// The runner's environment for one job of project 7, without services.
-fn cache_job_env(who: &Runner, image: &str, helper_dir: &Path, id: u64) -> Vec<String> {
-    runner_env(&who.tmp, image, None, helper_dir, id)
+/// The runner's environment for one job of project 7, with these services (image, alias).
+fn cache_job_env(
+    who: &Runner,
+    image: &str,
+    services: &[(&str, &str)],
+    helper_dir: &Path,
+    id: u64,
+) -> Vec<String> {
+    runner_env(&who.tmp, image, services, helper_dir, id)
 }
 
 /// One stage as the runner runs it; its output (stdout and stderr).
@@ -567,7 +573,12 @@ fn caches_and_artifacts(who: &Runner, image: &str, helper_dir: &Path, api: &Arti
     let checkout = ["mkdir -p /builds/g/p", "echo source > /builds/g/p/README"];
 
     // Job 1: no cache yet; builds as uid 1000, saves its cache and uploads its artifacts.
-    let (one, env) = (job(5001), cache_job_env(who, image, helper_dir, 5001));
+    // Job 1, the whole sequence: an image, two services, a cache and an artifact.
+    let services = [(image, "db"), (image, "cache-db")];
+    let (one, env) = (
+        job(5001),
+        cache_job_env(who, image, &services, helper_dir, 5001),
+    );
     let _cleanup = Cleanup(who, env.clone());
     let o = who.call(&env, &prepare);
     assert!(o.status.success(), "prepare: {}", text(&o));
@@ -588,12 +599,15 @@ fn caches_and_artifacts(who: &Runner, image: &str, helper_dir: &Path, api: &Arti
         "mkdir vendor out",
         "echo dep-1 > vendor/dep.txt",
         "echo report-1 > out/report.txt",
+        "nc db 5432 </dev/null",
+        "nc cache-db 5432 </dev/null",
     ];
     let (o, t) = stage(who, &env, "build_script", &rs::commands(&one, &build));
     assert!(
         o.status.success() && t.contains("uid 1000"),
         "a build image's own user writes the checkout the helper made: {t}"
     );
+    assert_eq!(t.matches("pong").count(), 2, "both services by alias: {t}");
     let (o, t) = stage(
         who,
         &env,
@@ -649,7 +663,7 @@ fn caches_and_artifacts(who: &Runner, image: &str, helper_dir: &Path, api: &Arti
 
     // Job 2 of the same project: restores job 1's cache, downloads its artifacts, fails and
     // uploads its failure artifacts.
-    let (two, env) = (job(5002), cache_job_env(who, image, helper_dir, 5002));
+    let (two, env) = (job(5002), cache_job_env(who, image, &[], helper_dir, 5002));
     let _cleanup = Cleanup(who, env.clone());
     let o = who.call(&env, &prepare);
     assert!(o.status.success(), "prepare: {}", text(&o));
@@ -894,7 +908,7 @@ fn job_token_pulls_from_the_projects_registry() {
     std::fs::create_dir_all(&tmp).unwrap();
     let if_not_present = env.write("gitlab.toml", "pull_policy = \"if-not-present\"\n");
     let prepare = |job: u64, with_credentials: bool, config: Option<&Path>| {
-        let mut vars = runner_env(&tmp, &image, Some(&service), &helper_dir, job);
+        let mut vars = runner_env(&tmp, &image, &[(&service, "db")], &helper_dir, job);
         if let Some(c) = config {
             vars.push(format!("SKIFF_GITLAB_CONFIG={}", c.display()));
         }
@@ -977,7 +991,7 @@ fn cancelled_and_killed_stages(who: &Runner, image: &str, helper_dir: &Path) {
     use nix::sys::signal::{Signal, killpg};
     use std::os::unix::process::CommandExt;
     for (n, signal) in [(1, Signal::SIGTERM), (2, Signal::SIGKILL)] {
-        let env = runner_env(&who.tmp, image, None, helper_dir, 4300 + n);
+        let env = runner_env(&who.tmp, image, &[], helper_dir, 4300 + n);
         let _cleanup = Cleanup(who, env.clone());
         let o = who.call(&env, &["gitlab", "prepare", "--tls-verify=false"]);
         assert!(o.status.success(), "prepare: {}", text(&o));
@@ -990,6 +1004,7 @@ fn cancelled_and_killed_stages(who: &Runner, image: &str, helper_dir: &Path) {
         c.current_dir(&who.tmp)
             .args(["gitlab", "run", s.to_str().unwrap(), "build_script"])
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .process_group(0);
         let mut child = c.spawn().unwrap();
         let started = std::time::Instant::now();
