@@ -12,6 +12,7 @@ use skiff::auth::Credential;
 use skiff::error_chain;
 use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::executor::ExecutorEnv;
+use skiff::gitlab::payload::JobPayload;
 use skiff::gitlab::register;
 use skiff::job::driver::{self, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
@@ -159,7 +160,7 @@ async fn prepare(
 ) -> Result<()> {
     // Checked before anything runs. Flags over the file, the file over the defaults.
     let admin = AdminConfig::load(admin_file)?;
-    let payload = env.payload()?;
+    let payload = JobPayload::of(env)?;
     let variables: Vec<(String, String)> = payload
         .all_variables()
         .into_iter()

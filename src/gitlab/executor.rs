@@ -2,7 +2,6 @@
 //! environment (`CUSTOM_ENV_<job variable>`, the failure exit codes, `BUILD_EXIT_CODE_FILE`),
 //! read from an injected set of variables so that it can be tested without a runner.
 
-use super::payload::{JobPayload, PayloadError};
 use super::pipeline::{ImageSpec, ServiceSpec, default_aliases};
 use std::collections::BTreeMap;
 
@@ -22,8 +21,6 @@ pub enum ExecutorError {
     },
     #[error("a service in CUSTOM_ENV_CI_JOB_SERVICES has no name")]
     ServiceName,
-    #[error(transparent)]
-    Payload(#[from] PayloadError),
 }
 
 /// The driver's environment as the runner sets it.
@@ -96,22 +93,6 @@ impl ExecutorEnv {
             part("CI_PROJECT_ID"),
             part("CI_CONCURRENT_PROJECT_ID")
         )
-    }
-
-    /// The job as the runner sent it: the `JOB_RESPONSE_FILE` it writes (runner 14.1+; a
-    /// runner variable, not a job one), with the variables the runner adds to GitLab's
-    /// (`CUSTOM_ENV_*` the file does not hold); without that file, rebuilt from
-    /// `CUSTOM_ENV_*` alone (see [`JobPayload::from_env`]).
-    pub fn payload(&self) -> Result<JobPayload, ExecutorError> {
-        match self
-            .runner_var("JOB_RESPONSE_FILE")
-            .filter(|p| !p.is_empty())
-        {
-            Some(file) => {
-                Ok(JobPayload::read(std::path::Path::new(file))?.with_runner_variables(self))
-            }
-            None => JobPayload::from_env(self),
-        }
     }
 
     /// The job's image (`CUSTOM_ENV_CI_JOB_IMAGE`).

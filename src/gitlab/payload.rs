@@ -40,6 +40,9 @@ pub enum PayloadError {
          (expected always, if-not-present or never)"
     )]
     PullPolicy { image: String, value: String },
+    /// The runner's `CUSTOM_ENV_*` (without a `JOB_RESPONSE_FILE`) do not make a job.
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
 }
 
 /// Where a payload came from.
@@ -82,7 +85,7 @@ pub struct JobPayload {
     pub features: Features,
     /// What the runner adds to the job's variables and GitLab did not send: its predefined
     /// variables, config.toml `environment`, feature flags (all `internal`), and resolved
-    /// `secrets` (masked). Read from `CUSTOM_ENV_*` by [`ExecutorEnv::payload`], values as
+    /// `secrets` (masked). Read from `CUSTOM_ENV_*` by [`JobPayload::of`], values as
     /// the runner already expanded them.
     #[serde(skip)]
     pub runner_variables: Vec<Variable>,
@@ -380,10 +383,24 @@ impl JobPayload {
         Ok(payload)
     }
 
+    /// The job as the runner sent it: the `JOB_RESPONSE_FILE` it writes (runner 14.1+; a
+    /// runner variable, not a job one), with the variables the runner adds to GitLab's
+    /// (`CUSTOM_ENV_*` the file does not hold); without that file, rebuilt from
+    /// `CUSTOM_ENV_*` alone (see [`JobPayload::from_env`]).
+    pub fn of(env: &ExecutorEnv) -> Result<JobPayload, PayloadError> {
+        match env
+            .runner_var("JOB_RESPONSE_FILE")
+            .filter(|p| !p.is_empty())
+        {
+            Some(file) => Ok(JobPayload::read(Path::new(file))?.with_runner_variables(env)),
+            None => JobPayload::from_env(env),
+        }
+    }
+
     /// For a runner that does not write `JOB_RESPONSE_FILE`: the job from its
     /// `CUSTOM_ENV_*` copies. Without flags nothing can be told public, so no job variable
     /// reaches a service (see [`JobPayload::service_env`]); known secret names are masked.
-    pub fn from_env(env: &ExecutorEnv) -> Result<JobPayload, ExecutorError> {
+    pub fn from_env(env: &ExecutorEnv) -> Result<JobPayload, PayloadError> {
         let var = |k: &str| env.job_var(k).unwrap_or_default();
         let number = |k: &str| var(k).parse().unwrap_or_default();
         // The runner already expanded these values: `raw` keeps them as they are.

@@ -216,7 +216,7 @@ pub async fn prepare(
     if payload.source == PayloadSource::Environment {
         log.warn("JOB_RESPONSE_FILE is not set (a runner before 14.1): services get only their own variables");
     }
-    let image = match payload.image_spec().map_err(ExecutorError::from)? {
+    let image = match payload.image_spec()? {
         Some(image) => {
             admin.verify_job_image(&image.name)?;
             image
@@ -237,7 +237,7 @@ pub async fn prepare(
             None => return Err(JobError::NoImage),
         },
     };
-    let services = payload.service_specs().map_err(ExecutorError::from)?;
+    let services = payload.service_specs()?;
     for svc in &services[admin.services.len()..] {
         admin.verify_job_service(&svc.image.name)?;
     }

@@ -93,6 +93,8 @@ pub enum JobError {
     #[error(transparent)]
     Config(#[from] crate::gitlab::config::ConfigError),
     #[error(transparent)]
+    Payload(#[from] crate::gitlab::payload::PayloadError),
+    #[error(transparent)]
     HelperImage(#[from] crate::helper::HelperError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

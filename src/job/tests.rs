@@ -5,6 +5,7 @@ use super::fake::{FakeImages, FakeRuntime, RecordingLog, Script};
 use super::log::Stream;
 use super::{JobOutcome, JobPlan, driver};
 use crate::gitlab::executor::ExecutorEnv;
+use crate::gitlab::payload::JobPayload;
 use crate::gitlab::pipeline::Pipeline;
 use std::time::Duration;
 
@@ -397,7 +398,7 @@ async fn driver_prepare_stages_and_cleanup() {
         cache_dir: root.path().join("cache"),
         admin: Default::default(),
     };
-    let payload = env.payload().unwrap();
+    let payload = JobPayload::of(&env).unwrap();
     driver::prepare(
         root.path(),
         &env,
@@ -541,7 +542,7 @@ async fn driver_errors_name_what_is_missing() {
         ),
     ];
     for (env, want) in cases {
-        let err = match env.payload() {
+        let err = match JobPayload::of(env) {
             Err(e) => crate::error_chain(&e),
             Ok(payload) => {
                 let images = FakeImages::default();
@@ -594,7 +595,7 @@ environment = ["MODE=test"]
         admin,
     };
     let (rt, images, log) = (runtime(&[]), FakeImages::default(), RecordingLog::default());
-    let payload = env.payload().unwrap();
+    let payload = JobPayload::of(&env).unwrap();
     driver::prepare(root.path(), &env, &payload, &opts, &rt, &images, &log)
         .await
         .unwrap();
@@ -701,7 +702,7 @@ async fn driver_links_gitlab_runner_in_the_helper() {
             cache_dir: root.path().join("cache"),
             admin: Default::default(),
         };
-        let payload = env.payload().unwrap();
+        let payload = JobPayload::of(&env).unwrap();
         let images = FakeImages::default();
         driver::prepare(root.path(), &env, &payload, &opts, &rt, &images, &log)
             .await

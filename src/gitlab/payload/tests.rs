@@ -163,7 +163,7 @@ fn services_take_every_alias_after_gitlabs_each_once() {
 fn the_environment_picks_the_file_and_adds_the_runners_variables() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_fixture(dir.path(), FIXTURE);
-    let p = runner_env(&path).payload().unwrap();
+    let p = JobPayload::of(&runner_env(&path)).unwrap();
     assert_eq!(p.source, PayloadSource::File(path));
     let runner: Vec<(&str, bool, bool, bool)> = p
         .runner_variables
@@ -250,7 +250,7 @@ fn the_environment_picks_the_file_and_adds_the_runners_variables() {
 fn debug_output_keeps_secrets_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_fixture(dir.path(), FIXTURE);
-    let p = runner_env(&path).payload().unwrap();
+    let p = JobPayload::of(&runner_env(&path)).unwrap();
     let shown = format!("{p:?}");
     for secret in [
         "glcbt-64_jobtoken",
@@ -286,7 +286,7 @@ fn without_the_file_the_job_comes_from_custom_env() {
             r#"[{"name":"postgres:16","alias":"db","entrypoint":null,"command":["postgres"],"variables":{"PGDATA":"$X-is-final","POSTGRES_PASSWORD":"pw"}},{"name":"redis","alias":"","entrypoint":[""],"command":null}]"#,
         ),
     ]);
-    let p = e.payload().unwrap();
+    let p = JobPayload::of(&e).unwrap();
     assert_eq!(p.source, PayloadSource::Environment);
     assert_eq!((p.id, p.token.as_str()), (7, "job-token"));
     assert_eq!(p.job_info.project_id, 42);
@@ -315,9 +315,7 @@ fn without_the_file_the_job_comes_from_custom_env() {
         ("{", "not a JSON list"),
         (r#"[{"alias":"x"}]"#, "has no name"),
     ] {
-        let err = env(&[("CUSTOM_ENV_CI_JOB_SERVICES", services)])
-            .payload()
-            .unwrap_err();
+        let err = JobPayload::of(&env(&[("CUSTOM_ENV_CI_JOB_SERVICES", services)])).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
 }
@@ -615,9 +613,8 @@ fn malformed_files_name_the_file_and_the_field() {
     let err = JobPayload::read(&missing).unwrap_err();
     assert!(matches!(err, PayloadError::Read { .. }));
     assert!(err.to_string().contains("gone.json"), "{err}");
-    let err = env(&[("JOB_RESPONSE_FILE", missing.to_str().unwrap())])
-        .payload()
-        .unwrap_err();
+    let err =
+        JobPayload::of(&env(&[("JOB_RESPONSE_FILE", missing.to_str().unwrap())])).unwrap_err();
     assert!(err.to_string().contains("gone.json"), "{err}");
 }
 
