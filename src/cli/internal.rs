@@ -2,8 +2,8 @@
 //! runtime exists (entering a user namespace requires that).
 
 use skiff::proc::HelperCmd;
+use skiff::runtime::store_helpers;
 use skiff::runtime::userns;
-use skiff::unpack;
 
 /// `args`: from the `__NAME` on. `parent`: the pid of the skiff process that started us, as
 /// it told us.
@@ -33,9 +33,9 @@ pub fn run(args: &[String], parent: Option<u32>) -> i32 {
     match cmd {
         HelperCmd::MapIds { pid, ids } => userns::map_ids_main(pid, ids),
         HelperCmd::UnpackLayer { store, diff_id } => {
-            unpack::child::unpack_layer_main(&store, diff_id.as_deref())
+            store_helpers::unpack_layer_main(&store, diff_id.as_deref())
         }
-        HelperCmd::Remove { paths } => unpack::child::remove_main(&paths),
+        HelperCmd::Remove { paths } => store_helpers::remove_main(&paths),
         HelperCmd::NetHelper { program, args } => {
             skiff::runtime::network::helper_main(&program, &args)
         }

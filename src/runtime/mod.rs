@@ -14,6 +14,7 @@ pub mod recovery;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;
+pub mod store_helpers;
 // The only module allowed `unsafe`: raw process operations, each with a SAFETY note.
 pub mod sys;
 pub mod tty;
