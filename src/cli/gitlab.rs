@@ -8,16 +8,14 @@ use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use skiff::auth::Credential;
 use skiff::error_chain;
 use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::executor::ExecutorEnv;
 use skiff::gitlab::payload::JobPayload;
 use skiff::gitlab::register;
-use skiff::job::driver::{self, PrepareOptions, StageOutcome};
+use skiff::job::driver::{self, PrepareFlags, PrepareOptions, StageOutcome};
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::oci::manifest::PlatformSpec;
-use skiff::runtime::network;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
@@ -161,55 +159,24 @@ async fn prepare(
     // Checked before anything runs. Flags over the file, the file over the defaults.
     let admin = AdminConfig::load(admin_file)?;
     let payload = JobPayload::of(env)?;
-    let variables: Vec<(String, String)> = payload
-        .all_variables()
-        .into_iter()
-        .map(|v| (v.key, v.value))
-        .collect();
-    // An empty variable names nothing (the runner's environment may set it so).
-    let configured = a.helper_image.clone().filter(|h| !h.is_empty());
-    let configured = configured.or_else(|| admin.helper_image_for(&variables));
-    let dirs = a.helper_dirs.iter().filter(|d| !d.as_os_str().is_empty());
-    let helper_image = driver::helper_image(
-        ctx.store()?,
-        env,
-        configured,
-        dirs.cloned().collect(),
-        admin.helper_image_flavor.clone(),
-    )
-    .await?;
-    let job_auth = variables
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "DOCKER_AUTH_CONFIG");
-    let job_credentials = payload
-        .registry_credentials()
-        .into_iter()
-        .map(|c| (c.url.clone(), Credential::basic(&c.username, &c.password)))
-        .collect();
+    let (docker_auth_config, credentials) = driver::registry_auth(&payload);
+    let settings = a.registry.resolve()?;
+    let settings = settings.with_job_auth(docker_auth_config.as_deref());
     let images = StoreImages {
-        puller: a
-            .registry
-            .resolve()?
-            .with_job_auth(job_auth.map(|(_, v)| v.as_str()))
-            .with_job_credentials(job_credentials)
-            .puller(
-                ctx.store()?,
-                PlatformSpec::host(),
-                ProgressMode::Lines,
-                true,
-            ),
+        puller: settings.with_job_credentials(credentials).puller(
+            ctx.store()?,
+            PlatformSpec::host(),
+            ProgressMode::Lines,
+            true,
+        ),
     };
-    let network = a.network.as_deref().or(admin.network_mode.as_deref());
-    let opts = PrepareOptions {
-        network: network::job_default(network),
-        wait_for_services_timeout: a
-            .wait_for_services_timeout
-            .unwrap_or_else(|| admin.services_wait_secs()),
-        helper_image,
-        cache_dir: driver::cache_dir(&ctx.root, env, &admin),
-        admin,
+    let flags = PrepareFlags {
+        network: a.network.clone(),
+        wait_for_services_timeout: a.wait_for_services_timeout,
+        helper_image: a.helper_image.clone(),
+        helper_dirs: a.helper_dirs.clone(),
     };
+    let opts = PrepareOptions::resolve(ctx.store()?, env, &payload, admin, flags).await?;
     let runtime = runtime(ctx);
     driver::prepare(
         &ctx.root,
@@ -273,10 +240,7 @@ async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result
             eprintln!("ERROR: skiff run: {reason}");
             Err(super::run::ExitStatus(env.system_failure_code()).into())
         }
-        StageOutcome::BuildFailure { exit_code } => {
-            if let Some(file) = env.runner_var("BUILD_EXIT_CODE_FILE") {
-                let _ = std::fs::write(file, format!("{exit_code}\n"));
-            }
+        StageOutcome::BuildFailure { .. } => {
             Err(super::run::ExitStatus(env.build_failure_code()).into())
         }
     }

@@ -11,6 +11,7 @@ use super::seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExi
 use super::settings::{admin_volumes, build_settings, helper_settings, service_settings};
 use super::{JobError, JobLog, Stream, script};
 use crate::archive::helper::import_prebuilt;
+use crate::auth::Credential;
 use crate::gitlab::config::{AdminConfig, policy_name};
 use crate::gitlab::executor::{ExecutorEnv, ExecutorError, runs_in_helper};
 use crate::gitlab::payload::{JobImage, JobPayload, PayloadSource, Variable};
@@ -73,6 +74,72 @@ pub struct PrepareOptions {
     pub cache_dir: PathBuf,
     /// The admin's file (`[runners.docker]` keys), already checked.
     pub admin: AdminConfig,
+}
+
+/// What `prepare`'s command line may set over the admin file.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareFlags {
+    pub network: Option<String>,
+    pub wait_for_services_timeout: Option<i64>,
+    /// An image instead of the runner's helper (empty: none).
+    pub helper_image: Option<String>,
+    /// Directories of prebuilt helper tarballs, before the runner's own.
+    pub helper_dirs: Vec<PathBuf>,
+}
+
+impl PrepareOptions {
+    /// Flags over the admin file over the defaults, and the helper image found: imported
+    /// from a prebuilt tarball when the store lacks it.
+    pub async fn resolve(
+        store: Store,
+        env: &ExecutorEnv,
+        payload: &JobPayload,
+        admin: AdminConfig,
+        flags: PrepareFlags,
+    ) -> Result<PrepareOptions, JobError> {
+        let variables: Vec<(String, String)> = payload
+            .all_variables()
+            .into_iter()
+            .map(|v| (v.key, v.value))
+            .collect();
+        // An empty variable names nothing (the runner's environment may set it so).
+        let configured = flags.helper_image.filter(|h| !h.is_empty());
+        let configured = configured.or_else(|| admin.helper_image_for(&variables));
+        let dirs = flags
+            .helper_dirs
+            .into_iter()
+            .filter(|d| !d.as_os_str().is_empty());
+        let root = store.root().to_path_buf();
+        let flavor = admin.helper_image_flavor.clone();
+        let helper_image = helper_image(store, env, configured, dirs.collect(), flavor).await?;
+        let network = flags.network.as_deref().or(admin.network_mode.as_deref());
+        Ok(PrepareOptions {
+            network: crate::runtime::network::job_default(network),
+            wait_for_services_timeout: flags
+                .wait_for_services_timeout
+                .unwrap_or_else(|| admin.services_wait_secs()),
+            helper_image,
+            cache_dir: cache_dir(&root, env, &admin),
+            admin,
+        })
+    }
+}
+
+/// The job's registry credentials for its pulls: its own `DOCKER_AUTH_CONFIG`, and the
+/// payload's `credentials` (GitLab's registry and dependency proxy, the job token).
+pub fn registry_auth(payload: &JobPayload) -> (Option<String>, Vec<(String, Credential)>) {
+    let docker_auth_config = payload
+        .all_variables()
+        .into_iter()
+        .rev()
+        .find(|v| v.key == "DOCKER_AUTH_CONFIG")
+        .map(|v| v.value);
+    let credentials = payload
+        .registry_credentials()
+        .into_iter()
+        .map(|c| (c.url.clone(), Credential::basic(&c.username, &c.password)))
+        .collect();
+    (docker_auth_config, credentials)
 }
 
 /// The helper image for the runner's version (`CUSTOM_ENV_CI_RUNNER_VERSION`/`_REVISION`),
@@ -474,7 +541,13 @@ pub async fn run_stage(
     };
     Ok(match exit {
         Ok(RunExit::Exited(0)) => StageOutcome::Succeeded,
-        Ok(RunExit::Exited(exit_code)) => StageOutcome::BuildFailure { exit_code },
+        Ok(RunExit::Exited(exit_code)) => {
+            // The script's own status, for the runner's job log.
+            if let Some(file) = env.runner_var("BUILD_EXIT_CODE_FILE") {
+                let _ = std::fs::write(file, format!("{exit_code}\n"));
+            }
+            StageOutcome::BuildFailure { exit_code }
+        }
         Ok(RunExit::NotStarted(why)) => StageOutcome::SystemFailure {
             reason: format!("{container} could not start for stage {stage}: {why}"),
         },
