@@ -907,7 +907,7 @@ fn job_token_pulls_from_the_projects_registry() {
     let tmp = env.path("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let if_not_present = env.write("gitlab.toml", "pull_policy = \"if-not-present\"\n");
-    let prepare = |job: u64, with_credentials: bool, config: Option<&Path>| {
+    let prepare = |job: u64, with_credentials: bool, config: Option<&Path>, policies: &[&str]| {
         let mut vars = runner_env(&tmp, &image, &[(&service, "db")], &helper_dir, job);
         if let Some(c) = config {
             vars.push(format!("SKIFF_GITLAB_CONFIG={}", c.display()));
@@ -918,6 +918,9 @@ fn job_token_pulls_from_the_projects_registry() {
             .unwrap();
         let mut payload: serde_json::Value =
             serde_json::from_slice(&std::fs::read(response).unwrap()).unwrap();
+        if !policies.is_empty() {
+            payload["image"]["pull_policy"] = serde_json::json!(policies);
+        }
         if with_credentials {
             payload["credentials"] = serde_json::json!([{
                 "type": "registry", "url": reg.addr(),
@@ -939,7 +942,7 @@ fn job_token_pulls_from_the_projects_registry() {
         assert!(run(c.args(["gitlab", "cleanup"])).status.success());
         out
     };
-    let out = prepare(4343, true, None);
+    let out = prepare(4343, true, None, &[]);
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(
@@ -949,22 +952,40 @@ fn job_token_pulls_from_the_projects_registry() {
     assert!(!log.contains(token), "never the secret: {log}");
     // Both images are in the store now; without the job's credentials `always` still asks
     // the registry, which refuses.
-    let out = prepare(4344, false, None);
+    let out = prepare(4344, false, None, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains(&image), "{}", text(&out));
     // Beyond the runner: under if-not-present, a stored image that needed credentials is
     // reused only by a job whose credentials read it (one project cannot borrow another's).
-    let out = prepare(4345, false, Some(&if_not_present));
+    let out = prepare(4345, false, Some(&if_not_present), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         text(&out).contains("requires credentials") && text(&out).contains(&image),
         "{}",
         text(&out)
     );
-    let out = prepare(4346, true, Some(&if_not_present));
+    let out = prepare(4346, true, Some(&if_not_present), &[]);
     assert!(out.status.success(), "{}", text(&out));
+    // The job's fallback chain, logged in the runner's words.
+    // (Allowed by the admin: by default only the admin's own policies are.)
+    let both = env.write(
+        "both.toml",
+        "allowed_pull_policies = [\"always\", \"if-not-present\"]\n",
+    );
+    let chain = prepare(4347, false, Some(&both), &["always", "if-not-present"]);
+    let log = text(&chain);
+    assert_eq!(chain.status.code(), Some(2), "{log}");
     assert!(
-        !text(&out).contains("Copying blob"),
+        log.contains("Using effective pull policy of [always if-not-present] for container")
+            && log.contains("WARNING: Failed to pull image with policy \"always\":")
+            && log.contains("Attempt #2: Trying \"if-not-present\" pull policy"),
+        "{log}"
+    );
+    assert!(
+        !text(&out).contains("Copying blob")
+            && text(&out).contains(
+                "Using locally found image version due to \"if-not-present\" pull policy"
+            ),
         "reused from the store: {}",
         text(&out)
     );

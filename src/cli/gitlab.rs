@@ -166,7 +166,7 @@ async fn prepare(
         puller: settings.with_job_credentials(credentials).puller(
             ctx.store()?,
             PlatformSpec::host(),
-            ProgressMode::Lines,
+            ProgressMode::JobLog,
             true,
         ),
     };

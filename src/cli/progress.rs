@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 pub enum ProgressMode {
     Bars,
     Lines,
+    /// Lines for a CI job's log: also which policy let a stored image be used, as the runner
+    /// says it (`skiff pull` says that in its own words).
+    JobLog,
     Quiet,
 }
 
@@ -19,6 +22,7 @@ impl ProgressMode {
         match self {
             ProgressMode::Bars => Arc::new(Bars::default()),
             ProgressMode::Lines => Arc::new(Lines),
+            ProgressMode::JobLog => Arc::new(JobLines),
             ProgressMode::Quiet => Arc::new(Quiet),
         }
     }
@@ -28,6 +32,17 @@ impl ProgressMode {
 pub struct Lines;
 
 impl PullObserver for Lines {
+    fn event(&self, event: &PullEvent<'_>) {
+        if !matches!(event, PullEvent::Local { .. }) {
+            eprintln!("{event}");
+        }
+    }
+}
+
+/// Every event, one line each.
+pub struct JobLines;
+
+impl PullObserver for JobLines {
     fn event(&self, event: &PullEvent<'_>) {
         eprintln!("{event}");
     }
@@ -76,8 +91,11 @@ impl PullObserver for Bars {
             PullEvent::LayerExists { .. } => {
                 let _ = self.multi.println(event.to_string());
             }
+            PullEvent::Local { .. } => {}
             PullEvent::Trying { .. }
             | PullEvent::Authenticating { .. }
+            | PullEvent::PolicyFailed { .. }
+            | PullEvent::PolicyAttempt { .. }
             | PullEvent::FromMirror { .. } => eprintln!("{event}"),
         }
     }

@@ -520,7 +520,7 @@ impl AdminConfig {
     ) -> Result<Vec<Policy>, ConfigError> {
         let names = |list: &[Policy]| {
             list.iter()
-                .map(|p| policy_name(*p).to_string())
+                .map(|p| p.name().to_string())
                 .collect::<Vec<_>>()
         };
         effective_pull_policies(
@@ -626,12 +626,7 @@ impl AdminConfig {
             }
             put("services", text);
         }
-        let policies = |l: &[Policy]| {
-            l.iter()
-                .map(|p| policy_name(*p))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let policies = |l: &[Policy]| l.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
         if !self.pull_policy.is_empty() {
             put("pull_policy", policies(&self.pull_policy));
         }
@@ -759,15 +754,6 @@ fn default_path_for(
         .join("skiff/gitlab.toml")
 }
 
-/// The runner's name for a policy.
-pub fn policy_name(p: Policy) -> &'static str {
-    match p {
-        Policy::Always => "always",
-        Policy::IfNotPresent => "if-not-present",
-        Policy::Never => "never",
-    }
-}
-
 /// A policy as the runner spells it (no `missing`, no spaces).
 fn runner_policy(name: &str) -> Option<Policy> {
     match name {
@@ -815,7 +801,7 @@ pub fn effective_pull_policies(
     let requested: Vec<String> = if job.is_empty() {
         config_policies
             .iter()
-            .map(|p| policy_name(*p).to_string())
+            .map(|p| p.name().to_string())
             .collect()
     } else {
         job.to_vec()
@@ -836,7 +822,7 @@ pub fn effective_pull_policies(
             },
             allowed: allowed_policies
                 .iter()
-                .map(|p| policy_name(*p).to_string())
+                .map(|p| p.name().to_string())
                 .collect(),
         });
     }

@@ -226,6 +226,20 @@ pub enum PullEvent<'a> {
         name: &'a str,
         endpoint: &'a str,
     },
+    /// A pull policy of a chain failed; the next is tried.
+    PolicyFailed {
+        policy: pull::Policy,
+        reason: &'a str,
+    },
+    /// The next policy of a chain (the first is attempt 1).
+    PolicyAttempt {
+        attempt: usize,
+        policy: pull::Policy,
+    },
+    /// The stored image is used, as the policy allows.
+    Local {
+        policy: pull::Policy,
+    },
 }
 
 fn short(d: &Digest) -> &str {
@@ -246,6 +260,22 @@ impl fmt::Display for PullEvent<'_> {
                 write!(f, "Copying blob {} ({size} bytes)", short(digest))
             }
             PullEvent::LayerDone { digest } => write!(f, "Copying blob {} done", short(digest)),
+            // GitLab Runner's words (executors/docker/internal/pull/manager.go).
+            PullEvent::PolicyFailed { policy, reason } => write!(
+                f,
+                "WARNING: Failed to pull image with policy \"{}\": {reason}",
+                policy.name()
+            ),
+            PullEvent::PolicyAttempt { attempt, policy } => write!(
+                f,
+                "Attempt #{attempt}: Trying \"{}\" pull policy",
+                policy.name()
+            ),
+            PullEvent::Local { policy } => write!(
+                f,
+                "Using locally found image version due to \"{}\" pull policy",
+                policy.name()
+            ),
             PullEvent::FromMirror { name, endpoint } => {
                 write!(f, "Pulled {name} from mirror {endpoint}")
             }

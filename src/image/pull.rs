@@ -27,6 +27,17 @@ pub enum Policy {
     Never,
 }
 
+impl Policy {
+    /// As GitLab Runner and its `pull_policy` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Always => "always",
+            Policy::IfNotPresent => "if-not-present",
+            Policy::Never => "never",
+        }
+    }
+}
+
 impl FromStr for Policy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -187,7 +198,13 @@ impl Puller {
         policies: &[Policy],
     ) -> Result<(PullReport, StoredImage), ImageError> {
         let mut last_err = None;
-        for policy in policies {
+        for (attempt, policy) in policies.iter().enumerate() {
+            if attempt > 0 {
+                self.observer.event(&PullEvent::PolicyAttempt {
+                    attempt: attempt + 1,
+                    policy: *policy,
+                });
+            }
             let result = match policy {
                 Policy::Never | Policy::IfNotPresent => match self.find_local(input)? {
                     Some((r, e)) => {
@@ -197,6 +214,7 @@ impl Puller {
                             self.check_access(&r).await?;
                         }
                         let image = StoredImage::load(&self.store, e, &r.to_string())?;
+                        self.observer.event(&PullEvent::Local { policy: *policy });
                         let mut report = Self::local_report(&image);
                         self.ensure_unpacked(&image, &mut report).await?;
                         return Ok((report, image));
@@ -212,10 +230,11 @@ impl Puller {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     if policies.len() > 1 {
-                        tracing::warn!(
-                            "pull policy {policy:?} failed for {input}: {}",
-                            error_chain(&e)
-                        );
+                        let reason = error_chain(&e);
+                        self.observer.event(&PullEvent::PolicyFailed {
+                            policy: *policy,
+                            reason: &reason,
+                        });
                     }
                     last_err = Some(e);
                 }

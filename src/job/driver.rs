@@ -12,7 +12,7 @@ use super::settings::{admin_volumes, build_settings, helper_settings, service_se
 use super::{JobError, JobLog, Stream, script};
 use crate::archive::helper::import_prebuilt;
 use crate::auth::Credential;
-use crate::gitlab::config::{AdminConfig, policy_name};
+use crate::gitlab::config::AdminConfig;
 use crate::gitlab::executor::{ExecutorEnv, ExecutorError, runs_in_helper};
 use crate::gitlab::payload::{JobImage, JobPayload, PayloadSource, Variable};
 use crate::gitlab::pipeline::ImageSpec;
@@ -322,7 +322,7 @@ pub async fn prepare(
     }
     let mut resolved = vec![];
     for (name, policies) in &wanted {
-        let names: Vec<&str> = policies.iter().map(|p| policy_name(*p)).collect();
+        let names: Vec<&str> = policies.iter().map(|p| p.name()).collect();
         log.line(&format!(
             "Using effective pull policy of [{}] for container {name}",
             names.join(" ")
