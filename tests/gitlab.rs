@@ -279,6 +279,12 @@ fn custom_executor_calls_as_the_runner_makes_them() {
     let image = format!("{}/test/busybox:1", reg.addr());
     push(&images().layout, "busybox", &image, &[]);
     let missing = format!("{}/test/nothing-here:1", reg.addr());
+    as_root_and_rootless(|who, helper_dir| the_protocol(who, &image, &missing, helper_dir));
+}
+
+/// Runs `test` as root, then as the unprivileged test user, each with its own store, a
+/// temporary directory the runner would use, and the prebuilt helper tarballs it can read.
+fn as_root_and_rootless(test: impl Fn(&Runner, &Path)) {
     let env = Env::new();
     let helper_dir = env.path("helper-images");
     common::images::helper_tarballs(&helper_dir);
@@ -291,23 +297,18 @@ fn custom_executor_calls_as_the_runner_makes_them() {
         }
         c
     };
-    the_protocol(
-        &Runner {
-            skiff: &root_skiff,
-            tmp: env.path("tmp"),
-            store: env.store(),
-            owner: None,
-        },
-        &image,
-        &missing,
-        &helper_dir,
-    );
+    let root = Runner {
+        skiff: &root_skiff,
+        tmp: env.path("tmp"),
+        store: env.store(),
+        owner: None,
+    };
+    test(&root, &helper_dir);
     let Some(user) = setup(USER) else { return };
     let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
     let tmp = user.dir.path().join("home/tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     nix::unistd::chown(&tmp, Some(pw.uid), Some(pw.gid)).unwrap();
-    // The helper tarballs must be readable by the user.
     let user_helper = user.dir.path().join("home/helper-images");
     common::images::helper_tarballs(&user_helper);
     for p in [
@@ -320,17 +321,13 @@ fn custom_executor_calls_as_the_runner_makes_them() {
         let refs: Vec<&str> = vars.iter().map(String::as_str).collect();
         user.command(&refs)
     };
-    the_protocol(
-        &Runner {
-            skiff: &user_skiff,
-            tmp,
-            store: user.store(),
-            owner: Some((pw.uid, pw.gid)),
-        },
-        &image,
-        &missing,
-        &user_helper,
-    );
+    let rootless = Runner {
+        skiff: &user_skiff,
+        tmp,
+        store: user.store(),
+        owner: Some((pw.uid, pw.gid)),
+    };
+    test(&rootless, &user_helper);
 }
 
 /// `skiff gitlab config --check`: the admin file, needing only the binary.
@@ -745,59 +742,9 @@ fn caches_and_artifacts_go_through_the_helper() {
     let reg = Registry::start(Auth::Anonymous);
     let image = format!("{}/test/busybox-user:1", reg.addr());
     push(&images().layout, "busybox-user", &image, &[]);
-    let api = ArtifactsApi::start();
-    let env = Env::new();
-    let helper_dir = env.path("helper-images");
-    common::images::helper_tarballs(&helper_dir);
-    std::fs::create_dir_all(env.path("tmp")).unwrap();
-    let root_skiff = |vars: &[String]| {
-        let mut c = env.skiff();
-        for v in vars {
-            let (k, val) = v.split_once('=').unwrap();
-            c.env(k, val);
-        }
-        c
-    };
-    caches_and_artifacts(
-        &Runner {
-            skiff: &root_skiff,
-            tmp: env.path("tmp"),
-            store: env.store(),
-            owner: None,
-        },
-        &image,
-        &helper_dir,
-        &api,
-    );
-    let Some(user) = setup(USER) else { return };
-    let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
-    let tmp = user.dir.path().join("home/tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    nix::unistd::chown(&tmp, Some(pw.uid), Some(pw.gid)).unwrap();
-    let user_helper = user.dir.path().join("home/helper-images");
-    common::images::helper_tarballs(&user_helper);
-    for p in [
-        &user_helper,
-        &user_helper.join("prebuilt-alpine-x86_64.docker.tar.zst"),
-    ] {
-        nix::unistd::chown(p, Some(pw.uid), Some(pw.gid)).unwrap();
-    }
-    let user_skiff = |vars: &[String]| {
-        let refs: Vec<&str> = vars.iter().map(String::as_str).collect();
-        user.command(&refs)
-    };
-    let api = ArtifactsApi::start();
-    caches_and_artifacts(
-        &Runner {
-            skiff: &user_skiff,
-            tmp,
-            store: user.store(),
-            owner: Some((pw.uid, pw.gid)),
-        },
-        &image,
-        &user_helper,
-        &api,
-    );
+    as_root_and_rootless(|who, helper_dir| {
+        caches_and_artifacts(who, &image, helper_dir, &ArtifactsApi::start())
+    });
 }
 
 /// The runner's own test vectors for its quoting (helpers/shell_escape_test.go), which the

@@ -47,6 +47,18 @@ impl FakeRuntime {
     fn record(&self, call: String) {
         self.calls.lock().unwrap().push(call);
     }
+    /// A container started or created: recorded, and failing when listed in `failing`.
+    fn make<'a>(&'a self, verb: &str, c: &ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
+        self.record(format!("{verb} {}", c.name));
+        self.started.lock().unwrap().push(c.clone());
+        let fails = self.failing.contains(&c.name);
+        Box::pin(async move {
+            if fails {
+                return Err("no such image layer".into());
+            }
+            Ok(())
+        })
+    }
 }
 
 impl JobRuntime for FakeRuntime {
@@ -57,27 +69,11 @@ impl JobRuntime for FakeRuntime {
     }
 
     fn start<'a>(&'a self, c: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
-        self.record(format!("start {}", c.name));
-        self.started.lock().unwrap().push(c.clone());
-        let fails = self.failing.contains(&c.name);
-        Box::pin(async move {
-            if fails {
-                return Err("no such image layer".into());
-            }
-            Ok(())
-        })
+        self.make("start", c)
     }
 
     fn create<'a>(&'a self, c: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
-        self.record(format!("create {}", c.name));
-        self.started.lock().unwrap().push(c.clone());
-        let fails = self.failing.contains(&c.name);
-        Box::pin(async move {
-            if fails {
-                return Err("no such image layer".into());
-            }
-            Ok(())
-        })
+        self.make("create", c)
     }
 
     fn run<'a>(
