@@ -18,6 +18,7 @@ use crate::gitlab::payload::{JobImage, JobPayload, PayloadSource, Variable};
 use crate::gitlab::pipeline::ImageSpec;
 use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
+use crate::oci::manifest::PlatformSpec;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 
@@ -304,6 +305,27 @@ pub async fn prepare(
             None => return Err(JobError::NoImage),
         },
     };
+    // `docker: platform`: skiff runs this host's platform only; another is refused, never
+    // silently swapped for the host's.
+    for (name, options) in std::iter::once((&image.name, &payload.image.executor_opts))
+        .chain(payload.services.iter().map(|s| (&s.name, &s.executor_opts)))
+    {
+        let asked = payload.expand(&options.docker.platform);
+        if asked.is_empty() {
+            continue;
+        }
+        let host = PlatformSpec::host();
+        match PlatformSpec::parse(&asked) {
+            Ok(p) if p.os == host.os && p.arch == host.arch => {}
+            _ => {
+                return Err(JobError::Platform {
+                    image: name.clone(),
+                    asked,
+                    host: host.to_string(),
+                });
+            }
+        }
+    }
     let services = payload.service_specs()?;
     for svc in &services[admin.services.len()..] {
         admin.verify_job_service(&svc.image.name)?;

@@ -94,6 +94,14 @@ pub enum JobError {
     Config(#[from] crate::gitlab::config::ConfigError),
     #[error(transparent)]
     Payload(#[from] crate::gitlab::payload::PayloadError),
+    #[error(
+        "{image}: docker platform {asked}: skiff runs images of this host's platform ({host}) only"
+    )]
+    Platform {
+        image: String,
+        asked: String,
+        host: String,
+    },
     #[error(transparent)]
     HelperImage(#[from] crate::helper::HelperError),
     #[error(transparent)]

@@ -567,7 +567,15 @@ async fn driver_prepare_follows_the_payload_and_the_admin_file() {
         env!("CARGO_MANIFEST_DIR"),
         "/src/gitlab/payload/job_response.json"
     );
-    let env = runner_env(&[("JOB_RESPONSE_FILE", fixture)]);
+    let mut job: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
+    // The fixture asks for linux/arm64: refused below (skiff runs the host's platform only).
+    let host = crate::oci::manifest::PlatformSpec::host();
+    job["image"]["executor_opts"]["docker"]["platform"] =
+        format!("{}/{}", host.os, host.arch).into();
+    let response = root.path().join("response.json");
+    std::fs::write(&response, job.to_string()).unwrap();
+    let env = runner_env(&[("JOB_RESPONSE_FILE", response.to_str().unwrap())]);
     let admin = AdminConfig::parse(
         r#"
 pull_policy = "if-not-present"
@@ -670,6 +678,18 @@ environment = ["MODE=test"]
     let text = log.text();
     assert!(text.contains("Using effective pull policy of [if-not-present always] for container registry.example.com/group/app/ci:1.2"), "{text}");
     assert!(!text.contains("glcbt-64_jobtoken"));
+
+    let foreign = runner_env(&[("JOB_RESPONSE_FILE", fixture)]);
+    let payload = JobPayload::of(&foreign).unwrap();
+    let err = driver::prepare(root.path(), &foreign, &payload, &opts, &rt, &images, &log)
+        .await
+        .unwrap_err();
+    if host.arch != "arm64" {
+        assert!(
+            err.to_string().contains("docker platform linux/arm64"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
