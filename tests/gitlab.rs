@@ -410,6 +410,27 @@ fn config_check_reports_the_admin_file() {
         .env("CUSTOM_ENV_CI_JOB_ID", "1"));
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert!(common::stderr(&out).contains("privileged = true"));
+
+    // So does a malformed job payload, naming the file and the field; nothing is made.
+    let good = env.write("good.toml", "image = \"alpine:3\"\n");
+    let payload = env.write(
+        "response.json",
+        r#"{"id": 1, "token": "t", "image": {"name": "alpine:3"}, "services": [{"name": "redis:7", "entrypoint": "not-a-list"}]}"#,
+    );
+    let out = run(env
+        .skiff()
+        .args(["gitlab", "prepare", "--config"])
+        .arg(&good)
+        .env("JOB_RESPONSE_FILE", &payload)
+        .env("SYSTEM_FAILURE_EXIT_CODE", "7")
+        .env("CUSTOM_ENV_CI_JOB_ID", "1"));
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(&payload.display().to_string()) && err.contains("services[0].entrypoint"),
+        "{err}"
+    );
+    assert!(!env.store().join("gitlab").exists(), "nothing made");
 }
 
 /// What the artifacts endpoint received: one request.
