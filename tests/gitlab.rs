@@ -102,7 +102,7 @@ impl Runner<'_> {
         c.current_dir(&self.tmp).args(args);
         run(&mut c)
     }
-    /// A stage script as the runner writes it: `<tmp>/script<rand>/script.`, mode 0700.
+    /// A stage script as the runner writes it: `<tmp>/script<rand>/script` (bash has no extension), mode 0700.
     fn script(&self, name: &str, body: &str) -> PathBuf {
         self.script_file(
             name,
@@ -113,7 +113,7 @@ impl Runner<'_> {
     fn script_file(&self, name: &str, text: &str) -> PathBuf {
         let dir = self.tmp.join(format!("script{name}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("script.");
+        let p = dir.join("script");
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
         for q in [&dir, &p] {
