@@ -21,7 +21,7 @@ pub struct JobPlan {
     pub masked: Vec<String>,
     /// The project on the host, mounted where the runner would have cloned it.
     pub project_dir: PathBuf,
-    /// The job's own directory (stage scripts, which hold its variables): see `recovery`.
+    /// The job's own directory (the admin's container-only volumes): see `recovery`.
     pub dir: PathBuf,
     /// The pod's network: `slirp4netns`, `pasta` or `private`.
     pub network: String,

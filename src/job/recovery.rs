@@ -1,5 +1,5 @@
-//! Job directories (`<store>/jobs/<id>`): private to their owner, since the stage scripts in
-//! them hold the job's variables, secrets included; and found again by `system cleanup` when
+//! Job directories (`<store>/jobs/<id>`): private to their owner, since what a job keeps there
+//! (its volumes; a driver job's files) may hold its secrets; and found again by `system cleanup` when
 //! the `skiff job` that made one was killed before removing it.
 //!
 //! A directory is made under a staging name carrying the owner's pid (`.<id>.<pid>`), given
@@ -61,8 +61,7 @@ pub fn abandoned(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `system cleanup`'s part for jobs: removes the abandoned job directories (their stage
-/// scripts hold the job's variables); a line for each.
+/// `system cleanup`'s part for jobs: removes the abandoned job directories; a line for each.
 pub fn cleanup(root: &Path) -> Result<Vec<String>, JobError> {
     let mut dirs = abandoned(root);
     dirs.sort();
