@@ -119,6 +119,17 @@ impl AuthConfig {
             .or(self.creds_store.as_deref())
     }
 
+    /// The entry whose key names exactly `path` (`host[:port][/namespace...]`) as GitLab
+    /// Runner reads keys (helpers/docker/auth `convertToRegistryPath`): with a scheme, its
+    /// host alone; without, the path with a trailing `/` and a last segment's `:tag` cut; the
+    /// host lowercased, `index.docker.io` as `docker.io`.
+    pub fn lookup_path(&self, path: &str) -> Lookup {
+        match self.auths.iter().find(|(k, _)| runner_key_path(k) == path) {
+            Some((_, entry)) => decode(entry),
+            None => Lookup::NotFound,
+        }
+    }
+
     /// Looks `name` (`registry/repo/path`) up in `auths`: the most specific key first
     /// (`quay.io/org/repo` before `quay.io/org` before `quay.io`), then keys normalized the
     /// way docker writes them (`https://index.docker.io/v1/`, schemes, `/v1/` paths).
@@ -184,6 +195,40 @@ fn decode(entry: &AuthEntry) -> Lookup {
 }
 
 /// docker's `ConvertToHostname`: strip a scheme and any path.
+/// A config key as GitLab Runner turns it into a registry path (`lookup_path`).
+pub fn runner_key_path(key: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    let path = match lower.split_once("://") {
+        Some(_) => key_to_registry_for(key, true),
+        None => {
+            let trimmed = key.trim_end_matches('/');
+            match trimmed.rsplit_once('/') {
+                Some((head, last)) => match last.split_once(':') {
+                    Some((name, _)) => format!("{head}/{name}"),
+                    None => trimmed.to_string(),
+                },
+                None => trimmed.to_string(),
+            }
+        }
+    };
+    runner_image_path(&path)
+}
+
+/// An image's repository path as GitLab Runner matches it: the host lowercased,
+/// `index.docker.io` as `docker.io`.
+pub fn runner_image_path(name: &str) -> String {
+    let (host, rest) = name.split_once('/').unwrap_or((name, ""));
+    let host = match host.to_ascii_lowercase().as_str() {
+        "index.docker.io" => "docker.io".to_string(),
+        h => h.to_string(),
+    };
+    if rest.is_empty() {
+        host
+    } else {
+        format!("{host}/{rest}")
+    }
+}
+
 pub fn key_to_registry(key: &str) -> String {
     key_to_registry_for(key, true)
 }

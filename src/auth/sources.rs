@@ -25,6 +25,10 @@ pub enum SourceSpec {
 #[derive(Debug, Clone, Default)]
 pub struct CredentialResolver {
     pub sources: Vec<SourceSpec>,
+    /// GitLab Runner's matching: the longest matching path across all sources wins, ties
+    /// going to the earlier source (helpers/docker/auth `ConfigForImage`). Otherwise the
+    /// first source with any match wins, as podman and skopeo read their files.
+    pub longest_path_first: bool,
 }
 
 /// The environment the default chain is built from (injected so tests need no global state).
@@ -99,7 +103,10 @@ impl CredentialResolver {
         if let Some(h) = &env.home {
             file(h.join(".dockercfg"), true);
         }
-        CredentialResolver { sources }
+        CredentialResolver {
+            sources,
+            longest_path_first: false,
+        }
     }
 
     /// GitLab Runner's order for a job's images (helpers/docker/auth/auth.go `AllConfigs`):
@@ -137,13 +144,19 @@ impl CredentialResolver {
                 sources.push(spec);
             }
         }
-        CredentialResolver { sources }
+        CredentialResolver {
+            sources,
+            longest_path_first: true,
+        }
     }
 
     /// Credentials for `name` (`registry/repository`), and where they came from.
     /// Unreadable or corrupt sources are errors: a typo in a config must not silently
     /// turn into an anonymous pull of the wrong thing.
     pub async fn resolve(&self, name: &str) -> Result<Option<(Credential, Source)>, AuthError> {
+        if self.longest_path_first {
+            return self.resolve_longest_path(name).await;
+        }
         let registry = name.split('/').next().unwrap_or(name);
         for spec in &self.sources {
             let (cfg, source) = match spec {
@@ -191,6 +204,85 @@ impl CredentialResolver {
         }
         Ok(None)
     }
+}
+
+impl CredentialResolver {
+    /// The runner's rule: every source read once, then each path from the most specific
+    /// (`host/a/b`, `host/a`, `host`) asked of every source in order. Helpers (`credHelpers`,
+    /// `credsStore`) answer for the host, as the runner expands them per server.
+    async fn resolve_longest_path(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Credential, Source)>, AuthError> {
+        let path = super::config::runner_image_path(name);
+        let registry = path.split('/').next().unwrap_or(&path).to_string();
+        let mut loaded = Vec::new();
+        for spec in &self.sources {
+            match spec {
+                SourceSpec::CommandLine(c) => return Ok(Some((c.clone(), Source::CommandLine))),
+                SourceSpec::Env(json) => loaded.push((
+                    Loaded::Config(AuthConfig::parse(json, "$DOCKER_AUTH_CONFIG", false)?),
+                    Source::EnvDockerAuthConfig,
+                )),
+                SourceSpec::File { path, legacy } => {
+                    if let Some(c) = AuthConfig::load(path, *legacy)? {
+                        loaded.push((Loaded::Config(c), Source::File(path.clone())));
+                    }
+                }
+                SourceSpec::Job(entries) => loaded.push((Loaded::Job(entries), Source::JobPayload)),
+            }
+        }
+        for candidate in super::config::lookup_order(&path) {
+            for (source, from) in &loaded {
+                let found = match source {
+                    Loaded::Config(cfg) => {
+                        if candidate == registry
+                            && let Some(helper_name) = cfg.helper_for(&registry)
+                        {
+                            match helper::get(helper_name, &registry).await {
+                                Ok(Some(c)) => {
+                                    let src = Source::Helper {
+                                        name: helper_name.to_string(),
+                                        within: Box::new(from.clone()),
+                                    };
+                                    return Ok(Some((c, src)));
+                                }
+                                Ok(None) => {}
+                                Err(AuthError::HelperName(n)) => {
+                                    return Err(AuthError::HelperName(n));
+                                }
+                                Err(e) => {
+                                    tracing::warn!("{e}; trying other credentials (from {from})")
+                                }
+                            }
+                        }
+                        match cfg.lookup_path(candidate) {
+                            Lookup::Found(c) => Some(c),
+                            Lookup::Empty | Lookup::NotFound => None,
+                        }
+                    }
+                    Loaded::Job(entries) => entries
+                        .iter()
+                        .find(|(url, _)| {
+                            let bare = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                            super::config::runner_image_path(bare.trim_end_matches('/'))
+                                == candidate
+                        })
+                        .map(|(_, c)| c.clone()),
+                };
+                if let Some(c) = found {
+                    return Ok(Some((c, from.clone())));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A source, read.
+enum Loaded<'a> {
+    Config(AuthConfig),
+    Job(&'a [(String, Credential)]),
 }
 
 #[cfg(test)]
@@ -372,6 +464,33 @@ mod tests {
                 _ => {}
             }
         }
+        // The runner's matching: the longest path across all sources wins, whatever the
+        // source's rank; a scheme key (docker's `https://host/v1/`) stands for its host.
+        write(
+            "home/.docker/config.json",
+            auth_json("reg.example/group", "group-deploy", "x"),
+        );
+        let env = AuthEnv {
+            docker_auth_config: Some(auth_json("https://reg.example/v1/", "env", "x")),
+            home: Some(d.join("home")),
+            ..Default::default()
+        };
+        let runner = CredentialResolver::runner_order(&env, job.clone());
+        for (image, want) in [
+            ("reg.example/group/app", "group-deploy"),
+            ("reg.example/other/app", "env"),
+        ] {
+            let (c, _) = runner.resolve(image).await.unwrap().unwrap();
+            assert_eq!(c.username, want, "{image}");
+        }
+        // podman's and skopeo's rule elsewhere: the first source with a match.
+        let first = CredentialResolver::new(&env, None)
+            .resolve("reg.example/group/app")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.0.username, "env");
+
         // The job's credentials are for their registry only (host and port as given).
         let other = CredentialResolver::runner_order(&AuthEnv::default(), job.clone())
             .resolve("reg.example:5000/group/app")
