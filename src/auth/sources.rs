@@ -290,6 +290,13 @@ mod tests {
     use super::*;
     use base64::Engine as _;
 
+    /// `body` at `rel` under `dir`, its directories made.
+    fn write_under(dir: &std::path::Path, rel: &str, body: String) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, body).unwrap();
+    }
+
     fn auth_json(host: &str, user: &str, pass: &str) -> String {
         let a = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         serde_json::json!({"auths": {host: {"auth": a}}}).to_string()
@@ -299,11 +306,7 @@ mod tests {
     async fn precedence_table() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let write = |rel: &str, body: String| {
-            let p = d.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, body).unwrap();
-        };
+        let write = |rel: &str, body: String| write_under(d, rel, body);
         write("authfile.json", auth_json("reg.example", "authfile", "x"));
         write(
             "run/containers/auth.json",
@@ -407,11 +410,7 @@ mod tests {
     async fn a_jobs_sources_go_in_the_runners_order() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let write = |rel: &str, body: String| {
-            let p = d.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, body).unwrap();
-        };
+        let write = |rel: &str, body: String| write_under(d, rel, body);
         write(
             "home/.docker/config.json",
             auth_json("reg.example", "docker", "x"),
