@@ -451,6 +451,19 @@ pub fn own_binary() -> Result<PathBuf, ProcError> {
     std::env::current_exe().map_err(ProcError::Exe)
 }
 
+/// Completes on SIGINT or SIGTERM, saying which: from the call on they no longer end this
+/// process, so that a job's teardown still runs. Inside a tokio runtime only.
+pub fn terminated() -> std::io::Result<impl std::future::Future<Output = String>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)".to_string(),
+            _ = term.recv() => "terminated (SIGTERM)".to_string(),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,18 +3,27 @@
 
 use super::save::{ArchiveFormat, save};
 use super::{ArchiveError, io_err};
-use crate::gitlab::ci::PipelineImages;
 use crate::helper::HelperSpec;
 use crate::image::{Policy, Puller};
 use std::path::Path;
 
-/// The images a `.gitlab-ci.yml` names (image and services, everywhere).
-pub fn pipeline_images(ci_file: &Path) -> Result<PipelineImages, ArchiveError> {
-    let text = std::fs::read_to_string(ci_file).map_err(|e| io_err("reading", ci_file, e))?;
-    Ok(crate::gitlab::ci::pipeline_images(
-        &text,
-        &ci_file.display().to_string(),
-    )?)
+/// `images`, then those `ci_file` names (image and services, everywhere); a name with an
+/// undefined variable is left out with a warning.
+pub fn wanted_images(
+    ci_file: Option<&Path>,
+    images: &[String],
+) -> Result<Vec<String>, ArchiveError> {
+    let mut wanted = images.to_vec();
+    if let Some(file) = ci_file {
+        let text = std::fs::read_to_string(file).map_err(|e| io_err("reading", file, e))?;
+        let found = crate::gitlab::ci::pipeline_images(&text, &file.display().to_string())?;
+        for u in &found.unresolved {
+            let file = file.display();
+            tracing::warn!("{file}: image name with an undefined variable, left out: {u}");
+        }
+        wanted.extend(found.images);
+    }
+    Ok(wanted)
 }
 
 /// Writes `images` (pulled when missing) and the helper image of `helper` (which must be in

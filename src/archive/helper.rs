@@ -58,6 +58,28 @@ pub struct HelperResolution {
     pub why: String,
 }
 
+/// `reference:`, `source:` (with the tarball's path) and `why:` lines.
+impl std::fmt::Display for HelperResolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "reference: {}", self.reference)?;
+        match self.source.path() {
+            Some(p) => writeln!(f, "source: {} {}", self.source.name(), p.display())?,
+            None => writeln!(f, "source: {}", self.source.name())?,
+        }
+        write!(f, "why: {}", self.why)
+    }
+}
+
+impl serde::Serialize for HelperResolution {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "reference": self.reference, "source": self.source.name(),
+            "path": self.source.path(), "why": self.why
+        })
+        .serialize(s)
+    }
+}
+
 /// The runner's order: configured `helper_image` -> the store -> a prebuilt tarball -> the
 /// registry, unless the policy is `never`. Takes the store's root, not a `Store`: the store
 /// is opened (and so created) only when it is consulted.
@@ -134,6 +156,29 @@ pub enum HelperImport {
     Loaded(LoadReport),
     /// A root filesystem, imported with the runner's entrypoint.
     Imported(ImportReport),
+}
+
+impl std::fmt::Display for ImportedHelper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.how {
+            HelperImport::Loaded(_) => "Loaded",
+            HelperImport::Imported(_) => "Imported",
+        };
+        write!(f, "{how} {} from {}", self.reference, self.path.display())
+    }
+}
+
+/// A loaded archive as its name and file; an imported tarball as its import report.
+impl serde::Serialize for ImportedHelper {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.how {
+            HelperImport::Loaded(_) => serde_json::json!({
+                "name": self.reference, "source": self.path.to_string_lossy()
+            })
+            .serialize(s),
+            HelperImport::Imported(report) => report.serialize(s),
+        }
+    }
 }
 
 /// Imports every prebuilt helper tarball in `dirs` (searched before the runner's own

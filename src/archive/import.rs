@@ -41,6 +41,21 @@ pub struct ImportReport {
     pub reused: bool,
 }
 
+/// What `skiff import` says of a named image: `Imported NAME`, and whether its layer was reused.
+impl std::fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Imported {}",
+            self.name.as_deref().unwrap_or("(no name)")
+        )?;
+        match self.reused {
+            true => write!(f, " (layer reused from an earlier import)"),
+            false => Ok(()),
+        }
+    }
+}
+
 /// The name `skiff import` stores under, checked before anything is read or written: a
 /// short name becomes `localhost/NAME`, and a digest is refused.
 pub fn import_name(given: &str) -> Result<ImageRef, ArchiveError> {

@@ -49,6 +49,15 @@ impl Credential {
             identity_token: None,
         }
     }
+
+    /// `--creds USERNAME[:PASSWORD]`, as podman takes it.
+    pub fn from_flag(value: &str) -> Result<Self, AuthError> {
+        let (username, password) = value.split_once(':').unwrap_or((value, ""));
+        if username.is_empty() {
+            return Err(AuthError::CredsFlag);
+        }
+        Ok(Credential::basic(username, password))
+    }
 }
 
 /// Where a credential was found; shown in logs, never with the secret.
@@ -108,6 +117,16 @@ pub enum AuthError {
     HelperName(String),
     #[error("invalid --creds value: expected USERNAME[:PASSWORD]")]
     CredsFlag,
+    #[error("no location for the credential file (set --authfile or HOME)")]
+    NoLoginFile,
+    #[error("not logged into {key} (in {})", file.display())]
+    NotLoggedIn { key: String, file: PathBuf },
+    #[error("removing {}", path.display())]
+    RemoveFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]

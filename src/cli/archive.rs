@@ -5,9 +5,7 @@ use super::{Context, Format, print_json};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use skiff::archive::Input;
-use skiff::archive::helper::{
-    HelperImport, HelperRequest, ImportedHelper, import_prebuilt_each, resolve_source,
-};
+use skiff::archive::helper::{HelperRequest, ImportedHelper, import_prebuilt_each, resolve_source};
 use skiff::archive::import::{ImportOptions, import_file, import_name};
 use skiff::archive::load::load_file;
 use skiff::helper::{self, HelperSpec};
@@ -106,24 +104,15 @@ pub fn import_cmd(ctx: &Context, a: ImportArgs) -> Result<()> {
     };
     let report = import_file(&store, &Input::from_arg(&a.source), opts)?;
     match ctx.format {
-        Format::Json => print_json(&report)?,
+        Format::Json => print_json(&report),
         _ => {
-            if !a.quiet {
-                if let Some(n) = &report.name {
-                    eprintln!(
-                        "Imported {n}{}",
-                        if report.reused {
-                            " (layer reused from an earlier import)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
+            if !a.quiet && report.name.is_some() {
+                eprintln!("{report}");
             }
             println!("sha256:{}", report.id.hex());
+            Ok(())
         }
     }
-    Ok(())
 }
 
 pub fn helper_cmd(ctx: &Context, cmd: HelperCommand) -> Result<()> {
@@ -146,50 +135,22 @@ fn resolve(ctx: &Context, a: HelperArgs) -> Result<()> {
         configured: a.helper_image,
         policy: a.policy,
     };
-    let r = resolve_source(&ctx.root, &req)?;
-    let path = r.source.path();
-    if ctx.format == Format::Json {
-        return print_json(&serde_json::json!({
-            "reference": r.reference, "source": r.source.name(), "path": path, "why": r.why
-        }));
+    let resolution = resolve_source(&ctx.root, &req)?;
+    match ctx.format {
+        Format::Json => print_json(&resolution)?,
+        _ => println!("{resolution}"),
     }
-    println!("reference: {}", r.reference);
-    match path {
-        Some(p) => println!("source: {} {}", r.source.name(), p.display()),
-        None => println!("source: {}", r.source.name()),
-    }
-    println!("why: {}", r.why);
     Ok(())
 }
 
 fn helper_import(ctx: &Context, a: HelperArgs) -> Result<()> {
-    let store = ctx.store()?;
-    let told = |h: &ImportedHelper| match h.how {
-        HelperImport::Loaded(_) => eprintln!("Loaded {} from {}", h.reference, h.path.display()),
-        HelperImport::Imported(_) => {
-            eprintln!("Imported {} from {}", h.reference, h.path.display())
-        }
-    };
-    let imported = import_prebuilt_each(
-        &store,
-        &a.dir,
-        a.version.as_deref(),
-        a.revision.as_deref(),
-        told,
-    )?;
-    if ctx.format == Format::Json {
-        let mut out = Vec::new();
-        for h in imported {
-            out.push(match h.how {
-                HelperImport::Loaded(_) => serde_json::json!({
-                    "name": h.reference, "source": h.path.to_string_lossy()
-                }),
-                HelperImport::Imported(report) => serde_json::to_value(&report)?,
-            });
-        }
-        print_json(&out)?;
+    let (version, revision) = (a.version.as_deref(), a.revision.as_deref());
+    let told = |h: &ImportedHelper| eprintln!("{h}");
+    let imported = import_prebuilt_each(&ctx.store()?, &a.dir, version, revision, told)?;
+    match ctx.format {
+        Format::Json => print_json(&imported),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub fn load_cmd(ctx: &Context, a: LoadArgs) -> Result<()> {

@@ -35,17 +35,7 @@ pub struct CreateArgs {
 
 pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<()> {
     let BundleCommand::Create(a) = cmd;
-    let mut wanted = a.images.clone();
-    if let Some(f) = &a.ci_file {
-        let found = bundle::pipeline_images(f)?;
-        for u in &found.unresolved {
-            tracing::warn!(
-                "{}: image name with an undefined variable, left out: {u}",
-                f.display()
-            );
-        }
-        wanted.extend(found.images);
-    }
+    let wanted = bundle::wanted_images(a.ci_file.as_deref(), &a.images)?;
     if wanted.is_empty() && a.helper_version.is_none() {
         bail!("nothing to bundle: give --ci-file, images or --helper-version");
     }

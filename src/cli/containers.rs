@@ -4,7 +4,7 @@
 use super::{Context, Format, print_json};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use skiff::runtime::container::{self, Status};
+use skiff::runtime::container;
 use skiff::runtime::exec::{ExecError, ExecRequest};
 use std::time::Duration;
 
@@ -74,21 +74,8 @@ pub fn logs(ctx: &Context, a: LogsArgs) -> Result<()> {
     Ok(())
 }
 
-fn signal(name: &str) -> Result<nix::sys::signal::Signal> {
-    let n = name.trim_start_matches("SIG").to_ascii_uppercase();
-    if let Ok(num) = n.parse::<i32>() {
-        return Ok(nix::sys::signal::Signal::try_from(num)?);
-    }
-    Ok(format!("SIG{n}").parse::<nix::sys::signal::Signal>()?)
-}
-
 pub fn kill(ctx: &Context, a: KillArgs) -> Result<()> {
-    let c = container::find(&ctx.root, &a.container)?;
-    // The state is checked before the signal's name, as it always was.
-    if c.state().is_none_or(|s| s.status != Status::Running) {
-        bail!("{} is not running", a.container);
-    }
-    Ok(c.kill(signal(&a.signal)?)?)
+    Ok(container::find(&ctx.root, &a.container)?.kill_by_name(&a.signal)?)
 }
 
 pub fn stop(ctx: &Context, a: StopArgs) -> Result<()> {

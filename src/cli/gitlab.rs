@@ -18,61 +18,33 @@ use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::oci::manifest::PlatformSpec;
 use std::path::{Path, PathBuf};
 
+/// The driver's admin file, on every verb (the runner passes the same arguments to each).
+#[derive(Args, Debug)]
+pub struct GitlabArgs {
+    /// The driver's settings, GitLab Runner's [runners.docker] keys [default:
+    /// $XDG_CONFIG_HOME/skiff/gitlab.toml rootless, /etc/skiff/gitlab.toml as root]
+    #[arg(long, global = true, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: GitlabCommand,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum GitlabCommand {
     /// config_exec: the driver's JSON for the runner (--check: the admin file instead)
-    Config(ConfigArgs),
+    Config {
+        /// Check the admin file and print what it sets (exit 1 on an error)
+        #[arg(long)]
+        check: bool,
+    },
     /// prepare_exec: images, pod, services, helper and build containers
     Prepare(PrepareArgs),
     /// run_exec SCRIPT STAGE: one stage script in the right container
-    Run(RunStageArgs),
+    Run { script: PathBuf, stage: String },
     /// cleanup_exec: removes everything the job made
-    Cleanup(CleanupArgs),
+    Cleanup,
     /// Print the --template-config for `gitlab-runner register --executor custom`
-    RegisterTemplate(TemplateArgs),
-}
-
-impl GitlabCommand {
-    fn admin_file(&self) -> Option<&Path> {
-        let file = match self {
-            Self::Config(a) => &a.admin,
-            Self::Prepare(a) => &a.admin,
-            Self::Run(a) => &a.admin,
-            Self::Cleanup(a) => &a.admin,
-            Self::RegisterTemplate(a) => &a.admin,
-        };
-        file.config.as_deref().filter(|p| !p.as_os_str().is_empty())
-    }
-}
-
-/// The driver's admin file, on every verb (the runner passes the same arguments to each).
-#[derive(Args, Debug)]
-pub struct AdminFileArg {
-    /// The driver's settings, GitLab Runner's [runners.docker] keys [default:
-    /// $XDG_CONFIG_HOME/skiff/gitlab.toml rootless, /etc/skiff/gitlab.toml as root]
-    #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
-    pub config: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct ConfigArgs {
-    /// Check the admin file and print what it sets (exit 1 on an error)
-    #[arg(long)]
-    pub check: bool,
-    #[command(flatten)]
-    pub admin: AdminFileArg,
-}
-
-#[derive(Args, Debug)]
-pub struct TemplateArgs {
-    #[command(flatten)]
-    pub admin: AdminFileArg,
-}
-
-#[derive(Args, Debug)]
-pub struct CleanupArgs {
-    #[command(flatten)]
-    pub admin: AdminFileArg,
+    RegisterTemplate,
 }
 
 #[derive(Args, Debug)]
@@ -91,43 +63,22 @@ pub struct PrepareArgs {
     pub helper_dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
-    #[command(flatten)]
-    pub admin: AdminFileArg,
 }
 
-#[derive(Args, Debug)]
-pub struct RunStageArgs {
-    pub script: PathBuf,
-    pub stage: String,
-    #[command(flatten)]
-    pub admin: AdminFileArg,
-}
-
-pub async fn run(ctx: &Context, c: GitlabCommand) -> Result<()> {
+pub async fn run(ctx: &Context, a: GitlabArgs) -> Result<()> {
     let env = ExecutorEnv::from_process();
-    let admin_file = c.admin_file().map(Path::to_path_buf);
-    match c {
-        GitlabCommand::Config(a) if a.check => check_config(ctx, admin_file.as_deref()),
-        GitlabCommand::RegisterTemplate(_) => {
-            // The file is checked now, not when the first job fails on it, and named by its
-            // absolute path: the runner starts each step in a directory of its own.
-            let file = match &admin_file {
-                Some(f) => {
-                    AdminConfig::load(Some(f))?;
-                    Some(std::fs::canonicalize(f)?)
-                }
-                None => None,
-            };
+    let admin_file = a.config.filter(|p| !p.as_os_str().is_empty());
+    match a.command {
+        GitlabCommand::Config { check: true } => check_config(ctx, admin_file.as_deref()),
+        GitlabCommand::RegisterTemplate => {
             let binary = skiff::proc::own_binary()?;
-            print!("{}", register::template(&binary, file.as_deref()));
+            print!(
+                "{}",
+                register::template_for_admin_file(&binary, admin_file.as_deref())?
+            );
             Ok(())
         }
-        GitlabCommand::Config(_) => {
-            let hostname = nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().to_string())
-                .unwrap_or_default();
-            super::print_json(&driver::config(&hostname))
-        }
+        GitlabCommand::Config { check: false } => super::print_json(&driver::config()),
         GitlabCommand::Prepare(a) => {
             if let Err(e) = prepare(ctx, &env, &a, admin_file.as_deref()).await {
                 // Pull and start failures are system failures (the runner may retry them).
@@ -136,8 +87,8 @@ pub async fn run(ctx: &Context, c: GitlabCommand) -> Result<()> {
             }
             Ok(())
         }
-        GitlabCommand::Run(a) => run_stage(ctx, &env, &a).await,
-        GitlabCommand::Cleanup(_) => {
+        GitlabCommand::Run { script, stage } => run_stage(ctx, &env, &script, &stage).await,
+        GitlabCommand::Cleanup => {
             driver::cleanup(&ctx.root, &env, &runtime(ctx)).await?;
             Ok(())
         }
@@ -159,14 +110,12 @@ async fn prepare(
     // Checked before anything runs. Flags over the file, the file over the defaults.
     let admin = AdminConfig::load(admin_file)?;
     let payload = JobPayload::of(env)?;
-    let (docker_auth_config, credentials) = driver::registry_auth(&payload);
-    let settings = a.registry.resolve()?;
-    let settings = settings.with_job_auth(docker_auth_config.as_deref());
+    let settings = driver::with_job_registry_auth(a.registry.resolve()?, &payload);
     let images = StoreImages {
-        puller: settings.with_job_credentials(credentials).puller(
+        puller: settings.puller(
             ctx.store()?,
             PlatformSpec::host(),
-            ProgressMode::JobLog,
+            ProgressMode::JobLog.observer(),
             true,
         ),
     };
@@ -220,20 +169,12 @@ fn check_config(ctx: &Context, file: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-async fn run_stage(ctx: &Context, env: &ExecutorEnv, a: &RunStageArgs) -> Result<()> {
+async fn run_stage(ctx: &Context, env: &ExecutorEnv, script: &Path, stage: &str) -> Result<()> {
     let runtime = runtime(ctx);
-    let cancel = super::job::terminated()?;
-    let outcome = driver::run_stage(
-        &ctx.root,
-        env,
-        &a.script,
-        &a.stage,
-        &runtime,
-        &ConsoleLog,
-        cancel,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let cancel = skiff::proc::terminated()?;
+    let outcome = driver::run_stage(&ctx.root, env, script, stage, &runtime, &ConsoleLog, cancel)
+        .await
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     match outcome {
         StageOutcome::Succeeded => Ok(()),
         StageOutcome::SystemFailure { reason } => {

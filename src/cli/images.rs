@@ -35,25 +35,6 @@ pub struct RmiArgs {
     pub force: bool,
 }
 
-fn short_id(id: &skiff::oci::digest::Digest) -> String {
-    id.to_string().trim_start_matches("sha256:")[..12].to_string()
-}
-
-fn human(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
-
 pub fn list(ctx: &Context, a: ImagesArgs) -> Result<()> {
     let rows = listing::list(&ctx.store()?)?;
     if ctx.format == Format::Json {
@@ -62,8 +43,8 @@ pub fn list(ctx: &Context, a: ImagesArgs) -> Result<()> {
     if a.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for r in &rows {
-            let id = short_id(&r.id);
-            if seen.insert(id.clone()) {
+            let id = r.short_id();
+            if seen.insert(id) {
                 println!("{id}");
             }
         }
@@ -79,9 +60,9 @@ pub fn list(ctx: &Context, a: ImagesArgs) -> Result<()> {
             "{:<50} {:<20} {:<14} {:<22} {:>10}",
             r.repository,
             r.tag,
-            short_id(&r.id),
+            r.short_id(),
             created,
-            human(r.size)
+            r.human_size()
         );
     }
     Ok(())
@@ -124,13 +105,7 @@ pub async fn prune(ctx: &Context) -> Result<()> {
         Format::Json => print_json(&report),
         // Archive formats are refused for every command but save, before it runs.
         _ => {
-            println!(
-                "Removed {} blobs ({} bytes), {} layer directories and {} interrupted downloads",
-                report.removed_blobs,
-                report.freed_bytes,
-                report.removed_layers,
-                report.removed_ingests
-            );
+            println!("{report}");
             Ok(())
         }
     }
@@ -141,13 +116,7 @@ pub fn fsck(ctx: &Context) -> Result<()> {
     if ctx.format == Format::Json {
         print_json(&report)?;
     } else {
-        println!(
-            "checked {} blobs ({} bytes) and {} images; {} interrupted downloads pending cleanup",
-            report.blobs_checked, report.bytes_checked, report.images_checked, report.stale_ingests
-        );
-        for p in &report.problems {
-            println!("problem: {p}");
-        }
+        println!("{report}");
     }
     if !report.problems.is_empty() {
         bail!(

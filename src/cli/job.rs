@@ -3,16 +3,16 @@
 //!
 //! The job itself is `skiff::job::run`; this adapts the flags and the store to it.
 
-use super::progress::ProgressMode;
+use super::progress::ProgressMode::Quiet;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
-
 use skiff::job::plan::LocalOptions;
 use skiff::job::{self as jobs, JobLog, JobPlan, Stream};
+use skiff::oci::manifest::PlatformSpec;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -51,27 +51,8 @@ fn pair(kv: &str) -> Result<(String, String)> {
         .with_context(|| format!("{kv:?}: expected KEY=VALUE"))
 }
 
-/// The puller for a job's images: the job's DOCKER_AUTH_CONFIG first among the credentials.
-pub(super) fn job_puller(
-    ctx: &Context,
-    registry: &RegistryArgs,
-    docker_auth_config: Option<&str>,
-) -> Result<skiff::image::pull::Puller> {
-    Ok(registry
-        .resolve()?
-        .with_job_auth(docker_auth_config)
-        .puller(
-            ctx.store()?,
-            skiff::oci::manifest::PlatformSpec::host(),
-            ProgressMode::Quiet,
-            true,
-        ))
-}
-
 pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.file)
-        .with_context(|| format!("reading {}", a.file.display()))?;
-    let pipeline = Pipeline::parse(&text, &a.file.display().to_string())?;
+    let pipeline = Pipeline::load(&a.file)?;
     let mut cli_vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
     let masked_vars = a
         .masked_vars
@@ -97,30 +78,24 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
             admin,
         },
     )?;
+    // The job's own DOCKER_AUTH_CONFIG comes first among the credentials.
+    let settings = a
+        .registry
+        .resolve()?
+        .with_job_auth(plan.docker_auth_config());
     let images = StoreImages {
-        puller: job_puller(ctx, &a.registry, plan.docker_auth_config())?,
+        puller: settings.puller(ctx.store()?, PlatformSpec::host(), Quiet.observer(), true),
     };
     let runtime = LocalRuntime {
         root: ctx.root.clone(),
     };
     // Ctrl-C and SIGTERM end the job, and its teardown still runs.
-    let cancel = terminated()?;
+    let cancel = skiff::proc::terminated()?;
     let outcome = jobs::run(&plan, &runtime, &images, &ConsoleLog, cancel).await;
     match outcome.exit_code() {
         0 => Ok(()),
         code => Err(super::run::ExitStatus(code).into()),
     }
-}
-
-/// Completes on SIGINT or SIGTERM, saying which: from now on they no longer end this process.
-pub(super) fn terminated() -> Result<impl std::future::Future<Output = String>> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)".to_string(),
-            _ = term.recv() => "terminated (SIGTERM)".to_string(),
-        }
-    })
 }
 
 /// The job log on this process's stdout and stderr.

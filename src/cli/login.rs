@@ -1,9 +1,9 @@
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use skiff::auth::Credential;
 use skiff::auth::sources::AuthEnv;
-use skiff::auth::{Credential, config};
-use skiff::registry::login::{login_key, verify};
+use skiff::registry::login;
 use std::io::Read as _;
 
 #[derive(Args, Debug)]
@@ -32,10 +32,8 @@ pub struct LogoutArgs {
 }
 
 pub async fn login(_ctx: &Context, a: LoginArgs) -> Result<()> {
-    let key = login_key(&a.registry);
-    let username = match a.username {
-        Some(u) => u,
-        None => bail!("--username is required (no terminal prompt is offered)"),
+    let Some(username) = a.username else {
+        bail!("--username is required (no terminal prompt is offered)")
     };
     let password = if a.password_stdin {
         let mut s = String::new();
@@ -44,41 +42,31 @@ pub async fn login(_ctx: &Context, a: LoginArgs) -> Result<()> {
             .context("reading the password from standard input")?;
         s.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        match a.password {
-            Some(p) => p,
-            None => bail!("--password or --password-stdin is required"),
-        }
+        a.password
+            .context("--password or --password-stdin is required")?
     };
     let cred = Credential::basic(&username, &password);
     let settings = a.registry_args.resolve()?;
-    verify(&key, &cred, &settings.registries, settings.client).await?;
-    let file = settings
-        .auth
-        .login_file()
-        .context("no location for the credential file (set --authfile or HOME)")?;
-    config::store_credential(&file, &key, &cred)?;
+    let file = login::login(
+        &a.registry,
+        &cred,
+        &settings.auth,
+        &settings.registries,
+        settings.client,
+    )
+    .await?;
     eprintln!("Login Succeeded! (stored in {})", file.display());
     Ok(())
 }
 
 pub fn logout(_ctx: &Context, a: LogoutArgs) -> Result<()> {
-    let env = AuthEnv::from_process(a.authfile.clone());
-    let file = env.login_file().context("no credential file location")?;
-    if a.all {
-        if file.exists() {
-            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
-        }
-        eprintln!("Removed login credentials for all registries");
-        return Ok(());
-    }
-    let Some(reg) = a.registry else {
+    if !a.all && a.registry.is_none() {
         bail!("name a registry, or use --all")
-    };
-    let key = login_key(&reg);
-    if config::remove_credential(&file, &key)? {
-        eprintln!("Removed login credentials for {key}");
-        Ok(())
-    } else {
-        bail!("not logged into {key} (in {})", file.display())
     }
+    let registry = a.registry.as_deref().filter(|_| !a.all);
+    match login::logout(&AuthEnv::from_process(a.authfile), registry)? {
+        Some(key) => eprintln!("Removed login credentials for {key}"),
+        None => eprintln!("Removed login credentials for all registries"),
+    }
+    Ok(())
 }

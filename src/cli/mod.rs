@@ -87,8 +87,7 @@ pub enum Command {
     /// Run one job of a .gitlab-ci.yml with its services, as GitLab Runner would
     Job(Box<job::JobArgs>),
     /// GitLab Runner custom-executor driver: config, prepare, run SCRIPT STAGE, cleanup
-    #[command(subcommand)]
-    Gitlab(Box<gitlab::GitlabCommand>),
+    Gitlab(Box<gitlab::GitlabArgs>),
     /// List images in the store
     Images(images::ImagesArgs),
     /// Show an image's manifest, config and origin
@@ -136,23 +135,15 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// libcontainer logs every failure at ERROR on its way up; skiff reports the error itself
-/// once, with context. Its logs show with debug and trace.
-pub fn quiet_runtime(level: &str) -> &'static str {
-    if matches!(level, "debug" | "trace") {
-        ""
-    } else {
-        "libcontainer=off,libcgroups=off"
-    }
-}
-
-/// Logs on stderr at `level` for skiff, libcontainer quiet unless debugging.
+/// Logs on stderr at `level`. libcontainer logs every failure at ERROR on its way up; skiff
+/// reports the error itself once, with context, so its logs show with debug and trace only.
 pub fn init_tracing(level: &str, ansi: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "skiff={level},{level},{}",
-        quiet_runtime(level)
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let runtime = match level {
+        "debug" | "trace" => "",
+        _ => "libcontainer=off,libcgroups=off",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("skiff={level},{level},{runtime}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -176,46 +167,45 @@ pub fn run(cli: Cli) -> Result<()> {
     {
         anyhow::bail!("--format docker-archive and oci-archive apply to skiff save only");
     }
-    // These enter a user namespace, which needs a process with a single thread: no runtime.
-    let command = match cli.command {
-        Command::Unpack(a) => return rootless::unpack(&ctx, a),
-        Command::Info => return info::run(&ctx),
-        Command::Ps(a) => return containers::ps(&ctx, a),
-        Command::Exec(a) => return containers::exec(&ctx, a),
-        Command::Logs(a) => return containers::logs(&ctx, a),
-        Command::Kill(a) => return containers::kill(&ctx, a),
-        Command::Stop(a) => return containers::stop(&ctx, a),
-        Command::Rm(a) => return containers::rm(&ctx, a),
-        Command::Unshare(a) => return rootless::unshare(&ctx, a),
-        Command::Mount(a) => return rootless::mount(&ctx, a),
-        Command::Import(a) => return archive::import_cmd(&ctx, a),
-        Command::Load(a) => return archive::load_cmd(&ctx, a),
-        Command::Save(a) => return archive::save_cmd(&ctx, a),
-        Command::Helper(c) => return archive::helper_cmd(&ctx, c),
-        Command::System(pods::SystemCommand::Cleanup) => return pods::cleanup(&ctx),
-        other => other,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // Commands that enter a user namespace need a process with a single thread: only the
+    // others start a runtime, and only for themselves.
+    match cli.command {
+        Command::Unpack(a) => rootless::unpack(&ctx, a),
+        Command::Info => info::run(&ctx),
+        Command::Ps(a) => containers::ps(&ctx, a),
+        Command::Exec(a) => containers::exec(&ctx, a),
+        Command::Logs(a) => containers::logs(&ctx, a),
+        Command::Kill(a) => containers::kill(&ctx, a),
+        Command::Stop(a) => containers::stop(&ctx, a),
+        Command::Rm(a) => containers::rm(&ctx, a),
+        Command::Unshare(a) => rootless::unshare(&ctx, a),
+        Command::Mount(a) => rootless::mount(&ctx, a),
+        Command::Import(a) => archive::import_cmd(&ctx, a),
+        Command::Load(a) => archive::load_cmd(&ctx, a),
+        Command::Save(a) => archive::save_cmd(&ctx, a),
+        Command::Helper(c) => archive::helper_cmd(&ctx, c),
+        Command::System(pods::SystemCommand::Cleanup) => pods::cleanup(&ctx),
+        Command::Images(a) => images::list(&ctx, a),
+        Command::Inspect(a) => images::inspect(&ctx, a),
+        Command::Tag(a) => images::tag(&ctx, a),
+        Command::Fsck => images::fsck(&ctx),
+        Command::Logout(a) => login::logout(&ctx, a),
+        Command::Pull(a) => block_on(pull::run(&ctx, a)),
+        Command::Push(a) => block_on(push::run(&ctx, a)),
+        Command::Run(a) => block_on(run::run(&ctx, *a)),
+        Command::Job(a) => block_on(job::run(&ctx, *a)),
+        Command::Gitlab(c) => block_on(gitlab::run(&ctx, *c)),
+        Command::Pod(c) => block_on(pods::run(&ctx, c)),
+        Command::Bundle(c) => block_on(bundle::run(&ctx, c)),
+        Command::Rmi(a) => block_on(images::rmi(&ctx, a)),
+        Command::Prune => block_on(images::prune(&ctx)),
+        Command::Login(a) => block_on(login::login(&ctx, a)),
+    }
+}
+
+fn block_on(command: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        match command {
-            Command::Pull(a) => pull::run(&ctx, a).await,
-            Command::Push(a) => push::run(&ctx, a).await,
-            Command::Run(a) => run::run(&ctx, *a).await,
-            Command::Job(a) => job::run(&ctx, *a).await,
-            Command::Gitlab(c) => gitlab::run(&ctx, *c).await,
-            Command::Pod(c) => pods::run(&ctx, c).await,
-            Command::Bundle(c) => bundle::run(&ctx, c).await,
-            Command::Images(a) => images::list(&ctx, a),
-            Command::Inspect(a) => images::inspect(&ctx, a),
-            Command::Tag(a) => images::tag(&ctx, a),
-            Command::Rmi(a) => images::rmi(&ctx, a).await,
-            Command::Prune => images::prune(&ctx).await,
-            Command::Fsck => images::fsck(&ctx),
-            Command::Login(a) => login::login(&ctx, a).await,
-            Command::Logout(a) => login::logout(&ctx, a),
-            _ => unreachable!("handled before the runtime starts"),
-        }
-    })
+        .build()?
+        .block_on(command)
 }

@@ -2,7 +2,7 @@
 //! process; and `skiff system cleanup`, which removes what a killed shim left behind.
 
 use super::{Context, Format, print_json};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use skiff::runtime::network::Network;
 use skiff::runtime::pod::{self, PodOptions};
@@ -61,12 +61,6 @@ pub async fn run(ctx: &Context, c: PodCommand) -> Result<()> {
 
 fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
     let network = Network::parse(&a.network)?;
-    if !network.is_private() {
-        bail!(
-            "--network {}: a pod has a network of its own (private, slirp4netns or pasta)",
-            a.network
-        );
-    }
     let name = a
         .name
         .or(a.pod)
@@ -116,11 +110,8 @@ fn ls(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// What killed processes left behind: containers and pods (`runtime::recovery`), then the
-/// files of jobs whose `skiff job` process is gone (`job::recovery`).
 pub fn cleanup(ctx: &Context) -> Result<()> {
-    let mut report = skiff::runtime::recovery::cleanup(&ctx.root)?;
-    report.extend(skiff::job::recovery::cleanup(&ctx.root)?);
+    let report = skiff::job::recovery::system_cleanup(&ctx.root)?;
     for line in &report {
         println!("{line}");
     }

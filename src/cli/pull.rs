@@ -41,7 +41,7 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
     let mut puller = a.registry.resolve()?.puller(
         ctx.store()?,
         PlatformSpec::parse_or_host(a.platform.as_deref()).map_err(anyhow::Error::msg)?,
-        progress,
+        progress.observer(),
         !a.no_unpack,
     );
     puller.jobs = a.jobs;

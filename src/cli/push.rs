@@ -1,9 +1,8 @@
 use super::progress::{Lines, QuietPush};
 use super::{Context, Format, RegistryArgs, print_json};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
-use skiff::oci::reference::ImageRef;
-use skiff::registry::push::Pusher;
+use skiff::registry::push::{self, Pusher};
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
@@ -24,14 +23,7 @@ pub struct PushArgs {
 pub async fn run(ctx: &Context, a: PushArgs) -> Result<()> {
     let store = ctx.store()?;
     let entry = store.lookup_one(&a.image)?;
-    let dest = match (&a.destination, entry.name.as_str()) {
-        (Some(d), _) => ImageRef::parse(d)?,
-        (None, "") => bail!("{} has no name: give a destination", a.image),
-        (None, n) => ImageRef::parse(n)?,
-    };
-    if dest.digest.is_some() {
-        bail!("{dest}: push to a tag, not a digest");
-    }
+    let dest = push::destination(&a.image, &entry, a.destination.as_deref())?;
     let settings = a.registry.resolve()?;
     let pusher = Pusher {
         store,

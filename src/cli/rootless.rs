@@ -5,7 +5,6 @@ use super::Context;
 use anyhow::{Result, bail};
 use clap::Args;
 use skiff::runtime::{rootfs, userns};
-use skiff::unpack::{self, Options, UnpackError};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
@@ -61,22 +60,12 @@ pub fn mount(ctx: &Context, a: MountArgs) -> Result<()> {
 /// Like `umoci unpack`: the image's layers applied in order into one plain directory,
 /// whiteouts as deletions. Rootless, owners are kept through the user namespace.
 pub fn unpack(ctx: &Context, a: UnpackArgs) -> Result<()> {
-    let store = ctx.store()?;
-    let entry = store.lookup_one(&a.image)?;
-    let layers = store.image_layers(&entry)?;
-    unpack::prepare_empty_dir(&a.dir)?;
-    let mapping = userns::enter_with_mounts()?;
-    let opts = Options::flatten(mapping.can_chown(), mapping.is_root());
-    let entries = unpack::flatten(&store, &layers, &a.dir, &opts).map_err(|e| match e {
-        // This verb names the image too.
-        UnpackError::Layer { digest, source } => anyhow::Error::new(*source)
-            .context(format!("unpacking layer {digest} of {}", entry.name)),
-        e => e.into(),
-    })?;
+    let done = rootfs::unpack_image(&ctx.store()?, &a.image, &a.dir)?;
     eprintln!(
-        "unpacked {} ({} layers, {entries} entries) into {}",
-        entry.name,
-        layers.len(),
+        "unpacked {} ({} layers, {} entries) into {}",
+        done.image,
+        done.layers,
+        done.entries,
         a.dir.display()
     );
     Ok(())

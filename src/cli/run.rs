@@ -107,39 +107,37 @@ impl std::error::Error for ExitStatus {}
 
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     let mut opts = CreateOptions {
-        name: a.name.clone(),
-        command: a.command.clone(),
+        name: a.name,
+        command: a.command,
         entrypoint: a.entrypoint.as_deref().map(plan::parse_entrypoint),
-        workdir: a.workdir.clone(),
-        user: a.user.clone(),
-        hostname: a.hostname.clone(),
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
         network: Network::parse(&a.network)?,
-        pod: a.pod.clone(),
-        dns: a.dns.clone(),
-        tmpfs: a.tmpfs.clone(),
+        pod: a.pod,
+        hosts: plan::parse_hosts(&a.add_host)?,
+        dns: a.dns,
+        volumes: a
+            .volume
+            .iter()
+            .map(|v| Volume::parse(v))
+            .collect::<Result<_, _>>()?,
+        tmpfs: a.tmpfs,
         read_only: a.read_only,
-        cap_add: a.cap_add.clone(),
-        cap_drop: a.cap_drop.clone(),
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
         tty: a.tty,
         remove: a.rm,
+        limits: Limits {
+            memory: a.memory.as_deref().map(plan::parse_bytes).transpose()?,
+            cpus: a.cpus,
+            pids: a.pids_limit,
+        },
+        runtime: RuntimeChoice::parse(&a.runtime)?,
         ..Default::default()
     };
     // What can be refused is refused before pulling.
-    if let Some(pod) = &opts.pod {
-        skiff::runtime::pod::running(&skiff::runtime::pod::dir(&ctx.root, pod))?;
-    }
-    opts.hosts = plan::parse_hosts(&a.add_host)?;
-    opts.volumes = a
-        .volume
-        .iter()
-        .map(|v| Volume::parse(v))
-        .collect::<Result<Vec<_>, _>>()?;
     container::check(&ctx.root, &opts)?;
-    opts.limits = Limits {
-        memory: a.memory.as_deref().map(plan::parse_bytes).transpose()?,
-        cpus: a.cpus,
-        pids: a.pids_limit,
-    };
     if !opts.limits.is_empty()
         && let Err(why) = skiff::runtime::spec::cgroup_delegation()
     {
@@ -148,7 +146,6 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
              Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you."
         );
     }
-    opts.runtime = RuntimeChoice::parse(&a.runtime)?;
     let puller = a.registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;
     let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
     // The index entry, manifest and config, each read once.
@@ -165,9 +162,8 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         println!("{}", c.id());
         return Ok(());
     }
-    let code = c.run_attached(a.interactive).await?;
-    if code != 0 {
-        return Err(ExitStatus(code).into());
+    match c.run_attached(a.interactive).await? {
+        0 => Ok(()),
+        code => Err(ExitStatus(code).into()),
     }
-    Ok(())
 }

@@ -1,16 +1,13 @@
 //! Settings, resolved once per command: flags over the environment (clap reads both), over
-//! the files (credential files and registries.conf, read here, once).
+//! the files (credential files and registries.conf, read by the library, once).
 
 use super::Format;
 use super::progress::ProgressMode;
 use anyhow::{Context as _, Result};
 use clap::Args;
-use skiff::auth::sources::AuthEnv;
-use skiff::auth::{Credential, CredentialResolver};
 use skiff::image::Puller;
+use skiff::image::settings::RegistrySettings;
 use skiff::oci::manifest::PlatformSpec;
-use skiff::registry::ClientOptions;
-use skiff::registry::mirrors::RegistriesConf;
 use skiff::store::Store;
 use std::path::PathBuf;
 
@@ -31,93 +28,21 @@ pub struct RegistryArgs {
     pub registries_conf: Option<PathBuf>,
 }
 
-/// A command's registry settings, resolved.
-pub struct RegistrySettings {
-    pub auth: AuthEnv,
-    /// `--creds`.
-    pub creds: Option<Credential>,
-    pub registries: RegistriesConf,
-    pub client: ClientOptions,
-    /// A CI job's own registry credentials: the sources then go in GitLab Runner's order.
-    pub job_credentials: Option<Vec<(String, Credential)>>,
-}
-
 impl RegistryArgs {
     pub fn resolve(&self) -> Result<RegistrySettings> {
-        let creds = match &self.creds {
-            None => None,
-            Some(c) => {
-                let (u, p) = c.split_once(':').unwrap_or((c.as_str(), ""));
-                if u.is_empty() {
-                    return Err(skiff::auth::AuthError::CredsFlag.into());
-                }
-                Some(Credential::basic(u, p))
-            }
-        };
-        Ok(RegistrySettings {
-            auth: AuthEnv::from_process(self.authfile.clone()),
-            creds,
-            registries: RegistriesConf::load(self.registries_conf.as_deref())?,
-            client: ClientOptions {
-                insecure: self.tls_verify == Some(false),
-                ..Default::default()
-            },
-            job_credentials: None,
-        })
+        Ok(RegistrySettings::resolve(
+            self.authfile.clone(),
+            self.creds.as_deref(),
+            self.tls_verify,
+            self.registries_conf.as_deref(),
+        )?)
     }
 
     /// A puller with these settings, for commands that fetch images as a side effect.
     pub fn puller(&self, store: Store, progress: ProgressMode, unpack: bool) -> Result<Puller> {
         Ok(self
             .resolve()?
-            .puller(store, PlatformSpec::host(), progress, unpack))
-    }
-}
-
-impl RegistrySettings {
-    pub fn credentials(&self) -> CredentialResolver {
-        match &self.job_credentials {
-            Some(job) => CredentialResolver::runner_order(&self.auth, job.clone()),
-            None => CredentialResolver::new(&self.auth, self.creds.clone()),
-        }
-    }
-
-    /// A CI job's credentials (the runner's job payload): every source in GitLab Runner's
-    /// order, `--creds` set aside.
-    pub fn with_job_credentials(mut self, credentials: Vec<(String, Credential)>) -> Self {
-        self.job_credentials = Some(credentials);
-        self
-    }
-
-    /// A job's own `DOCKER_AUTH_CONFIG` comes before every other source, as in the runner;
-    /// it stands in for `--creds` too.
-    pub fn with_job_auth(mut self, docker_auth_config: Option<&str>) -> Self {
-        if let Some(json) = docker_auth_config {
-            self.auth.docker_auth_config = Some(json.to_string());
-            self.creds = None;
-        }
-        self
-    }
-
-    pub fn puller(
-        self,
-        store: Store,
-        platform: PlatformSpec,
-        progress: ProgressMode,
-        unpack: bool,
-    ) -> Puller {
-        Puller {
-            store,
-            credentials: self.credentials(),
-            registries: self.registries,
-            platform,
-            client_options: self.client,
-            jobs: 4,
-            observer: progress.observer(),
-            unpack,
-            // A CI job's pulls: a stored private image only for credentials that read it.
-            verify_stored_access: self.job_credentials.is_some(),
-        }
+            .puller(store, PlatformSpec::host(), progress.observer(), unpack))
     }
 }
 

@@ -11,6 +11,12 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error("reading {}", file.display())]
+    Read {
+        file: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{file}: {reason}")]
     Parse { file: String, reason: String },
     #[error("{file}: no job {job:?} (jobs: {known})")]
@@ -323,6 +329,15 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 impl Pipeline {
+    /// Reads and parses the pipeline file `file`.
+    pub fn load(file: &std::path::Path) -> Result<Pipeline, PipelineError> {
+        let text = std::fs::read_to_string(file).map_err(|source| PipelineError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Pipeline::parse(&text, &file.display().to_string())
+    }
+
     pub fn parse(yaml: &str, file: &str) -> Result<Pipeline, PipelineError> {
         let err = |reason: String| PipelineError::Parse {
             file: file.into(),

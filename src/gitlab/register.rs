@@ -3,7 +3,30 @@
 //! each of the custom executor's steps at this skiff binary, and at the driver's admin
 //! configuration when one is named.
 
+use super::config::{AdminConfig, ConfigError};
 use std::path::Path;
+
+/// The template for this skiff binary. The admin file is checked now, not when the first
+/// job fails on it, and named by its absolute path: the runner starts each step in a
+/// directory of its own.
+pub fn template_for_admin_file(
+    skiff: &Path,
+    admin_file: Option<&Path>,
+) -> Result<String, ConfigError> {
+    let file = match admin_file {
+        Some(f) => {
+            AdminConfig::load(Some(f))?;
+            Some(
+                std::fs::canonicalize(f).map_err(|source| ConfigError::Read {
+                    path: f.to_path_buf(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    Ok(template(skiff, file.as_deref()))
+}
 
 /// The template's TOML: one `[[runners]]` entry, as `register --template-config` takes it.
 pub fn template(skiff: &Path, config: Option<&Path>) -> String {

@@ -66,6 +66,28 @@ pub struct ImageRow {
 }
 
 /// Every named (and untagged) image in the store, in index order.
+impl ImageRow {
+    /// The image ID as `images` shows it: the first 12 hex digits.
+    pub fn short_id(&self) -> &str {
+        &self.id.hex()[..12]
+    }
+
+    /// The size as podman shows it: decimal units, one decimal place.
+    pub fn human_size(&self) -> String {
+        let units = ["B", "kB", "MB", "GB"];
+        let mut v = self.size as f64;
+        let mut i = 0;
+        while v >= 1000.0 && i < units.len() - 1 {
+            v /= 1000.0;
+            i += 1;
+        }
+        match i {
+            0 => format!("{} B", self.size),
+            _ => format!("{v:.1} {}", units[i]),
+        }
+    }
+}
+
 pub fn list(store: &Store) -> Result<Vec<ImageRow>, ImageError> {
     let mut rows = Vec::new();
     for e in store.images()? {
@@ -171,6 +193,30 @@ mod tests {
         ] {
             assert_eq!(split_name(name), (repo.to_string(), tag.to_string()));
         }
+    }
+
+    #[test]
+    fn sizes_and_ids_as_podman_shows_them() {
+        let digest = Digest::sha256_of(b"config");
+        let row = |size| ImageRow {
+            name: String::new(),
+            repository: String::new(),
+            tag: String::new(),
+            id: digest.clone(),
+            digest: digest.clone(),
+            created: String::new(),
+            size,
+        };
+        for (size, shown) in [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (4_321_000, "4.3 MB"),
+            (7_000_000_000_000, "7000.0 GB"),
+        ] {
+            assert_eq!(row(size).human_size(), shown);
+        }
+        assert_eq!(row(0).short_id(), &digest.hex()[..12]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod listing;
 pub mod prune;
 pub mod pull;
+pub mod settings;
 
 use crate::oci::config::ImageConfig;
 use crate::oci::digest::Digest;
@@ -31,6 +32,8 @@ pub enum ImageError {
     Manifest(#[from] manifest::ManifestError),
     #[error(transparent)]
     Reference(#[from] crate::oci::reference::ReferenceError),
+    #[error(transparent)]
+    RegistriesConf(#[from] crate::registry::mirrors::ConfigError),
     /// A registry that registries.conf blocks.
     #[error("{0}")]
     Blocked(String),

@@ -18,6 +18,7 @@ use crate::gitlab::payload::{JobImage, JobPayload, PayloadSource, Variable};
 use crate::gitlab::pipeline::ImageSpec;
 use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
+use crate::image::settings::RegistrySettings;
 use crate::oci::manifest::PlatformSpec;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,10 @@ impl DriverState {
 }
 
 /// `config_exec`'s answer to the runner.
-pub fn config(hostname: &str) -> serde_json::Value {
+pub fn config() -> serde_json::Value {
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_string())
+        .unwrap_or_default();
     serde_json::json!({
         "builds_dir": "/builds",
         "cache_dir": "/cache",
@@ -126,9 +130,12 @@ impl PrepareOptions {
     }
 }
 
-/// The job's registry credentials for its pulls: its own `DOCKER_AUTH_CONFIG`, and the
-/// payload's `credentials` (GitLab's registry and dependency proxy, the job token).
-pub fn registry_auth(payload: &JobPayload) -> (Option<String>, Vec<(String, Credential)>) {
+/// Registry settings for the job's pulls: its own `DOCKER_AUTH_CONFIG`, and the payload's
+/// `credentials` (GitLab's registry and dependency proxy, the job token), in the runner's order.
+pub fn with_job_registry_auth(
+    settings: RegistrySettings,
+    payload: &JobPayload,
+) -> RegistrySettings {
     let docker_auth_config = payload
         .all_variables()
         .into_iter()
@@ -140,7 +147,9 @@ pub fn registry_auth(payload: &JobPayload) -> (Option<String>, Vec<(String, Cred
         .into_iter()
         .map(|c| (c.url.clone(), Credential::basic(&c.username, &c.password)))
         .collect();
-    (docker_auth_config, credentials)
+    settings
+        .with_job_auth(docker_auth_config.as_deref())
+        .with_job_credentials(credentials)
 }
 
 /// The helper image for the runner's version (`CUSTOM_ENV_CI_RUNNER_VERSION`/`_REVISION`),

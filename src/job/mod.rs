@@ -93,6 +93,8 @@ pub enum JobError {
     #[error(transparent)]
     Config(#[from] crate::gitlab::config::ConfigError),
     #[error(transparent)]
+    Recovery(#[from] crate::runtime::recovery::RecoveryError),
+    #[error(transparent)]
     Payload(#[from] crate::gitlab::payload::PayloadError),
     #[error(
         "{image}: docker platform {asked}: skiff runs images of this host's platform ({host}) only"

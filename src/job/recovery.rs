@@ -61,6 +61,14 @@ pub fn abandoned(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `skiff system cleanup`: what killed processes left behind, containers and pods
+/// (`runtime::recovery`), then the files of jobs whose process is gone.
+pub fn system_cleanup(root: &Path) -> Result<Vec<String>, JobError> {
+    let mut report = crate::runtime::recovery::cleanup(root)?;
+    report.extend(cleanup(root)?);
+    Ok(report)
+}
+
 /// `system cleanup`'s part for jobs: removes the abandoned job directories; a line for each.
 pub fn cleanup(root: &Path) -> Result<Vec<String>, JobError> {
     let mut dirs = abandoned(root);

@@ -3,8 +3,10 @@
 
 use super::mirrors::RegistriesConf;
 use super::{Client, ClientOptions, RegistryError};
-use crate::auth::{Credential, Source, config};
+use crate::auth::sources::AuthEnv;
+use crate::auth::{AuthError, Credential, Source, config};
 use crate::oci::reference::{DOCKER_HUB, DOCKER_HUB_API};
+use std::path::PathBuf;
 
 /// The credential file key for `input` (a host[:port], maybe with a namespace); Docker Hub's
 /// other names become `docker.io`.
@@ -40,6 +42,42 @@ pub async fn verify(
     .await?;
     let repo_hint = key.split_once('/').map(|(_, r)| r);
     client.verify_login(repo_hint).await
+}
+
+/// `skiff login`: `cred` verified against `registry`, then stored (mode 0600) in the file
+/// `auth` names for logins; returns that file.
+pub async fn login(
+    registry: &str,
+    cred: &Credential,
+    auth: &AuthEnv,
+    registries: &RegistriesConf,
+    opts: ClientOptions,
+) -> Result<PathBuf, RegistryError> {
+    let key = login_key(registry);
+    verify(&key, cred, registries, opts).await?;
+    let file = auth.login_file().ok_or(AuthError::NoLoginFile)?;
+    config::store_credential(&file, &key, cred)?;
+    Ok(file)
+}
+
+/// `skiff logout`: removes `registry`'s stored credential, or with `None` the whole file;
+/// returns the key removed (`None`: all of them).
+pub fn logout(auth: &AuthEnv, registry: Option<&str>) -> Result<Option<String>, AuthError> {
+    let file = auth.login_file().ok_or(AuthError::NoLoginFile)?;
+    let Some(registry) = registry else {
+        return match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(AuthError::RemoveFile {
+                path: file,
+                source: e,
+            }),
+            _ => Ok(None),
+        };
+    };
+    let key = login_key(registry);
+    match config::remove_credential(&file, &key)? {
+        true => Ok(Some(key)),
+        false => Err(AuthError::NotLoggedIn { key, file }),
+    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,12 @@ pub enum RegistryError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] mirrors::ConfigError),
+    #[error(transparent)]
+    Reference(#[from] crate::oci::reference::ReferenceError),
+    #[error("{image} has no name: give a destination")]
+    NoDestination { image: String },
+    #[error("{dest}: push to a tag, not a digest")]
+    PushToDigest { dest: String },
     #[error("{registry}: invalid registry host")]
     InvalidHost {
         registry: String,

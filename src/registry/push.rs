@@ -80,6 +80,29 @@ pub struct PushReport {
     pub blobs: Vec<(Digest, &'static str)>,
 }
 
+/// Where `skiff push IMAGE [DESTINATION]` goes: the destination, else the stored image's own
+/// name (`image` as the user gave it, for the error); always a tag, never a digest.
+pub fn destination(
+    image: &str,
+    entry: &ImageEntry,
+    given: Option<&str>,
+) -> Result<ImageRef, RegistryError> {
+    let dest = match (given, entry.name.as_str()) {
+        (Some(d), _) | (None, d) if !d.is_empty() => ImageRef::parse(d)?,
+        _ => {
+            return Err(RegistryError::NoDestination {
+                image: image.to_string(),
+            });
+        }
+    };
+    match dest.digest {
+        Some(_) => Err(RegistryError::PushToDigest {
+            dest: dest.to_string(),
+        }),
+        None => Ok(dest),
+    }
+}
+
 impl Pusher {
     pub async fn push(
         &self,

@@ -25,6 +25,8 @@ pub enum ContainerError {
     Starting(String),
     #[error("{0} is running: stop it first or use --force")]
     Running(String),
+    #[error("invalid signal {0:?}: a name (TERM, SIGTERM) or a number")]
+    BadSignal(String),
     #[error("{0} did not stop")]
     DidNotStop(String),
     #[error("a container named {0} exists; remove it or pick another --name")]
@@ -581,6 +583,13 @@ impl Container {
         self.send(&state, sig)
     }
 
+    /// As `kill`, with the signal as `kill -s` takes it: a name with or without `SIG` (any
+    /// case) or a number. A container that is not running is refused before it is read.
+    pub fn kill_by_name(&self, signal: &str) -> Result<(), ContainerError> {
+        let state = self.running_state()?;
+        self.send(&state, parse_signal(signal)?)
+    }
+
     fn send(&self, state: &State, sig: Signal) -> Result<(), ContainerError> {
         if sig == Signal::SIGKILL
             && let Some(pid) = self.dir.container_pid()
@@ -644,9 +653,43 @@ impl Container {
     }
 }
 
+fn parse_signal(name: &str) -> Result<Signal, ContainerError> {
+    let bad = || ContainerError::BadSignal(name.to_string());
+    let upper = name.trim_start_matches("SIG").to_ascii_uppercase();
+    match upper.parse::<i32>() {
+        Ok(number) => Signal::try_from(number).map_err(|_| bad()),
+        Err(_) => format!("SIG{}", upper.trim_start_matches("SIG"))
+            .parse()
+            .map_err(|_| bad()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        let cases: &[(&str, Option<Signal>)] = &[
+            ("KILL", Some(Signal::SIGKILL)),
+            ("SIGTERM", Some(Signal::SIGTERM)),
+            ("term", Some(Signal::SIGTERM)),
+            ("sigint", Some(Signal::SIGINT)),
+            ("9", Some(Signal::SIGKILL)),
+            ("15", Some(Signal::SIGTERM)),
+            ("0", None),
+            ("99", None),
+            ("SIGNOPE", None),
+            ("", None),
+        ];
+        for (name, want) in cases {
+            match (parse_signal(name), want) {
+                (Ok(got), Some(want)) => assert_eq!(got, *want, "{name}"),
+                (Err(ContainerError::BadSignal(n)), None) => assert_eq!(n, *name),
+                (got, _) => panic!("{name}: {got:?}"),
+            }
+        }
+    }
 
     fn image() -> ResolvedImage {
         let config = crate::oci::config::ImageConfig::parse(
@@ -700,7 +743,7 @@ mod tests {
         // No shim has written a state yet: listed by nobody, not running.
         assert!(list(root, true).is_empty());
         assert!(matches!(
-            c.kill(Signal::SIGTERM),
+            c.kill_by_name("TERM"),
             Err(ContainerError::NotRunning(_))
         ));
         assert!(!c.stop(Duration::from_secs(1)).unwrap());

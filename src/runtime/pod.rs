@@ -44,7 +44,9 @@ pub fn dir(root: &Path, name: &str) -> PathBuf {
 /// once the pod's namespaces exist.
 pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
     if !opts.network.is_private() {
-        return Err(PodError::SharedNetwork);
+        return Err(PodError::SharedNetwork {
+            network: opts.network.name(),
+        });
     }
     let name = &opts.name;
     let dir = dir(root, name);
@@ -393,7 +395,7 @@ mod tests {
         };
         assert!(matches!(
             create(root, &shared),
-            Err(PodError::SharedNetwork)
+            Err(PodError::SharedNetwork { .. })
         ));
     }
 }

@@ -25,8 +25,8 @@ pub enum PodError {
     },
     #[error("a pod named {name} exists; remove it or pick another name")]
     Exists { name: String },
-    #[error("a pod has a network of its own (private, slirp4netns or pasta)")]
-    SharedNetwork,
+    #[error("--network {network}: a pod has a network of its own (private, slirp4netns or pasta)")]
+    SharedNetwork { network: &'static str },
     #[error("pod {name} did not start: {log}")]
     DidNotStart { name: String, log: String },
     #[error("pod {name} has {count} running container(s): stop them first or use --force")]

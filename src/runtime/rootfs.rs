@@ -13,20 +13,30 @@ use std::process::Command;
 pub enum RootfsError {
     #[error("mounting overlay on {}: {reason}", merged.display())]
     Mount { merged: PathBuf, reason: String },
-    #[error("{op} {}: {error}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        error: std::io::Error,
+        #[source]
+        source: std::io::Error,
     },
     #[error(
         "layer {diff_id} of {image} is not unpacked; run `skiff pull --policy missing {image}` first"
     )]
     LayerNotUnpacked { diff_id: Digest, image: String },
+    #[error("unpacking layer {digest} of {image}")]
+    ImageLayer {
+        digest: Digest,
+        image: String,
+        #[source]
+        source: Box<UnpackError>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    #[error(transparent)]
+    Userns(#[from] super::userns::UsernsError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -57,7 +67,7 @@ impl OverlayDirs {
             std::fs::create_dir_all(p).map_err(|e| RootfsError::Io {
                 op: "mkdir",
                 path: p.clone(),
-                error: e,
+                source: e,
             })?;
         }
         Ok(d)
@@ -198,6 +208,38 @@ pub fn mount_image(
         tracing::info!("mounted {} with {driver:?}", entry.name);
     }
     Ok(dirs.merged)
+}
+
+/// What `unpack_image` wrote.
+pub struct Unpacked {
+    pub image: String,
+    pub layers: usize,
+    pub entries: u64,
+}
+
+/// Like `umoci unpack`: `image`'s layers applied in order into the plain directory `dir`
+/// (created, or empty), whiteouts as deletions. Enters the store's user namespace, so that
+/// owners are kept rootless: single-threaded callers only.
+pub fn unpack_image(store: &Store, image: &str, dir: &Path) -> Result<Unpacked, RootfsError> {
+    let entry = store.lookup_one(image)?;
+    let layers = store.image_layers(&entry)?;
+    crate::unpack::prepare_empty_dir(dir)?;
+    let mapping = super::userns::enter_with_mounts()?;
+    let opts = crate::unpack::Options::flatten(mapping.can_chown(), mapping.is_root());
+    let entries = crate::unpack::flatten(store, &layers, dir, &opts).map_err(|e| match e {
+        // This verb names the image too.
+        UnpackError::Layer { digest, source } => RootfsError::ImageLayer {
+            digest,
+            image: entry.name.clone(),
+            source,
+        },
+        e => e.into(),
+    })?;
+    Ok(Unpacked {
+        image: entry.name,
+        layers: layers.len(),
+        entries,
+    })
 }
 
 #[cfg(test)]

@@ -96,6 +96,30 @@ pub struct FsckReport {
     pub problems: Vec<String>,
 }
 
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Removed {} blobs ({} bytes), {} layer directories and {} interrupted downloads",
+            self.removed_blobs, self.freed_bytes, self.removed_layers, self.removed_ingests
+        )
+    }
+}
+
+/// The summary line, then a line per problem.
+impl std::fmt::Display for FsckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "checked {} blobs ({} bytes) and {} images; {} interrupted downloads pending cleanup",
+            self.blobs_checked, self.bytes_checked, self.images_checked, self.stale_ingests
+        )?;
+        self.problems
+            .iter()
+            .try_for_each(|p| write!(f, "\nproblem: {p}"))
+    }
+}
+
 /// The store's default place: `$XDG_DATA_HOME/skiff` rootless (else `~/.local/share/skiff`),
 /// `/var/lib/skiff` as root.
 pub fn default_root() -> PathBuf {
