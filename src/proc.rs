@@ -464,6 +464,12 @@ pub fn terminated() -> std::io::Result<impl std::future::Future<Output = String>
     })
 }
 
+/// A helper process tells its parent why it failed: one line on its stderr, which the parent
+/// reads into its own error (`ProcError::Failed`). Helpers report this way only.
+pub fn tell_parent(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

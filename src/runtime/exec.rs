@@ -148,7 +148,7 @@ pub fn exec_main(dir: &Path) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("Error: {}", crate::error_chain(&e));
+            crate::proc::tell_parent(format_args!("Error: {}", crate::error_chain(&e)));
             125
         }
     }

@@ -287,7 +287,7 @@ pub fn helper_main(program: &Path, rest: &[String]) -> i32 {
         return 0; // the shim gave up before the namespace existed
     }
     let err = Command::new(program).args(rest).stdin(Stdio::null()).exec();
-    eprintln!("skiff: running {}: {err}", program.display());
+    crate::proc::tell_parent(format_args!("skiff: running {}: {err}", program.display()));
     127
 }
 

@@ -226,7 +226,7 @@ pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
 /// of the pod's owner.
 pub fn pod_main(dir: &Path) -> i32 {
     let fail = |what: &str, e: &dyn std::error::Error| {
-        eprintln!("skiff pod: {what}: {}", crate::error_chain(e));
+        crate::proc::tell_parent(format_args!("skiff pod: {what}: {}", crate::error_chain(e)));
         125
     };
     let mut state = match read(dir) {
@@ -329,7 +329,7 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
     let pid = match running(dir) {
         Ok((_, pid)) => pid,
         Err(e) => {
-            eprintln!("skiff: {}", crate::error_chain(&e));
+            crate::proc::tell_parent(format_args!("skiff: {}", crate::error_chain(&e)));
             return 2;
         }
     };
@@ -342,12 +342,12 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = joined {
-            eprintln!("skiff: joining the pod's user namespace: {e}");
+            crate::proc::tell_parent(format_args!("skiff: joining the pod's user namespace: {e}"));
             return 2;
         }
     }
     if let Err(e) = network::join(pid) {
-        eprintln!("skiff: {}", crate::error_chain(&e));
+        crate::proc::tell_parent(format_args!("skiff: {}", crate::error_chain(&e)));
         return 2;
     }
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout);

@@ -13,7 +13,10 @@ use super::userns;
 use std::path::Path;
 
 fn fail(what: &str, e: &dyn std::error::Error) -> i32 {
-    eprintln!("skiff shim: {what}: {}", crate::error_chain(e));
+    crate::proc::tell_parent(format_args!(
+        "skiff shim: {what}: {}",
+        crate::error_chain(e)
+    ));
     125
 }
 
@@ -218,7 +221,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Some(process) = spec.process()
         && let Err((code, why)) = check_executable(&dirs.merged, process)
     {
-        eprintln!("skiff: {why}");
+        crate::proc::tell_parent(format_args!("skiff: {why}"));
         return code;
     }
     let discard = match pipe_instead_of_dev_null() {
@@ -250,7 +253,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     if plan.remove {
         let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
         if let Err(e) = crate::unpack::remove_tree(dir) {
-            eprintln!("skiff shim: removing {}: {e}", dir.display());
+            crate::proc::tell_parent(format_args!("skiff shim: removing {}: {e}", dir.display()));
         }
     }
     code

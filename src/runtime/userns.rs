@@ -303,15 +303,15 @@ pub fn map_ids_main(pid: u32, ids: [u32; 6]) -> i32 {
         {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                eprintln!(
+                crate::proc::tell_parent(format_args!(
                     "{prog} {pid} 0 {id} 1 1 {start} {count}: {} {}",
                     o.status,
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ));
                 return 1;
             }
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
+                crate::proc::tell_parent(format_args!("{}: {e}", path.display()));
                 return 1;
             }
         }
