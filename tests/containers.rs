@@ -6,37 +6,12 @@ mod common;
 
 use common::images::images;
 use common::registry::{Auth, Registry, push};
-use common::user::{USER, setup};
-use common::{Env, require, require_root, run};
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use common::runner::{Cleanup, Runner};
+use common::{Env, require, require_root};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const TOOLS: &[&str] = &["docker-registry", "skopeo", "crun", "runc"];
-
-/// Who runs skiff: its commands, a directory it can read and write, and its store.
-struct Runner<'a> {
-    skiff: &'a dyn Fn() -> std::process::Command,
-    scratch: PathBuf,
-    store: PathBuf,
-    rootless: bool,
-}
-
-impl Runner<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        run((self.skiff)().args(args))
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "skiff {args:?}: {}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-}
 
 /// The busybox test image, pulled into the runner's store; its name.
 fn pulled(who: &Runner, reg: &Registry) -> String {
@@ -48,42 +23,11 @@ fn pulled(who: &Runner, reg: &Registry) -> String {
 
 /// Both setups, each with its own store, against one registry.
 fn for_each_runner(test: impl Fn(&Runner, &str)) {
-    if !require(TOOLS) || !require_root("root mode, and switching to the test user") {
-        return;
-    }
-    let reg = Registry::start(Auth::Anonymous);
-    let env = Env::new();
-    let root_skiff = || env.skiff();
-    let root = Runner {
-        skiff: &root_skiff,
-        scratch: env.path(""),
-        store: env.store(),
-        rootless: false,
-    };
-    let name = pulled(&root, &reg);
-    test(&root, &name);
-    let Some(user) = setup(USER) else { return };
-    let user_skiff = || user.command(&[]);
-    let scratch = user.dir.path().join("home");
-    let rootless = Runner {
-        skiff: &user_skiff,
-        scratch,
-        store: user.store(),
-        rootless: true,
-    };
-    let name = pulled(&rootless, &reg);
-    test(&rootless, &name);
-}
-
-/// Removes a test's containers even when an assertion fails first.
-struct Cleanup<'a>(&'a Runner<'a>, &'a [&'a str]);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let mut args = vec!["rm", "-f"];
-        args.extend(self.1);
-        let _ = self.0.run(&args);
-    }
+    let mut reg = None;
+    common::runner::for_each_runner(TOOLS, |who| {
+        let reg = reg.get_or_insert_with(|| Registry::start(Auth::Anonymous));
+        test(who, &pulled(who, reg));
+    });
 }
 
 fn alive(pid: i32) -> bool {
@@ -379,11 +323,8 @@ fn podman_run_flags() {
         std::fs::write(vol.join("in"), "from-host\n").unwrap();
         let env_file = who.scratch.join("env");
         std::fs::write(&env_file, "A=from-file\n# comment\nB=file\n").unwrap();
-        if who.rootless {
-            let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
-            for p in [&vol, &vol.join("in"), &env_file] {
-                nix::unistd::chown(p, Some(pw.uid), Some(pw.gid)).unwrap();
-            }
+        for p in [&vol, &vol.join("in"), &env_file] {
+            who.give(p);
         }
         let rw = format!("{}:/data", vol.display());
         let ro = format!("{}:/ro:ro", vol.display());
@@ -510,6 +451,7 @@ fn stdin_with_interactive() {
         scratch: env.path(""),
         store: env.store(),
         rootless: false,
+        binary: env!("CARGO_BIN_EXE_skiff").into(),
     };
     let image = pulled(&who, &reg);
     let mut child = env

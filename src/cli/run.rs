@@ -11,6 +11,7 @@ use skiff::runtime::backend::RuntimeChoice;
 use skiff::runtime::container::{self, CreateOptions};
 use skiff::runtime::network::Network;
 use skiff::runtime::plan::{self, Limits, Volume};
+use skiff::runtime::seccomp::SeccompPolicy;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -66,6 +67,10 @@ pub struct RunArgs {
     pub cap_add: Vec<String>,
     #[arg(long)]
     pub cap_drop: Vec<String>,
+    /// seccomp=unconfined, seccomp=FILE or seccomp=builtin [default: containers-common's
+    /// seccomp.json, else the same profile built in]
+    #[arg(long)]
+    pub security_opt: Vec<String>,
     /// Keep stdin open (attach it to the container)
     #[arg(long, short)]
     pub interactive: bool,
@@ -134,6 +139,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
             pids: a.pids_limit,
         },
         runtime: RuntimeChoice::parse(&a.runtime)?,
+        seccomp: SeccompPolicy::from_security_opts(&a.security_opt)?,
         ..Default::default()
     };
     // What can be refused is refused before pulling.

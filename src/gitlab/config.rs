@@ -232,6 +232,10 @@ pub struct AdminConfig {
     /// `runtime::spec::parse_caps` takes them, checked).
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// Security options of the build and helper containers, and of the services: docker's
+    /// forms (`seccomp=unconfined`, `seccomp=FILE`, `seccomp=builtin`, `no-new-privileges`...).
+    pub security_opt: Vec<String>,
+    pub services_security_opt: Vec<String>,
     /// Name servers (IP addresses) for every container of the job.
     pub dns: Vec<String>,
     /// `(name, ip)` lines for every container's /etc/hosts.
@@ -381,18 +385,8 @@ pub const KEYS: &[(&str, Rule)] = &[
         "oom_score_adjust",
         Rule::Rejected("skiff leaves out-of-memory handling to the kernel's defaults"),
     ),
-    (
-        "security_opt",
-        Rule::Rejected(
-            "skiff takes no security options (seccomp profiles, SELinux or AppArmor labels)",
-        ),
-    ),
-    (
-        "services_security_opt",
-        Rule::Rejected(
-            "skiff takes no security options (seccomp profiles, SELinux or AppArmor labels)",
-        ),
-    ),
+    ("security_opt", Rule::Supported),
+    ("services_security_opt", Rule::Supported),
     ("devices", Rule::Rejected(NO_DEVICES)),
     ("device_cgroup_rules", Rule::Rejected(NO_DEVICES)),
     ("services_devices", Rule::Rejected(NO_DEVICES)),
@@ -642,6 +636,8 @@ impl AdminConfig {
             ("allowed_users", &self.allowed_users),
             ("cap_add", &self.cap_add),
             ("cap_drop", &self.cap_drop),
+            ("security_opt", &self.security_opt),
+            ("services_security_opt", &self.services_security_opt),
             ("dns", &self.dns),
             ("tmpfs", &self.tmpfs),
             ("services_tmpfs", &self.services_tmpfs),
@@ -1143,6 +1139,8 @@ impl Reader<'_> {
             }
             "cap_add" => c.cap_add = self.capabilities(at, item),
             "cap_drop" => c.cap_drop = self.capabilities(at, item),
+            "security_opt" => c.security_opt = self.security_options(at, item),
+            "services_security_opt" => c.services_security_opt = self.security_options(at, item),
             "dns" => c.dns = self.name_servers(at, item),
             "extra_hosts" => c.extra_hosts = self.hosts(at, item),
             "memory" => c.memory = self.size(at, item),
@@ -1319,6 +1317,16 @@ impl Reader<'_> {
                 .map_err(|_| {
                     "not a capability: expected a name such as NET_ADMIN, or ALL".to_string()
                 })
+        })
+    }
+
+    /// Checked as docker takes them; a profile file is read when a job's container is made,
+    /// as the runner reads it then.
+    fn security_options(&mut self, at: &At, item: &Item) -> Vec<String> {
+        self.checked_strings(at, item, |s| {
+            crate::runtime::seccomp::SeccompPolicy::from_security_opts(&[s.to_string()])
+                .map(|_| s.to_string())
+                .map_err(|e| e.to_string())
         })
     }
 

@@ -390,7 +390,7 @@ pub async fn prepare(
         // The docker executor binds the job's volumes into services too (a file variable's
         // path is under /builds).
         volumes: volumes.clone(),
-        settings: service_settings(admin),
+        settings: service_settings(admin)?,
     };
     start_services(
         runtime,
@@ -408,7 +408,7 @@ pub async fn prepare(
     let docker = &payload.image.executor_opts.docker;
     let job_user = Some(payload.expand(&docker.user)).filter(|u| !u.is_empty());
     let build_settings = build_settings(admin, job_user.as_deref())?;
-    let helper_settings = helper_settings(admin);
+    let helper_settings = helper_settings(admin)?;
     // Made here, started for each stage (as the runner's docker executor does): the helper
     // with its image's entrypoint and command (`gitlab-runner-build`, which sets the umask
     // and runs the shell), the build container with the job image's entrypoint and the

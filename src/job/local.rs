@@ -59,6 +59,7 @@ fn create_options(c: &ContainerRequest) -> CreateOptions {
         cap_drop: c.settings.cap_drop.clone(),
         tmpfs: c.settings.tmpfs.clone(),
         limits: c.settings.limits.clone(),
+        seccomp: c.settings.seccomp.clone(),
         pod: Some(c.pod.clone()),
         hosts: c.hosts.clone(),
         volumes: c

@@ -93,6 +93,8 @@ pub enum JobError {
     #[error(transparent)]
     Config(#[from] crate::gitlab::config::ConfigError),
     #[error(transparent)]
+    Seccomp(#[from] crate::runtime::seccomp::SeccompError),
+    #[error(transparent)]
     Recovery(#[from] crate::runtime::recovery::RecoveryError),
     #[error(transparent)]
     Payload(#[from] crate::gitlab::payload::PayloadError),

@@ -180,7 +180,7 @@ async fn execute(
             .map(|svc| services::environment(&plan.job.variables, svc))
             .collect(),
         volumes: vec![],
-        settings: super::settings::service_settings(&plan.admin),
+        settings: super::settings::service_settings(&plan.admin)?,
     };
     start_services(
         runtime,

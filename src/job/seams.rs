@@ -60,6 +60,7 @@ pub struct ContainerSettings {
     /// `DST[:OPTIONS]` tmpfs mounts.
     pub tmpfs: Vec<String>,
     pub limits: crate::runtime::plan::Limits,
+    pub seccomp: crate::runtime::seccomp::SeccompPolicy,
 }
 
 /// How one start of a created container ended.

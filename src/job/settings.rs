@@ -5,6 +5,7 @@ use super::JobError;
 use super::seams::ContainerSettings;
 use crate::gitlab::config::{AdminConfig, VolumeSpec, anonymous_volume_name, expand_runner_value};
 use crate::runtime::plan::Limits;
+use crate::runtime::seccomp::SeccompPolicy;
 use std::path::{Path, PathBuf};
 
 /// The build container's: the user (the admin's over the job's, within `allowed_users`),
@@ -23,6 +24,7 @@ pub fn build_settings(
         user: admin.build_user(job_user)?,
         cap_add: admin.cap_add.clone(),
         cap_drop: admin.cap_drop.clone(),
+        seccomp: SeccompPolicy::from_security_opts(&admin.security_opt)?,
         tmpfs,
         limits: Limits {
             memory: admin.memory,
@@ -32,26 +34,29 @@ pub fn build_settings(
     })
 }
 
-/// The helper container's: the capabilities only.
-pub fn helper_settings(admin: &AdminConfig) -> ContainerSettings {
-    ContainerSettings {
+/// The helper container's: the capabilities and security options only.
+pub fn helper_settings(admin: &AdminConfig) -> Result<ContainerSettings, JobError> {
+    Ok(ContainerSettings {
         cap_add: admin.cap_add.clone(),
         cap_drop: admin.cap_drop.clone(),
+        seccomp: SeccompPolicy::from_security_opts(&admin.security_opt)?,
         ..Default::default()
-    }
+    })
 }
 
-/// Every service container's: `services_tmpfs`, `service_memory`, `service_cpus`.
-pub fn service_settings(admin: &AdminConfig) -> ContainerSettings {
-    ContainerSettings {
+/// Every service container's: `services_tmpfs`, `service_memory`, `service_cpus`,
+/// `services_security_opt`.
+pub fn service_settings(admin: &AdminConfig) -> Result<ContainerSettings, JobError> {
+    Ok(ContainerSettings {
         tmpfs: admin.services_tmpfs.clone(),
         limits: Limits {
             memory: admin.service_memory,
             cpus: admin.service_cpus,
             pids: None,
         },
+        seccomp: SeccompPolicy::from_security_opts(&admin.services_security_opt)?,
         ..Default::default()
-    }
+    })
 }
 
 /// The admin's `volumes` as bind mounts: host directories as given, container-only paths as

@@ -6,6 +6,7 @@ use super::backend::RuntimeChoice;
 use super::network::Network;
 use super::plan::{Limits, PlanError, RunPlan, Volume};
 use super::pod_state::PodError;
+use super::seccomp::{SeccompError, SeccompPolicy};
 use crate::image::ResolvedImage;
 use crate::proc::{HelperCmd, ProcError};
 use nix::sys::signal::Signal;
@@ -27,6 +28,8 @@ pub enum ContainerError {
     Running(String),
     #[error("invalid signal {0:?}: a name (TERM, SIGTERM) or a number")]
     BadSignal(String),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     #[error("{0} did not stop")]
     DidNotStop(String),
     #[error("a container named {0} exists; remove it or pick another --name")]
@@ -251,6 +254,8 @@ pub struct CreateOptions {
     pub runtime: RuntimeChoice,
     /// `--rm`: the shim removes the container's files when it exits.
     pub remove: bool,
+    /// `--security-opt seccomp=...`: the syscall filter.
+    pub seccomp: SeccompPolicy,
 }
 
 impl Default for CreateOptions {
@@ -276,6 +281,7 @@ impl Default for CreateOptions {
             limits: Limits::default(),
             runtime: RuntimeChoice::Libcontainer,
             remove: false,
+            seccomp: SeccompPolicy::Default,
         }
     }
 }
@@ -286,8 +292,9 @@ fn pod_dir(root: &Path, name: &str) -> PathBuf {
 }
 
 /// What `create` refuses, checked without the image: the pod runs, the volumes' sources
-/// exist. (`skiff run` asks before pulling.)
+/// exist, the seccomp profile reads and converts. (`skiff run` asks before pulling.)
 pub fn check(root: &Path, opts: &CreateOptions) -> Result<(), ContainerError> {
+    opts.seccomp.load()?;
     if let Some(pod) = &opts.pod {
         super::pod_state::running(&pod_dir(root, pod))?;
     }
@@ -358,6 +365,7 @@ pub fn create(
         pod: pod.clone(),
         limits: opts.limits.clone(),
         tty: opts.tty,
+        seccomp: opts.seccomp.clone(),
     };
     if let Some(pod_dir) = &pod {
         // Every member finds this one by its name, and by the hosts it adds.

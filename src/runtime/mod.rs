@@ -12,6 +12,7 @@ pub mod pod;
 mod pod_state;
 pub mod recovery;
 pub mod rootfs;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod store_helpers;

@@ -125,6 +125,9 @@ pub struct RunPlan {
     /// `-t`: a pseudo-terminal for the container's stdio.
     #[serde(default)]
     pub tty: bool,
+    /// The syscall filter; plans written before it existed had none.
+    #[serde(default = "unconfined")]
+    pub seccomp: super::seccomp::SeccompPolicy,
     /// The skiff process that wrote the plan: while its shim has recorded nothing yet, the
     /// container is abandoned once this process is gone.
     #[serde(default)]
@@ -208,6 +211,10 @@ pub fn resolve_env(files: &[PathBuf], env: &[String]) -> Result<Vec<String>, Pla
         .collect())
 }
 
+fn unconfined() -> super::seccomp::SeccompPolicy {
+    super::seccomp::SeccompPolicy::Unconfined
+}
+
 impl RunPlan {
     /// The plan in a container directory.
     pub fn read(dir: &Path) -> Result<Self, PlanError> {
@@ -246,6 +253,11 @@ mod tests {
         });
         let p: RunPlan = serde_json::from_value(old.clone()).unwrap();
         assert_eq!(p.image_config, ContainerConfig::default());
+        // A container made before filters existed starts as it was made: without one.
+        assert_eq!(
+            p.seccomp,
+            crate::runtime::seccomp::SeccompPolicy::Unconfined
+        );
         let mut with = old;
         with["image_config"] = serde_json::json!({"Cmd": ["sh"], "Hostname": "x"});
         let p: RunPlan = serde_json::from_value(with).unwrap();

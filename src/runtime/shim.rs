@@ -177,6 +177,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Err(e) = std::fs::create_dir_all(&bundle) {
         return fail("writing config.json", &e);
     }
+    plan.runtime.adapt_spec(&mut spec);
     if let Err(e) = spec.save(bundle.join("config.json")) {
         return fail("writing config.json", &e);
     }

@@ -20,6 +20,8 @@ pub enum SpecError {
     UnknownGroup { group: String },
     #[error("the image has no command: give one after the image name")]
     NoCommand,
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
     #[error("building the runtime spec: {0}")]
     Build(String),
     #[error("{option} {value:?}: expected {expected}")]
@@ -216,7 +218,7 @@ pub const DEFAULT_CAPS: &[Capability] = &[
 ];
 
 /// Every capability, for `--cap-add ALL`.
-const ALL_CAPS: &[Capability] = &[
+pub(crate) const ALL_CAPS: &[Capability] = &[
     Capability::AuditControl,
     Capability::AuditRead,
     Capability::AuditWrite,
@@ -366,6 +368,14 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .readonly_paths(get_default_readonly_paths())
         .build()
         .map_err(build_err)?;
+    if let Some(profile) = plan.seccomp.load()? {
+        let name = match &plan.seccomp {
+            super::seccomp::SeccompPolicy::File(path) => path.display().to_string(),
+            _ => "default".to_string(),
+        };
+        let host = super::seccomp::Host::this();
+        linux.set_seccomp(Some(profile.to_spec(&caps, &host, &name)?));
+    }
     // Rootless without delegation, resources must be None (writing devices.allow fails).
     linux.set_resources(None);
     if !plan.limits.is_empty()
@@ -558,9 +568,36 @@ mod tests {
             hosts: vec![],
             pod: None,
             limits: Limits::default(),
+            seccomp: crate::runtime::seccomp::SeccompPolicy::Default,
             creator: None,
             tty: false,
         }
+    }
+
+    #[test]
+    fn every_container_gets_the_default_filter_unless_unconfined() {
+        use crate::runtime::seccomp::SeccompPolicy;
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = plan(serde_json::json!({"Cmd": ["sh"]}));
+        let spec = build(&p, dir.path()).unwrap();
+        let filter = spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert_eq!(
+            filter.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        p.cap_add = vec!["SYS_ADMIN".into()];
+        let with_admin = build(&p, dir.path()).unwrap();
+        assert_ne!(
+            with_admin.linux().as_ref().unwrap().seccomp(),
+            spec.linux().as_ref().unwrap().seccomp(),
+            "the rules follow the capabilities"
+        );
+        p.seccomp = SeccompPolicy::Unconfined;
+        let spec = build(&p, dir.path()).unwrap();
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
+        p.seccomp = SeccompPolicy::File(dir.path().join("missing.json"));
+        let err = build(&p, dir.path()).unwrap_err();
+        assert!(crate::error_chain(&err).contains("missing.json"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod images;
 pub mod issuer;
 pub mod proxy;
 pub mod registry;
+pub mod runner;
 pub mod runner_script;
 pub mod user;
 

@@ -95,6 +95,7 @@ impl Backend for Libcontainer {
                 None => (kv.clone(), String::new()),
             })
             .collect();
+        filter_like_the_container(id, paths.bundle)?;
         let builder = Self::builder(id, paths.state)?
             .as_tenant()
             .with_container_args(request.args.clone())
@@ -113,5 +114,86 @@ impl Backend for Libcontainer {
                 }
             })?;
         Ok(wait_for(pid))
+    }
+}
+
+/// libcontainer 0.7's exec (its tenant) leaves out the container's seccomp filter: the
+/// process that asks for the exec loads it itself, with no-new-privileges, so that the
+/// tenant and the exec'd program inherit it. The default profile allows what the tenant
+/// does (joining namespaces, capset, setgroups, execve).
+fn filter_like_the_container(id: &str, bundle: &Path) -> Result<(), BackendError> {
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(|source| {
+        BackendError::ExecSpec {
+            id: id.into(),
+            source,
+        }
+    })?;
+    let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(());
+    };
+    rustix::thread::set_no_new_privs(true).map_err(|e| BackendError::NoNewPrivileges {
+        id: id.into(),
+        source: e.into(),
+    })?;
+    libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|source| {
+        BackendError::ExecSeccomp {
+            id: id.into(),
+            source: Box::new(source),
+        }
+    })?;
+    Ok(())
+}
+
+/// libcontainer 0.7 hands `SCMP_CMP_MASKED_EQ`'s operands to libseccomp the wrong way round
+/// (`valueTwo` as the mask, `value` as the datum; the OCI spec, runc and crun take `value` as
+/// the mask): swapped here, a rule such as docker's `clone` namespace-flags check means
+/// what it says.
+pub(super) fn swap_masked_eq_operands(spec: &mut oci_spec::runtime::Spec) {
+    let Some(seccomp) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.seccomp_mut().as_mut())
+    else {
+        return;
+    };
+    // The spec's types have no mutable access to a rule's arguments: through JSON.
+    let Ok(mut json) = serde_json::to_value(&*seccomp) else {
+        return;
+    };
+    let args = json["syscalls"].as_array_mut().into_iter().flatten();
+    for arg in args.flat_map(|rule| rule["args"].as_array_mut().into_iter().flatten()) {
+        if arg["op"] == "SCMP_CMP_MASKED_EQ" {
+            let mask = arg["value"].take();
+            arg["value"] = std::mem::replace(&mut arg["valueTwo"], mask);
+            if arg["value"].is_null() {
+                arg["value"] = 0.into();
+            }
+        }
+    }
+    if let Ok(swapped) = serde_json::from_value(json) {
+        *seccomp = swapped;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn masked_eq_operands_are_swapped_for_libcontainer() {
+        let mut spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "args": [
+                    {"index": 0, "value": 2114060288u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"},
+                    {"index": 1, "value": 5, "op": "SCMP_CMP_EQ"}
+                ]}
+            ]}}
+        }))
+        .unwrap();
+        super::swap_masked_eq_operands(&mut spec);
+        let json = serde_json::to_value(&spec).unwrap();
+        let args = &json["linux"]["seccomp"]["syscalls"][0]["args"];
+        assert_eq!(args[0]["value"], 0);
+        assert_eq!(args[0]["valueTwo"], 2114060288u64);
+        assert_eq!(args[1]["value"], 5, "other operators are left alone");
     }
 }

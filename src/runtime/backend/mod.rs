@@ -31,6 +31,24 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    #[error("libcontainer: exec in container {id}: reading its spec")]
+    ExecSpec {
+        id: String,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    #[error("libcontainer: exec in container {id}: loading its seccomp filter")]
+    ExecSeccomp {
+        id: String,
+        #[source]
+        source: Box<::libcontainer::seccomp::SeccompError>,
+    },
+    #[error("libcontainer: exec in container {id}: setting no-new-privileges")]
+    NoNewPrivileges {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("libcontainer: starting container {id}: no init pid recorded")]
     NoPid { id: String },
     #[error("running OCI runtime {}", runtime.display())]
@@ -105,6 +123,13 @@ impl RuntimeChoice {
         crate::proc::which(name)
             .map(|path| Self::External { path })
             .ok_or_else(|| BackendError::NotFound { name: name.into() })
+    }
+
+    /// The spec as this runtime must read it to apply what the OCI spec means.
+    pub fn adapt_spec(&self, spec: &mut oci_spec::runtime::Spec) {
+        if *self == Self::Libcontainer {
+            libcontainer::swap_masked_eq_operands(spec);
+        }
     }
 
     pub fn backend(&self) -> Box<dyn Backend> {

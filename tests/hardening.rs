@@ -1,0 +1,216 @@
+//! Container hardening, rootless (as skiff-test) and as root, with every backend: the default
+//! seccomp filter (containers-common's profile), `--security-opt seccomp=...`, and bad
+//! profiles refused before anything starts.
+
+mod common;
+
+use common::runner::{Cleanup, Runner, for_each_runner};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const TOOLS: &[&str] = &["gcc", "crun", "runc", "busybox"];
+const BACKENDS: &[&str] = &["libcontainer", "crun", "runc"];
+
+/// `tests/common/syscall-probe.c`, built static once per test binary.
+fn probe() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("syscall-probe");
+        common::ok(
+            std::process::Command::new("gcc")
+                .args(["-static", "-O1", "-o"])
+                .arg(&out)
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/syscall-probe.c")),
+        );
+        out
+    })
+}
+
+/// An image of busybox and the probe, imported into the runner's store as `probe`.
+fn probe_image(who: &Runner) -> &'static str {
+    let tar = who.scratch.join("probe.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+    let busybox = common::which("busybox").unwrap();
+    b.append_path_with_name(&busybox, "bin/busybox").unwrap();
+    b.append_path_with_name(probe(), "probe").unwrap();
+    for applet in ["sh", "sleep", "cat", "ls", "echo"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    for dir in ["tmp", "proc", "dev", "sys", "etc"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o1777);
+        b.append_data(&mut h, dir, std::io::empty()).unwrap();
+    }
+    b.finish().unwrap();
+    who.give(&tar);
+    who.ok(&["import", "-q", tar.to_str().unwrap(), "probe"]);
+    "probe"
+}
+
+/// What the probe printed: syscall name to errno (0: it succeeded).
+fn errnos(out: &str) -> BTreeMap<String, i32> {
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, errno)| (name.to_string(), errno.parse().unwrap()))
+        .collect()
+}
+
+const EPERM: i32 = 1;
+const EFAULT: i32 = 14;
+const EINVAL: i32 = 22;
+const ENOSYS: i32 = 38;
+
+/// What the probe calls, with the default profile's answer for podman's capabilities, and
+/// the kernel's own where this host's answer differs from the filter's (`None`: the same,
+/// or the host decides).
+const FILTERED: &[(&str, i32, Option<i32>)] = &[
+    // Not in the allow-list: the profile's default, ENOSYS.
+    ("add_key", ENOSYS, Some(EFAULT)),
+    ("io_uring_setup", ENOSYS, Some(EFAULT)),
+    // personality() with a persona other than the five allowed.
+    ("personality", ENOSYS, Some(0)),
+    // Refused by name with EPERM.
+    ("userfaultfd", EPERM, Some(EINVAL)),
+    ("kexec_load", EPERM, None),
+    // Allowed only with CAP_SYS_ADMIN (the kernel refuses it too without the capability).
+    ("bpf", EPERM, None),
+];
+
+fn probe_args<'a>(image: &'a str, runtime: &'a str, opts: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--rm", "--runtime", runtime];
+    args.extend(opts);
+    args.extend([image, "/probe", "keyctl", "getpid"]);
+    args.extend(FILTERED.iter().map(|(name, _, _)| *name));
+    args
+}
+
+#[test]
+fn the_default_seccomp_filter_holds_in_every_backend() {
+    for_each_runner(TOOLS, |who| {
+        let image = probe_image(who);
+        let _cleanup = Cleanup(
+            who,
+            &["filtered-libcontainer", "filtered-crun", "filtered-runc"],
+        );
+        for runtime in BACKENDS {
+            let seen = errnos(&who.ok(&probe_args(image, runtime, &[])));
+            for (name, want, _) in FILTERED {
+                assert_eq!(seen[*name], *want, "{runtime}: {name}: {seen:?}");
+            }
+            assert_eq!(seen["getpid"], 0, "{runtime}");
+            assert_ne!(seen["keyctl"], ENOSYS, "{runtime}: keyctl is allowed");
+            // An exec'd process holds the same filter.
+            let name = format!("filtered-{runtime}");
+            who.ok(&[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                "--name",
+                &name,
+                image,
+                "sleep",
+                "60",
+            ]);
+            let seen = errnos(&who.ok(&["exec", &name, "/probe", "add_key", "userfaultfd"]));
+            assert_eq!(
+                (seen["add_key"], seen["userfaultfd"]),
+                (ENOSYS, EPERM),
+                "{runtime} exec"
+            );
+            who.ok(&["rm", "-f", &name]);
+            // Unconfined, the calls reach the kernel.
+            let opts = ["--security-opt", "seccomp=unconfined"];
+            let seen = errnos(&who.ok(&probe_args(image, runtime, &opts)));
+            for (name, _, kernel) in FILTERED {
+                if let Some(kernel) = kernel {
+                    assert_eq!(
+                        seen[*name], *kernel,
+                        "{runtime} unconfined: {name}: {seen:?}"
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn seccomp_profile_files_and_their_errors() {
+    for_each_runner(TOOLS, |who| {
+        let image = probe_image(who);
+        let write = |name: &str, body: &str| {
+            let path = who.scratch.join(name);
+            std::fs::write(&path, body).unwrap();
+            who.give(&path);
+            path.display().to_string()
+        };
+        // A profile of one's own: everything allowed but getpid, refused with EACCES.
+        let own = write(
+            "own.json",
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+        );
+        for runtime in BACKENDS {
+            let opt = format!("seccomp={own}");
+            let seen = errnos(&who.ok(&probe_args(image, runtime, &["--security-opt", &opt])));
+            assert_eq!(seen["getpid"], 13, "{runtime}: {seen:?}");
+            assert_eq!(
+                seen["add_key"], EFAULT,
+                "{runtime}: allowed by this profile"
+            );
+        }
+        // Bad profiles fail before the container exists, naming the file and what is wrong.
+        let missing = who.scratch.join("missing.json").display().to_string();
+        let not_json = write("broken.json", "{\"defaultAction\":");
+        let bad_action = write("action.json", r#"{"defaultAction":"SCMP_ACT_MAYBE"}"#);
+        let bad_errno = write(
+            "errno.json",
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrno":"ENOTANERRNO"}"#,
+        );
+        let cases = [
+            (missing.as_str(), "cannot read it"),
+            (not_json.as_str(), "not a seccomp profile"),
+            (bad_action.as_str(), "SCMP_ACT_MAYBE"),
+            (bad_errno.as_str(), "unknown errno \"ENOTANERRNO\""),
+        ];
+        for (file, why) in cases {
+            let opt = format!("seccomp={file}");
+            let o = who.run(&[
+                "run",
+                "--rm",
+                "--name",
+                "never",
+                "--security-opt",
+                &opt,
+                image,
+                "true",
+            ]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(125), "{file}: {err}");
+            assert!(err.contains(file) && err.contains(why), "{file}: {err}");
+            assert!(
+                !who.store.join("containers/never").exists(),
+                "{file}: nothing made"
+            );
+        }
+        let o = who.run(&[
+            "run",
+            "--rm",
+            "--security-opt",
+            "label=type:spc_t",
+            image,
+            "true",
+        ]);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("label=type:spc_t"),
+            "{o:?}"
+        );
+    });
+}
