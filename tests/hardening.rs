@@ -214,3 +214,144 @@ fn seccomp_profile_files_and_their_errors() {
         );
     });
 }
+
+/// What a process holds open, as the host sees it: descriptor to target.
+fn descriptors(pid: &str) -> BTreeMap<u32, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            (
+                e.file_name().to_string_lossy().parse().unwrap(),
+                target.display().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn no_descriptor_leads_out_of_a_container() {
+    for_each_runner(TOOLS, |who| {
+        let image = probe_image(who);
+        // A directory only the host has, with a busybox in it: reaching it from a container
+        // through a leaked descriptor would run it.
+        let outside = tempfile::Builder::new()
+            .prefix("skiff-outside")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::copy(common::which("busybox").unwrap(), outside.path().join("busybox")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let through = |fd: u32| {
+            format!(
+                "/proc/self/fd/{fd}/{}{}/busybox",
+                "../".repeat(16),
+                outside.path().display().to_string().trim_start_matches('/')
+            )
+        };
+        // The path works wherever descriptor 3 is a host directory: so a leak would show.
+        let control = common::ok(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec 3</etc; {} echo escaped", through(3))),
+        );
+        assert_eq!(control.trim(), "escaped");
+        // Every descriptor a shim or runtime has been seen to hold, and then some.
+        let fds: Vec<u32> = (3..=12).chain(250..=255).collect();
+        let names: Vec<String> = BACKENDS.iter().map(|b| format!("fds-{b}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let _cleanup = Cleanup(who, &names);
+        for (runtime, name) in BACKENDS.iter().zip(&names) {
+            for fd in &fds {
+                let o = who.run(&[
+                    "run",
+                    "--rm",
+                    "--runtime",
+                    runtime,
+                    image,
+                    &through(*fd),
+                    "echo",
+                    "escaped",
+                ]);
+                assert!(
+                    !String::from_utf8_lossy(&o.stdout).contains("escaped"),
+                    "{runtime} run through fd {fd}"
+                );
+            }
+            // A working directory under /proc is refused before anything starts: given, or
+            // from the image.
+            let o = who.run(&[
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                "-w",
+                "/proc/self/fd/5",
+                image,
+                "pwd",
+            ]);
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
+                "{runtime}: {o:?}"
+            );
+            who.ok(&[
+                "run",
+                "-d",
+                "--runtime",
+                runtime,
+                "--name",
+                name,
+                image,
+                "sleep",
+                "60",
+            ]);
+            for fd in &fds {
+                let o = who.run(&["exec", name, &through(*fd), "echo", "escaped"]);
+                assert!(
+                    !String::from_utf8_lossy(&o.stdout).contains("escaped"),
+                    "{runtime} exec through fd {fd}"
+                );
+            }
+            let o = who.run(&["exec", "-w", "/proc/self/fd/3", name, "pwd"]);
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
+                "{runtime}: {o:?}"
+            );
+            // The container's processes hold their standard streams and nothing of the host:
+            // its init, and a process exec'd into it.
+            let dir = who.store.join("containers").join(name);
+            let init = std::fs::read_to_string(dir.join("container.pid")).unwrap();
+            let held = descriptors(init.trim());
+            assert_eq!(
+                held.keys().copied().collect::<Vec<_>>(),
+                [0, 1, 2],
+                "{runtime} init: {held:?}"
+            );
+            let listed = who.ok(&["exec", name, "ls", "/proc/self/fd/"]);
+            let exec_fds: Vec<&str> = listed.split_whitespace().collect();
+            assert_eq!(
+                exec_fds,
+                ["0", "1", "2", "3"],
+                "{runtime} exec (3: ls's own listing)"
+            );
+            who.ok(&["rm", "-f", name]);
+        }
+        // An image whose WorkingDir goes through /proc (the attack came in images).
+        let tar = who.scratch.join("probe.tar");
+        who.ok(&[
+            "import",
+            "-q",
+            "-c",
+            "WORKDIR /proc/self/fd/7",
+            tar.to_str().unwrap(),
+            "procdir",
+        ]);
+        let o = who.run(&["run", "--rm", "procdir", "/probe", "getpid"]);
+        assert_eq!(o.status.code(), Some(125), "{o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
+            "{o:?}"
+        );
+    });
+}

@@ -295,6 +295,7 @@ fn pod_dir(root: &Path, name: &str) -> PathBuf {
 /// exist, the seccomp profile reads and converts. (`skiff run` asks before pulling.)
 pub fn check(root: &Path, opts: &CreateOptions) -> Result<(), ContainerError> {
     opts.seccomp.load()?;
+    super::plan::check_workdir(opts.workdir.as_deref())?;
     if let Some(pod) = &opts.pod {
         super::pod_state::running(&pod_dir(root, pod))?;
     }

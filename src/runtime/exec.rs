@@ -58,6 +58,7 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
         .filter(|s| s.status == Status::Running)
         .ok_or_else(|| ExecError::NotRunning(dir.id()))?;
     let plan = RunPlan::read(dir.path())?;
+    super::plan::check_workdir(request.workdir.as_deref())?;
     // As docker and podman exec: the container's own user unless another is asked for
     // (libcontainer's tenant would run as root otherwise; runc takes config.json's).
     let asked = request.user.clone().or_else(|| {

@@ -15,6 +15,10 @@ pub enum PlanError {
         value: String,
         expected: &'static str,
     },
+    #[error(
+        "working directory {0:?}: not under /proc, whose descriptor links could lead out of the container"
+    )]
+    ProcWorkdir(String),
     #[error("--env-file {}", path.display())]
     EnvFile {
         path: PathBuf,
@@ -211,6 +215,21 @@ pub fn resolve_env(files: &[PathBuf], env: &[String]) -> Result<Vec<String>, Pla
         .collect())
 }
 
+/// A working directory must stay inside the container: `/proc/self/fd/N` would reach a
+/// descriptor the runtime leaked (the CVE-2024-21626 class). The backends check after
+/// `chdir`; this refuses before anything starts, with words.
+pub fn check_workdir(workdir: Option<&str>) -> Result<(), PlanError> {
+    let Some(dir) = workdir else { return Ok(()) };
+    let normal: Vec<&str> = dir
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    match normal.first() {
+        Some(&"proc") => Err(PlanError::ProcWorkdir(dir.to_string())),
+        _ => Ok(()),
+    }
+}
+
 fn unconfined() -> super::seccomp::SeccompPolicy {
     super::seccomp::SeccompPolicy::Unconfined
 }
@@ -242,6 +261,22 @@ impl RunPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn working_directories_stay_out_of_proc() {
+        for (dir, ok) in [
+            ("/", true),
+            ("/builds/project", true),
+            ("/process", true),
+            ("/proc/self/fd/7", false),
+            ("//proc/1/cwd", false),
+            ("/./proc", false),
+            ("proc/self/cwd", false),
+        ] {
+            assert_eq!(check_workdir(Some(dir)).is_ok(), ok, "{dir}");
+        }
+        assert!(check_workdir(None).is_ok());
+    }
 
     #[test]
     fn plans_of_earlier_versions_still_read() {

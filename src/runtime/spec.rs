@@ -22,6 +22,9 @@ pub enum SpecError {
     NoCommand,
     #[error(transparent)]
     Seccomp(#[from] super::seccomp::SeccompError),
+    /// Also an image's `WorkingDir`: the CVE-2024-21626 attack came in images.
+    #[error(transparent)]
+    Workdir(#[from] super::plan::PlanError),
     #[error("building the runtime spec: {0}")]
     Build(String),
     #[error("{option} {value:?}: expected {expected}")]
@@ -302,6 +305,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
                 .filter(|w| !w.is_empty())
         })
         .unwrap_or_else(|| "/".into());
+    super::plan::check_workdir(Some(&cwd))?;
     let mut caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
     // A private network needs CAP_NET_ADMIN in no case: the shim configures it.
     caps.extend(parse_caps(&plan.cap_add)?);
