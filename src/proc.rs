@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
+    #[error("making a sealed copy of the skiff binary for the helpers a container can see")]
+    Seal(#[source] std::io::Error),
     #[error("locating the skiff binary")]
     Exe(#[source] std::io::Error),
     #[error("starting skiff {helper}")]
@@ -217,7 +219,11 @@ impl HelperCmd {
     /// armed against the pid we put in `SKIFF_PARENT_PID`). Stdio is the caller's to set;
     /// `tokio::process::Command::from` makes it async.
     pub fn command(&self) -> Result<std::process::Command, ProcError> {
-        let mut cmd = std::process::Command::new(own_binary()?);
+        let program = match self {
+            Self::Shim { .. } | Self::Exec { .. } => exposed_program()?,
+            _ => PathBuf::from(SELF_EXE),
+        };
+        let mut cmd = std::process::Command::new(program);
         cmd.args(self.to_args())
             .env(PARENT_PID, std::process::id().to_string())
             .env_remove(DETACHED);
@@ -447,6 +453,69 @@ pub fn write_atomic_mode(
 }
 
 /// The skiff binary this process runs from (what helpers and the runner's steps execute).
+/// This process's binary, as the kernel holds it (a sealed copy stays one).
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// The program of a helper that a container can see: the shim (whose clone becomes the
+/// container's init, the skiff binary until its exec) and exec (which joins the container's
+/// namespaces). A process in the container could reopen its `/proc/PID/exe` and, once no
+/// skiff process runs the binary, write it: the CVE-2019-5736 class. Where a container's
+/// root could write the binary, these run from a sealed in-memory copy, made once per
+/// process; where it could not (owned by another user, or on a read-only mount), from the
+/// binary itself, and the copy's cost (the binary's size, in time and memory) is not paid.
+pub fn exposed_program() -> Result<PathBuf, ProcError> {
+    use std::os::fd::AsRawFd;
+    static SEALED: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+    let exe = std::fs::File::open(SELF_EXE).map_err(ProcError::Exe)?;
+    if is_sealed(&exe) || !containers_could_write(&exe) {
+        return Ok(PathBuf::from(SELF_EXE));
+    }
+    let fd = match SEALED.get() {
+        Some(fd) => fd,
+        None => {
+            let sealed = sealed_copy(exe).map_err(ProcError::Seal)?;
+            SEALED.get_or_init(|| sealed)
+        }
+    };
+    Ok(PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+}
+
+/// Every seal that makes a memfd's contents final.
+fn final_seals() -> rustix::fs::SealFlags {
+    use rustix::fs::SealFlags;
+    SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE
+}
+
+fn is_sealed(file: &std::fs::File) -> bool {
+    rustix::fs::fcntl_get_seals(file).is_ok_and(|s| s.contains(final_seals()))
+}
+
+/// Whether a container's root could open the binary for writing: as root every container's
+/// root is the host's (no user namespace of its own yet); rootless it is this user, who may
+/// write a binary it owns, or one the mode opens to others.
+fn containers_could_write(exe: &std::fs::File) -> bool {
+    let read_only = rustix::fs::fstatvfs(exe)
+        .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+    if read_only {
+        return false;
+    }
+    let Ok(st) = rustix::fs::fstat(exe) else {
+        return true;
+    };
+    let euid = rustix::process::geteuid();
+    euid.is_root() || st.st_uid == euid.as_raw() || st.st_mode & 0o022 != 0
+}
+
+/// A copy of `exe` in memory, sealed: no process can change it, whatever its privileges.
+fn sealed_copy(exe: std::fs::File) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{MemfdFlags, fcntl_add_seals, memfd_create};
+    let memfd = memfd_create("skiff", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let mut copy = std::fs::File::from(memfd);
+    std::io::copy(&mut &exe, &mut copy)?;
+    fcntl_add_seals(&copy, final_seals())?;
+    Ok(copy.into())
+}
+
 pub fn own_binary() -> Result<PathBuf, ProcError> {
     std::env::current_exe().map_err(ProcError::Exe)
 }

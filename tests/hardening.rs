@@ -7,33 +7,44 @@ mod common;
 use common::runner::{Cleanup, Runner, for_each_runner};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 const TOOLS: &[&str] = &["gcc", "crun", "runc", "busybox"];
 const BACKENDS: &[&str] = &["libcontainer", "crun", "runc"];
 
-/// `tests/common/syscall-probe.c`, built static once per test binary.
-fn probe() -> &'static Path {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("syscall-probe");
+/// `tests/common/NAME.c`, built static once per test binary.
+fn static_program(name: &'static str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let mut built = BUILT.lock().unwrap();
+    if !built.contains(&name) {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/common/{name}.c"));
         common::ok(
             std::process::Command::new("gcc")
                 .args(["-static", "-O1", "-o"])
                 .arg(&out)
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/syscall-probe.c")),
+                .arg(source),
         );
-        out
-    })
+        built.push(name);
+    }
+    out
 }
 
-/// An image of busybox and the probe, imported into the runner's store as `probe`.
+/// An image of busybox, the syscall probe, the exe watcher and `/evil`, a script whose
+/// interpreter is `/proc/self/exe`; imported into the runner's store as `probe`.
 fn probe_image(who: &Runner) -> &'static str {
     let tar = who.scratch.join("probe.tar");
     let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
     let busybox = common::which("busybox").unwrap();
     b.append_path_with_name(&busybox, "bin/busybox").unwrap();
-    b.append_path_with_name(probe(), "probe").unwrap();
+    b.append_path_with_name(static_program("syscall-probe"), "probe")
+        .unwrap();
+    b.append_path_with_name(static_program("exe-watcher"), "watcher")
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    let evil = b"#!/proc/self/exe\n";
+    h.set_size(evil.len() as u64);
+    h.set_mode(0o755);
+    b.append_data(&mut h, "evil", &evil[..]).unwrap();
     for applet in ["sh", "sleep", "cat", "ls", "echo"] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
@@ -240,7 +251,11 @@ fn no_descriptor_leads_out_of_a_container() {
             .prefix("skiff-outside")
             .tempdir_in("/tmp")
             .unwrap();
-        std::fs::copy(common::which("busybox").unwrap(), outside.path().join("busybox")).unwrap();
+        std::fs::copy(
+            common::which("busybox").unwrap(),
+            outside.path().join("busybox"),
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let through = |fd: u32| {
@@ -353,5 +368,123 @@ fn no_descriptor_leads_out_of_a_container() {
             String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
             "{o:?}"
         );
+    });
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// The CVE-2019-5736 shape: a container whose `/evil` is `#!/proc/self/exe`, so that running
+/// it inside the container runs whatever binary started it, and a watcher in the container
+/// that holds every foreign `/proc/PID/exe` and keeps trying to append to it. The skiff binary
+/// the runner uses (its own copy, owned by the test user rootless, by root as root: both
+/// writable by a container's root) must come out unchanged.
+fn the_binary_stays_whole(who: &Runner) {
+    let image = probe_image(who);
+    let before = sha256(&who.binary);
+    let names: Vec<String> = BACKENDS.iter().map(|b| format!("victim-{b}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let _cleanup = Cleanup(who, &names);
+    for (runtime, name) in BACKENDS.iter().zip(&names) {
+        // run: the container's own command resolves /proc/self/exe in the runtime's init.
+        let o = who.run(&["run", "--rm", "--runtime", runtime, image, "/evil"]);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "{runtime}: /evil ran skiff's CLI: {o:?}"
+        );
+        // The shim (whose clone is the container's init until its exec) runs from a sealed
+        // copy, not from the binary. SYS_PTRACE lets the watcher hold processes that are not
+        // dumpable (the runtime's): what stops it then is the seal alone.
+        who.ok(&[
+            "run",
+            "-d",
+            "--cap-add",
+            "SYS_PTRACE",
+            "--runtime",
+            runtime,
+            "--name",
+            name,
+            image,
+            "/watcher",
+            "6",
+        ]);
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(who.store.join("containers").join(name).join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let shim_exe = std::fs::read_link(format!("/proc/{}/exe", state["shim_pid"])).unwrap();
+        assert!(
+            shim_exe.to_string_lossy().starts_with("/memfd:skiff"),
+            "{runtime}: the shim runs from {}",
+            shim_exe.display()
+        );
+        // exec: the runtime's process joins the container, where the watcher waits for it.
+        for _ in 0..10 {
+            let _ = who.run(&["exec", name, "/evil"]);
+            let _ = who.run(&["exec", name, "sleep", "0.1"]);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while who
+            .ok(&["ps", "-a"])
+            .lines()
+            .any(|l| l.starts_with(name) && l.contains("running"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{runtime}: the watcher did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let log = who.ok(&["logs", name]);
+        assert!(
+            !log.contains("wrote"),
+            "{runtime}: the watcher wrote to a binary:\n{log}"
+        );
+        if *runtime == "libcontainer" && !who.rootless {
+            // Not a vacuous pass: the watcher held skiff's exec process, and its binary was
+            // the sealed copy. (Rootless, the kernel does not even let it hold the process:
+            // it is not dumpable, and the watcher's capabilities end at its user namespace.)
+            assert!(
+                log.contains("seen"),
+                "{runtime}: the watcher saw nothing:\n{log}"
+            );
+            assert!(
+                log.lines()
+                    .filter(|l| l.starts_with("seen"))
+                    .all(|l| !l.contains(&*who.binary.to_string_lossy())),
+                "{runtime}: a process in the container ran skiff's binary itself:\n{log}"
+            );
+        }
+        who.ok(&["rm", "-f", name]);
+    }
+    assert_eq!(sha256(&who.binary), before, "the skiff binary changed");
+}
+
+#[test]
+fn a_container_cannot_overwrite_the_skiff_binary() {
+    if !common::require(TOOLS) || !common::require_root("root mode, and switching to the test user")
+    {
+        return;
+    }
+    // As root: a copy of skiff, so that a failure cannot spoil the build's binary.
+    let env = common::Env::new();
+    let binary = env.path("skiff");
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &binary).unwrap();
+    let root_skiff = || env.skiff_at(&binary);
+    the_binary_stays_whole(&Runner {
+        skiff: &root_skiff,
+        scratch: env.path(""),
+        store: env.store(),
+        rootless: false,
+        binary: binary.clone(),
+    });
+    // Rootless: the test user runs its own copy, which it owns.
+    for_each_runner(TOOLS, |who| {
+        if who.rootless {
+            the_binary_stays_whole(who);
+        }
     });
 }

@@ -110,16 +110,16 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Runs in this process, which is single-threaded (the runtime needs it).
+/// Runs in this process, which is single-threaded (the runtime needs it), or in a helper
+/// started from a sealed copy of skiff where a container could write the binary.
 pub fn exec(ctx: &Context, a: ExecArgs) -> Result<()> {
-    let c = container::find(&ctx.root, &a.container)?;
     let request = ExecRequest {
         args: a.command,
         env: a.env,
         workdir: a.workdir,
         user: a.user,
     };
-    let code = match skiff::runtime::exec::exec(c.dir(), &request) {
+    let code = match skiff::runtime::exec::run(&ctx.root, &a.container, &request) {
         Err(ExecError::NotRunning(_)) => bail!("{} is not running", a.container),
         other => other?,
     };

@@ -155,6 +155,29 @@ pub fn exec_main(dir: &Path) -> i32 {
     }
 }
 
+/// `skiff exec`: runs `request` in `container` (a name or an unambiguous prefix), in this
+/// single-threaded process when a container could not write the skiff binary, else through
+/// an `__exec` helper started from its sealed copy (see `proc::exposed_program`): the process
+/// that joins the container must not expose a writable binary. Stdio is this process's.
+pub fn run(root: &Path, container: &str, request: &ExecRequest) -> Result<i32, ExecError> {
+    let c = container::find(root, container)?;
+    let program = crate::proc::exposed_program()?;
+    if program == Path::new("/proc/self/exe") {
+        return exec(c.dir(), request);
+    }
+    let status = command(root, container, request)?
+        .status()
+        .map_err(|source| ExecError::Namespace {
+            what: "starting the exec helper",
+            source,
+        })?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(125))
+}
+
 /// The command that runs `request` in `container` (a name or an unambiguous prefix) from any
 /// process, a multi-threaded one included: a single-threaded `__exec` helper that dies with
 /// the caller. Stdio is the caller's to set; its exit status is the process's, 125 when skiff

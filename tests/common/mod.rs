@@ -79,7 +79,11 @@ impl Env {
     }
     /// `skiff --root <store>` with the private environment.
     pub fn skiff(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        self.skiff_at(Path::new(env!("CARGO_BIN_EXE_skiff")))
+    }
+    /// As `skiff`, with the skiff binary at `binary`.
+    pub fn skiff_at(&self, binary: &Path) -> Command {
+        let mut c = Command::new(binary);
         c.arg("--root").arg(self.store());
         for k in [
             "DOCKER_AUTH_CONFIG",
