@@ -120,17 +120,7 @@ fn the_default_seccomp_filter_holds_in_every_backend() {
             assert_ne!(seen["keyctl"], ENOSYS, "{runtime}: keyctl is allowed");
             // An exec'd process holds the same filter.
             let name = format!("filtered-{runtime}");
-            who.ok(&[
-                "run",
-                "-d",
-                "--runtime",
-                runtime,
-                "--name",
-                &name,
-                image,
-                "sleep",
-                "60",
-            ]);
+            who.detached(runtime, &name, &[], image, &["sleep", "60"]);
             let seen = errnos(&who.ok(&["exec", &name, "/probe", "add_key", "userfaultfd"]));
             assert_eq!(
                 (seen["add_key"], seen["userfaultfd"]),
@@ -193,36 +183,21 @@ fn seccomp_profile_files_and_their_errors() {
         ];
         for (file, why) in cases {
             let opt = format!("seccomp={file}");
-            let o = who.run(&[
-                "run",
-                "--rm",
-                "--name",
-                "never",
-                "--security-opt",
-                &opt,
-                image,
-                "true",
-            ]);
-            let err = String::from_utf8_lossy(&o.stderr);
-            assert_eq!(o.status.code(), Some(125), "{file}: {err}");
-            assert!(err.contains(file) && err.contains(why), "{file}: {err}");
+            let opt = ["--security-opt", &opt];
+            let err = who.refused(
+                &[
+                    "run", "--rm", "--name", "never", opt[0], opt[1], image, "true",
+                ],
+                why,
+            );
+            assert!(err.contains(file), "{file}: {err}");
             assert!(
                 !who.store.join("containers/never").exists(),
                 "{file}: nothing made"
             );
         }
-        let o = who.run(&[
-            "run",
-            "--rm",
-            "--security-opt",
-            "label=type:spc_t",
-            image,
-            "true",
-        ]);
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("label=type:spc_t"),
-            "{o:?}"
-        );
+        let opt = ["--security-opt", "label=type:spc_t"];
+        who.refused(&["run", "--rm", opt[0], opt[1], image, "true"], opt[1]);
     });
 }
 
@@ -296,31 +271,19 @@ fn no_descriptor_leads_out_of_a_container() {
             }
             // A working directory under /proc is refused before anything starts: given, or
             // from the image.
-            let o = who.run(&[
+            let proc_dir = ["-w", "/proc/self/fd/5"];
+            let args = [
                 "run",
                 "--rm",
                 "--runtime",
                 runtime,
-                "-w",
-                "/proc/self/fd/5",
+                proc_dir[0],
+                proc_dir[1],
                 image,
                 "pwd",
-            ]);
-            assert!(
-                String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
-                "{runtime}: {o:?}"
-            );
-            who.ok(&[
-                "run",
-                "-d",
-                "--runtime",
-                runtime,
-                "--name",
-                name,
-                image,
-                "sleep",
-                "60",
-            ]);
+            ];
+            who.refused(&args, "not under /proc");
+            who.detached(runtime, name, &[], image, &["sleep", "60"]);
             for fd in &fds {
                 let o = who.run(&["exec", name, &through(*fd), "echo", "escaped"]);
                 assert!(
@@ -328,12 +291,10 @@ fn no_descriptor_leads_out_of_a_container() {
                     "{runtime} exec through fd {fd}"
                 );
             }
-            let o = who.run(&["exec", "-w", "/proc/self/fd/3", name, "pwd"]);
-            assert!(
-                String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
-                "{runtime}: {o:?}"
-            );
-            // The container's processes hold their standard streams and nothing of the host:
+            who.refused(
+                &["exec", "-w", "/proc/self/fd/3", name, "pwd"],
+                "not under /proc",
+            ); // The container's processes hold their standard streams and nothing of the host:
             // its init, and a process exec'd into it.
             let dir = who.store.join("containers").join(name);
             let init = std::fs::read_to_string(dir.join("container.pid")).unwrap();
@@ -362,11 +323,9 @@ fn no_descriptor_leads_out_of_a_container() {
             tar.to_str().unwrap(),
             "procdir",
         ]);
-        let o = who.run(&["run", "--rm", "procdir", "/probe", "getpid"]);
-        assert_eq!(o.status.code(), Some(125), "{o:?}");
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("not under /proc"),
-            "{o:?}"
+        who.refused(
+            &["run", "--rm", "procdir", "/probe", "getpid"],
+            "not under /proc",
         );
     });
 }
@@ -398,19 +357,13 @@ fn the_binary_stays_whole(who: &Runner) {
         // The shim (whose clone is the container's init until its exec) runs from a sealed
         // copy, not from the binary. SYS_PTRACE lets the watcher hold processes that are not
         // dumpable (the runtime's): what stops it then is the seal alone.
-        who.ok(&[
-            "run",
-            "-d",
-            "--cap-add",
-            "SYS_PTRACE",
-            "--runtime",
+        who.detached(
             runtime,
-            "--name",
             name,
+            &["--cap-add", "SYS_PTRACE"],
             image,
-            "/watcher",
-            "6",
-        ]);
+            &["/watcher", "6"],
+        );
         let state: serde_json::Value = serde_json::from_slice(
             &std::fs::read(who.store.join("containers").join(name).join("state.json")).unwrap(),
         )

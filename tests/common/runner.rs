@@ -32,6 +32,34 @@ impl Runner<'_> {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// `skiff run -d --runtime RUNTIME --name NAME OPTS... IMAGE COMMAND...`, which must start.
+    pub fn detached(
+        &self,
+        runtime: &str,
+        name: &str,
+        opts: &[&str],
+        image: &str,
+        command: &[&str],
+    ) {
+        let mut args = vec!["run", "-d", "--runtime", runtime, "--name", name];
+        args.extend(opts);
+        args.push(image);
+        args.extend(command);
+        assert_eq!(self.ok(&args), name);
+    }
+
+    /// Runs skiff, which must fail (with 125, skiff's own failure) and say `why`.
+    pub fn refused(&self, args: &[&str], why: &str) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(125), "skiff {args:?}: {err}");
+        assert!(
+            err.contains(why),
+            "skiff {args:?} does not say {why:?}: {err}"
+        );
+        err
+    }
+
     /// Makes `path` (under `scratch`) the runner's own.
     pub fn give(&self, path: &std::path::Path) {
         if self.rootless {
