@@ -45,7 +45,9 @@ fn probe_image(who: &Runner) -> &'static str {
     h.set_size(evil.len() as u64);
     h.set_mode(0o755);
     b.append_data(&mut h, "evil", &evil[..]).unwrap();
-    for applet in ["sh", "sleep", "cat", "ls", "echo"] {
+    for applet in [
+        "sh", "sleep", "cat", "ls", "echo", "head", "tail", "wc", "kill",
+    ] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
@@ -439,5 +441,70 @@ fn a_container_cannot_overwrite_the_skiff_binary() {
         if who.rootless {
             the_binary_stays_whole(who);
         }
+    });
+}
+
+/// A job's fork bomb and memory hog stop at the job's limits where the host's cgroups let skiff
+/// enforce them (as root here: the controllers are on cgroup v1), and `skiff info` says so where
+/// they do not (rootless without a delegated cgroup v2).
+#[test]
+fn a_job_cannot_take_the_host_down() {
+    for_each_runner(TOOLS, |who| {
+        probe_image(who);
+        let write = |name: &str, body: &str| {
+            let path = who.scratch.join(name);
+            std::fs::write(&path, body).unwrap();
+            who.give(&path);
+            path
+        };
+        let pipeline = write(
+            "limits.yml",
+            r#"
+default:
+  image: localhost/probe:latest
+bomb:
+  script:
+    - (n=0; while sleep 60 & do n=$((n+1)); echo $n > /tmp/forks; [ $n -ge 5000 ] && break; done) 2>/dev/null || true; read n < /tmp/forks; echo "forked $n"
+hog:
+  script:
+    - kept=$(head -c 400000000 /dev/zero | tail | wc -c); echo "kept $kept"
+"#,
+        );
+        let admin = write(
+            "admin.toml",
+            "memory = \"256m\"\npull_policy = [\"if-not-present\"]\n",
+        );
+        let job = |name: &str| {
+            let args = ["job", "-f", pipeline.to_str().unwrap(), "--project-dir"];
+            let mut args: Vec<&str> = args.to_vec();
+            args.extend([who.scratch.to_str().unwrap(), "--network", "private"]);
+            args.extend(["--config", admin.to_str().unwrap(), name]);
+            who.run(&args)
+        };
+        let info = who.ok(&["info"]);
+        let report: serde_json::Value =
+            serde_json::from_str(&who.ok(&["--format", "json", "info"])).unwrap();
+        let enforced = report["limits"] == "enforced";
+        let bomb = job("bomb");
+        let said = String::from_utf8_lossy(&bomb.stdout).to_string();
+        let forked: u32 = said
+            .lines()
+            .find_map(|l| l.strip_prefix("forked ")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the bomb said nothing: {bomb:?}"));
+        let hog = job("hog");
+        let kept = String::from_utf8_lossy(&hog.stdout).to_string();
+        if enforced {
+            assert!(forked < 2048, "the bomb forked {forked} times");
+            assert!(kept.contains("kept 0"), "the hog was not stopped: {kept}");
+        } else {
+            // Rootless without delegation: nothing stops them here, and skiff says so.
+            assert!(info.contains("cannot be enforced"), "{info}");
+            assert_eq!(forked, 5000);
+            assert!(kept.contains("kept 400000000"), "{kept}");
+        }
+        assert!(
+            who.ok(&["ps", "-a"]).lines().count() <= 1,
+            "nothing left running"
+        );
     });
 }

@@ -145,11 +145,11 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
     // What can be refused is refused before pulling.
     container::check(&ctx.root, &opts)?;
     if !opts.limits.is_empty()
-        && let Err(why) = skiff::runtime::spec::cgroup_delegation()
+        && let Err(why) = skiff::runtime::spec::cgroup_limits()
     {
         eprintln!(
             "WARNING: --memory/--cpus/--pids-limit are NOT enforced: {why}. \
-             Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you."
+             Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you, or root with them on cgroup v1."
         );
     }
     let puller = a.registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;

@@ -8,6 +8,10 @@ use crate::runtime::plan::Limits;
 use crate::runtime::seccomp::SeccompPolicy;
 use std::path::{Path, PathBuf};
 
+/// Processes per job container, as podman's default `pids_limit`: a fork bomb in a job stops
+/// there, where the host's cgroups let skiff enforce it (see `runtime::spec::cgroup_limits`).
+pub const JOB_PIDS_LIMIT: i64 = 2048;
+
 /// The build container's: the user (the admin's over the job's, within `allowed_users`),
 /// capabilities, tmpfs mounts with `shm_size` as /dev/shm's, memory and CPU limits.
 pub fn build_settings(
@@ -29,7 +33,7 @@ pub fn build_settings(
         limits: Limits {
             memory: admin.memory,
             cpus: admin.cpus,
-            pids: None,
+            pids: Some(JOB_PIDS_LIMIT),
         },
     })
 }
@@ -40,6 +44,10 @@ pub fn helper_settings(admin: &AdminConfig) -> Result<ContainerSettings, JobErro
         cap_add: admin.cap_add.clone(),
         cap_drop: admin.cap_drop.clone(),
         seccomp: SeccompPolicy::from_security_opts(&admin.security_opt)?,
+        limits: Limits {
+            pids: Some(JOB_PIDS_LIMIT),
+            ..Default::default()
+        },
         ..Default::default()
     })
 }
@@ -52,7 +60,7 @@ pub fn service_settings(admin: &AdminConfig) -> Result<ContainerSettings, JobErr
         limits: Limits {
             memory: admin.service_memory,
             cpus: admin.service_cpus,
-            pids: None,
+            pids: Some(JOB_PIDS_LIMIT),
         },
         seccomp: SeccompPolicy::from_security_opts(&admin.services_security_opt)?,
         ..Default::default()

@@ -22,6 +22,8 @@ pub struct HostReport {
     pub dev_fuse_accessible: bool,
     pub cgroup: String,
     pub cgroup_delegated: bool,
+    /// Where limits are enforced, or why they are not.
+    pub limits: String,
     pub runtimes: Vec<String>,
     pub network_helpers: Vec<String>,
     pub dev_net_tun_accessible: bool,
@@ -45,6 +47,8 @@ pub struct HostFacts {
     /// Controllers enabled on the v2 side of a hybrid host.
     pub v2_controllers: String,
     pub cgroup_delegated: bool,
+    /// Why `--memory`, `--pids-limit`... cannot be enforced (`None`: they can).
+    pub limits_unenforced: Option<String>,
     /// (name, path) of the OCI runtimes found besides the embedded one.
     pub runtimes: Vec<(String, String)>,
     pub dev_net_tun: bool,
@@ -105,6 +109,7 @@ impl HostFacts {
                     && rustix::fs::access(dir.as_str(), rustix::fs::Access::WRITE_OK).is_ok()
             })
             .unwrap_or(false);
+        let limits_unenforced = super::spec::cgroup_limits().err();
         HostFacts {
             kernel,
             max_user_namespaces: read("/proc/sys/user/max_user_namespaces"),
@@ -115,6 +120,7 @@ impl HostFacts {
             cgroup,
             v2_controllers: read("/sys/fs/cgroup/unified/cgroup.controllers"),
             cgroup_delegated,
+            limits_unenforced,
             runtimes: ["crun", "runc"]
                 .iter()
                 .filter_map(|r| found(r).map(|p| (r.to_string(), p)))
@@ -155,8 +161,8 @@ impl HostReport {
         if f.cgroup.starts_with("hybrid") && !f.v2_controllers.is_empty() {
             hints.push(format!("controllers {} sit on the v2 side of a hybrid host: crun and podman refuse to run there (skiff does not mind); scripts/setup gives each its own v1 mount", f.v2_controllers));
         }
-        if !f.cgroup_delegated {
-            hints.push("no writable, delegated cgroup v2 subtree: --memory/--cpus/--pids-limit cannot be enforced (systemd: Delegate=yes for the user's service)".into());
+        if let Some(why) = &f.limits_unenforced {
+            hints.push(format!("--memory/--cpus/--pids-limit and a job's limits (2048 processes, the admin file's memory and cpus) cannot be enforced: {why} (systemd: Delegate=yes for the user's service; as root, the controllers on cgroup v1 do)"));
         }
         let runtimes = std::iter::once("libcontainer (embedded, default)".to_string())
             .chain(f.runtimes.iter().map(|(r, p)| format!("{r} ({p})")))
@@ -190,6 +196,10 @@ impl HostReport {
             dev_fuse_accessible: f.dev_fuse,
             cgroup: f.cgroup.into(),
             cgroup_delegated: f.cgroup_delegated,
+            limits: match &f.limits_unenforced {
+                None => "enforced".into(),
+                Some(why) => format!("not enforced: {why}"),
+            },
             runtimes,
             network_helpers: f.network_helpers,
             dev_net_tun_accessible: f.dev_net_tun,
@@ -245,6 +255,7 @@ mod tests {
             cgroup: "v2",
             v2_controllers: String::new(),
             cgroup_delegated: true,
+            limits_unenforced: None,
             runtimes: vec![("crun".into(), "/usr/bin/crun".into())],
             dev_net_tun: true,
             network_helpers: vec!["pasta".into()],
@@ -272,6 +283,7 @@ mod tests {
                 "id_mapping",
                 "kernel",
                 "layers",
+                "limits",
                 "max_user_namespaces",
                 "network_helpers",
                 "newgidmap",
@@ -329,8 +341,8 @@ mod tests {
                 "controllers memory pids sit on the v2 side",
             ),
             (
-                |f| f.cgroup_delegated = false,
-                "no writable, delegated cgroup v2",
+                |f| f.limits_unenforced = Some("no cgroup v2 hierarchy".into()),
+                "--memory/--cpus/--pids-limit and a job's limits",
             ),
             (|f| f.dev_net_tun = false, "/dev/net/tun is not accessible"),
             (|f| f.network_helpers.clear(), "neither pasta"),

@@ -115,8 +115,16 @@ fn remove_cgroup(id: &str) {
     }
     let path = container::cgroup_path(id);
     let relative = path.strip_prefix("/").unwrap_or(&path);
-    for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        let dir = Path::new(mount).join(relative);
+    let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(|mount| Path::new(mount).join(relative));
+    // With limits on a v1 host, the runtime made one at the top of each hierarchy.
+    let v1 = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|hierarchy| hierarchy.path().join(format!("skiff-{id}")));
+    for dir in v2.chain(v1) {
         if dir.join("cgroup.procs").exists() {
             // Processes may take a moment to leave after SIGKILL.
             let start = Instant::now();

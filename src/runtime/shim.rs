@@ -113,9 +113,11 @@ pub fn shim_main(dir: &Path) -> i32 {
             }
         }
     }
-    // Hybrid hosts: the runtime must see cgroup v2 only (crun refuses hybrid mode).
+    // Hybrid hosts: the runtime must see cgroup v2 only (crun refuses hybrid mode), unless
+    // limits are to be enforced as root through the v1 controllers.
     let unified = Path::new("/sys/fs/cgroup/unified");
-    if unified.join("cgroup.controllers").exists() {
+    let v1_limits = !plan.limits.is_empty() && spec::cgroup_limits() == Ok(spec::CgroupLimits::V1);
+    if unified.join("cgroup.controllers").exists() && !v1_limits {
         if let Err(e) = nix::mount::mount(
             Some(unified),
             "/sys/fs/cgroup",

@@ -113,6 +113,38 @@ pub fn cgroup_delegation() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// Where a container's `--memory`, `--cpus` and `--pids-limit` can be enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupLimits {
+    /// Under our own delegated cgroup v2 (rootless or root).
+    V2 { own: PathBuf },
+    /// As root on a host whose memory, cpu and pids controllers are on cgroup v1 (legacy or
+    /// hybrid): the runtime makes the container's cgroup in each hierarchy.
+    V1,
+}
+
+/// The v1 controllers limits need, each mounted at `/sys/fs/cgroup/<name>`.
+const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// Where limits can be enforced, or why they cannot.
+pub fn cgroup_limits() -> Result<CgroupLimits, String> {
+    let why_not_v2 = match cgroup_delegation() {
+        Ok(own) => return Ok(CgroupLimits::V2 { own }),
+        Err(why) => why,
+    };
+    let v1_writable = V1_CONTROLLERS.iter().all(|c| {
+        rustix::fs::access(
+            format!("/sys/fs/cgroup/{c}/cgroup.procs").as_str(),
+            rustix::fs::Access::WRITE_OK,
+        )
+        .is_ok()
+    });
+    if rustix::process::geteuid().is_root() && v1_writable {
+        return Ok(CgroupLimits::V1);
+    }
+    Err(why_not_v2)
+}
+
 /// `user[:group]` (names or numbers) through the image's /etc/passwd and /etc/group:
 /// uid, gid and the supplementary groups the user is a member of.
 pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>, String), SpecError> {
@@ -383,7 +415,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
     // Rootless without delegation, resources must be None (writing devices.allow fails).
     linux.set_resources(None);
     if !plan.limits.is_empty()
-        && let Ok(own) = cgroup_delegation()
+        && let Ok(place) = cgroup_limits()
     {
         use oci_spec::runtime::{
             LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
@@ -416,17 +448,20 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             );
         }
         linux.set_resources(Some(r.build().map_err(build_err)?));
-        // Absolute, under our own delegated cgroup.
-        let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .find(|m| own.starts_with(m))
-            .unwrap_or("/sys/fs/cgroup");
-        let relative = own.strip_prefix(mount).unwrap_or(&own);
-        linux.set_cgroups_path(Some(
-            Path::new("/")
-                .join(relative)
-                .join(format!("skiff-{}", plan.id)),
-        ));
+        let container = format!("skiff-{}", plan.id);
+        linux.set_cgroups_path(Some(match place {
+            // Absolute, under our own delegated cgroup.
+            CgroupLimits::V2 { own } => {
+                let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                    .into_iter()
+                    .find(|m| own.starts_with(m))
+                    .unwrap_or("/sys/fs/cgroup");
+                let relative = own.strip_prefix(mount).unwrap_or(&own);
+                Path::new("/").join(relative).join(container)
+            }
+            // At the top of each v1 hierarchy (the shim leaves them in view).
+            CgroupLimits::V1 => Path::new("/").join(container),
+        }));
     }
     let sys = if plan.network != Network::Host || plan.pod.is_some() {
         mount(
