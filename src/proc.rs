@@ -454,7 +454,7 @@ pub fn write_atomic_mode(
 
 /// The skiff binary this process runs from (what helpers and the runner's steps execute).
 /// This process's binary, as the kernel holds it (a sealed copy stays one).
-const SELF_EXE: &str = "/proc/self/exe";
+pub const SELF_EXE: &str = "/proc/self/exe";
 
 /// The program of a helper that a container can see: the shim (whose clone becomes the
 /// container's init, the skiff binary until its exec) and exec (which joins the container's

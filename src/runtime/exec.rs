@@ -162,7 +162,7 @@ pub fn exec_main(dir: &Path) -> i32 {
 pub fn run(root: &Path, container: &str, request: &ExecRequest) -> Result<i32, ExecError> {
     let c = container::find(root, container)?;
     let program = crate::proc::exposed_program()?;
-    if program == Path::new("/proc/self/exe") {
+    if program == Path::new(crate::proc::SELF_EXE) {
         return exec(c.dir(), request);
     }
     let status = command(root, container, request)?
