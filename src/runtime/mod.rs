@@ -2,6 +2,7 @@
 //! do the work in user namespaces with the user's subordinate ids.
 
 pub mod backend;
+pub mod caps;
 pub mod container;
 pub mod exec;
 pub mod host;

@@ -2,6 +2,7 @@
 //! with the knobs that work rootless on this kind of host (no user namespace of its own: the
 //! shim already made one; no cgroup resources; podman's capability set).
 
+use super::caps::{ALL_CAPS, DEFAULT_CAPS};
 use super::network::Network;
 use super::plan::RunPlan;
 use oci_spec::runtime::{
@@ -236,66 +237,6 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .build()
         .map_err(|e| SpecError::Build(e.to_string()))
 }
-
-/// podman's default capability set.
-pub const DEFAULT_CAPS: &[Capability] = &[
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fowner,
-    Capability::Fsetid,
-    Capability::Kill,
-    Capability::NetBindService,
-    Capability::Setfcap,
-    Capability::Setgid,
-    Capability::Setpcap,
-    Capability::Setuid,
-    Capability::SysChroot,
-];
-
-/// Every capability, for `--cap-add ALL`.
-pub(crate) const ALL_CAPS: &[Capability] = &[
-    Capability::AuditControl,
-    Capability::AuditRead,
-    Capability::AuditWrite,
-    Capability::BlockSuspend,
-    Capability::Bpf,
-    Capability::CheckpointRestore,
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::DacReadSearch,
-    Capability::Fowner,
-    Capability::Fsetid,
-    Capability::IpcLock,
-    Capability::IpcOwner,
-    Capability::Kill,
-    Capability::Lease,
-    Capability::LinuxImmutable,
-    Capability::MacAdmin,
-    Capability::MacOverride,
-    Capability::Mknod,
-    Capability::NetAdmin,
-    Capability::NetBindService,
-    Capability::NetBroadcast,
-    Capability::NetRaw,
-    Capability::Perfmon,
-    Capability::Setfcap,
-    Capability::Setgid,
-    Capability::Setpcap,
-    Capability::Setuid,
-    Capability::SysAdmin,
-    Capability::SysBoot,
-    Capability::SysChroot,
-    Capability::SysModule,
-    Capability::SysNice,
-    Capability::SysPacct,
-    Capability::SysPtrace,
-    Capability::SysRawio,
-    Capability::SysResource,
-    Capability::SysTime,
-    Capability::SysTtyConfig,
-    Capability::Syslog,
-    Capability::WakeAlarm,
-];
 
 pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
     let build_err = |e: oci_spec::OciSpecError| SpecError::Build(e.to_string());

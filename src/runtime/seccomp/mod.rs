@@ -245,7 +245,7 @@ impl Profile {
                 source_name: source_name.to_string(),
                 source,
             })?;
-        let all: HashSet<Capability> = super::spec::ALL_CAPS.iter().copied().collect();
+        let all: HashSet<Capability> = super::caps::ALL_CAPS.iter().copied().collect();
         profile.to_spec(&all, &Host::this(), source_name)?;
         Ok(profile)
     }

@@ -2,7 +2,7 @@ use super::*;
 use oci_spec::runtime::{LinuxSeccompAction, LinuxSyscall};
 
 fn podman_caps() -> HashSet<Capability> {
-    crate::runtime::spec::DEFAULT_CAPS.iter().copied().collect()
+    crate::runtime::caps::DEFAULT_CAPS.iter().copied().collect()
 }
 
 fn amd64() -> Host {
