@@ -220,7 +220,7 @@ impl HelperCmd {
     /// `tokio::process::Command::from` makes it async.
     pub fn command(&self) -> Result<std::process::Command, ProcError> {
         let program = match self {
-            Self::Shim { .. } | Self::Exec { .. } => exposed_program()?,
+            Self::Shim { dir } | Self::Exec { dir } => exposed_program(dir)?,
             _ => PathBuf::from(SELF_EXE),
         };
         let mut cmd = std::process::Command::new(program);
@@ -463,11 +463,12 @@ pub const SELF_EXE: &str = "/proc/self/exe";
 /// root could write the binary, these run from a sealed in-memory copy, made once per
 /// process; where it could not (owned by another user, or on a read-only mount), from the
 /// binary itself, and the copy's cost (the binary's size, in time and memory) is not paid.
-pub fn exposed_program() -> Result<PathBuf, ProcError> {
+/// `container`: the container's directory, whose plan says whose ids it runs as.
+pub fn exposed_program(container: &std::path::Path) -> Result<PathBuf, ProcError> {
     use std::os::fd::AsRawFd;
     static SEALED: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
     let exe = std::fs::File::open(SELF_EXE).map_err(ProcError::Exe)?;
-    if is_sealed(&exe) || !containers_could_write(&exe) {
+    if is_sealed(&exe) || !containers_could_write(&exe, runs_as_host_root(container)) {
         return Ok(PathBuf::from(SELF_EXE));
     }
     let fd = match SEALED.get() {
@@ -490,10 +491,21 @@ fn is_sealed(file: &std::fs::File) -> bool {
     rustix::fs::fcntl_get_seals(file).is_ok_and(|s| s.contains(final_seals()))
 }
 
-/// Whether a container's root could open the binary for writing: as root every container's
-/// root is the host's (no user namespace of its own yet); rootless it is this user, who may
-/// write a binary it owns, or one the mode opens to others.
-fn containers_could_write(exe: &std::fs::File) -> bool {
+/// Whether the container's root is the host's: as root, unless its plan gives it ids of its
+/// own (`userns`). An unreadable plan counts as the host's.
+fn runs_as_host_root(container: &std::path::Path) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        return false;
+    }
+    let plan = std::fs::read(container.join("plan.json")).unwrap_or_default();
+    serde_json::from_slice::<serde_json::Value>(&plan)
+        .map_or(true, |p| p.get("userns").is_none_or(|ids| ids.is_null()))
+}
+
+/// Whether a container's root could open the binary for writing: host root (`host_root`)
+/// can; ids of its own (as root) only a binary the mode opens to others; rootless it is
+/// this user, who may write a binary it owns, or one the mode opens to others.
+fn containers_could_write(exe: &std::fs::File, host_root: bool) -> bool {
     let read_only = rustix::fs::fstatvfs(exe)
         .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
     if read_only {
@@ -503,7 +515,11 @@ fn containers_could_write(exe: &std::fs::File) -> bool {
         return true;
     };
     let euid = rustix::process::geteuid();
-    euid.is_root() || st.st_uid == euid.as_raw() || st.st_mode & 0o022 != 0
+    match (host_root, euid.is_root()) {
+        (true, _) => true,
+        (false, true) => st.st_mode & 0o002 != 0,
+        (false, false) => st.st_uid == euid.as_raw() || st.st_mode & 0o022 != 0,
+    }
 }
 
 /// A copy of `exe` in memory, sealed: no process can change it, whatever its privileges.

@@ -326,7 +326,9 @@ fn podman_run_flags() {
         for p in [&vol, &vol.join("in"), &env_file] {
             who.give(p);
         }
-        let rw = format!("{}:/data", vol.display());
+        // As root the container's root is an unprivileged host uid: writing a root-owned
+        // directory takes `idmap` (rootless it changes nothing).
+        let rw = format!("{}:/data:idmap", vol.display());
         let ro = format!("{}:/ro:ro", vol.display());
         let script = "cat /data/in; echo out > /data/out && echo rw; \
             (echo x > /ro/x) 2>/dev/null || echo ro; (touch /etc/x) 2>/dev/null || echo rootfs-ro; \

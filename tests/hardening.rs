@@ -340,9 +340,12 @@ fn sha256(path: &Path) -> String {
 /// The CVE-2019-5736 shape: a container whose `/evil` is `#!/proc/self/exe`, so that running
 /// it inside the container runs whatever binary started it, and a watcher in the container
 /// that holds every foreign `/proc/PID/exe` and keeps trying to append to it. The skiff binary
-/// the runner uses (its own copy, owned by the test user rootless, by root as root: both
-/// writable by a container's root) must come out unchanged.
-fn the_binary_stays_whole(who: &Runner) {
+/// the runner uses (its own copy, owned by the test user rootless, by root as root) must come
+/// out unchanged. `userns`: root's `--userns` mode. Where the container's root could write the
+/// binary (rootless, the user's own; as root, `--userns=host`) skiff runs from a sealed copy;
+/// as root with ids of its own the kernel refuses the write, and the binary is used as is.
+fn the_binary_stays_whole(who: &Runner, userns: &str) {
+    let sealed = who.rootless || userns == "host";
     let image = probe_image(who);
     let before = sha256(&who.binary);
     let names: Vec<String> = BACKENDS.iter().map(|b| format!("victim-{b}")).collect();
@@ -350,7 +353,16 @@ fn the_binary_stays_whole(who: &Runner) {
     let _cleanup = Cleanup(who, &names);
     for (runtime, name) in BACKENDS.iter().zip(&names) {
         // run: the container's own command resolves /proc/self/exe in the runtime's init.
-        let o = who.run(&["run", "--rm", "--runtime", runtime, image, "/evil"]);
+        let o = who.run(&[
+            "run",
+            "--rm",
+            "--userns",
+            userns,
+            "--runtime",
+            runtime,
+            image,
+            "/evil",
+        ]);
         assert_ne!(
             o.status.code(),
             Some(0),
@@ -362,7 +374,7 @@ fn the_binary_stays_whole(who: &Runner) {
         who.detached(
             runtime,
             name,
-            &["--cap-add", "SYS_PTRACE"],
+            &["--cap-add", "SYS_PTRACE", "--userns", userns],
             image,
             &["/watcher", "6"],
         );
@@ -371,8 +383,9 @@ fn the_binary_stays_whole(who: &Runner) {
         )
         .unwrap();
         let shim_exe = std::fs::read_link(format!("/proc/{}/exe", state["shim_pid"])).unwrap();
-        assert!(
+        assert_eq!(
             shim_exe.to_string_lossy().starts_with("/memfd:skiff"),
+            sealed,
             "{runtime}: the shim runs from {}",
             shim_exe.display()
         );
@@ -398,7 +411,7 @@ fn the_binary_stays_whole(who: &Runner) {
             !log.contains("wrote"),
             "{runtime}: the watcher wrote to a binary:\n{log}"
         );
-        if *runtime == "libcontainer" && !who.rootless {
+        if *runtime == "libcontainer" && !who.rootless && userns == "host" {
             // Not a vacuous pass: the watcher held skiff's exec process, and its binary was
             // the sealed copy. (Rootless, the kernel does not even let it hold the process:
             // it is not dumpable, and the watcher's capabilities end at its user namespace.)
@@ -429,17 +442,22 @@ fn a_container_cannot_overwrite_the_skiff_binary() {
     let binary = env.path("skiff");
     std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &binary).unwrap();
     let root_skiff = || env.skiff_at(&binary);
-    the_binary_stays_whole(&Runner {
-        skiff: &root_skiff,
-        scratch: env.path(""),
-        store: env.store(),
-        rootless: false,
-        binary: binary.clone(),
-    });
+    for userns in ["host", "auto"] {
+        the_binary_stays_whole(
+            &Runner {
+                skiff: &root_skiff,
+                scratch: env.path(""),
+                store: env.store(),
+                rootless: false,
+                binary: binary.clone(),
+            },
+            userns,
+        );
+    }
     // Rootless: the test user runs its own copy, which it owns.
     for_each_runner(TOOLS, |who| {
         if who.rootless {
-            the_binary_stays_whole(who);
+            the_binary_stays_whole(who, "auto");
         }
     });
 }
@@ -505,6 +523,281 @@ hog:
         assert!(
             who.ok(&["ps", "-a"]).lines().count() <= 1,
             "nothing left running"
+        );
+    });
+}
+
+/// The first id of the `containers` range in /etc/subuid.
+fn containers_start() -> u32 {
+    let text = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("containers:")?
+                .split(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("a containers range in /etc/subuid (scripts/setup adds it)")
+}
+
+/// The host uid of a process, from /proc/PID/status.
+fn host_uid(pid: &str) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}
+
+/// `0 HOST COUNT` rows of a uid_map as printed inside: the host id container 0 is.
+fn mapped_root(uid_map: &str) -> u32 {
+    uid_map
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&"0")).then(|| f[1].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no row for 0 in {uid_map:?}"))
+}
+
+/// Root's own runner: containers of root get ids of their own.
+fn as_root(test: impl FnOnce(&Runner)) {
+    if !common::require(TOOLS) || !common::require_root("containers of root") {
+        return;
+    }
+    let env = common::Env::new();
+    let skiff = || env.skiff();
+    test(&Runner {
+        skiff: &skiff,
+        scratch: env.path(""),
+        store: env.store(),
+        rootless: false,
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
+    });
+}
+
+#[test]
+fn containers_of_root_never_run_as_host_root() {
+    as_root(|who| {
+        let image = probe_image(who);
+        let base = containers_start();
+        let names = ["ids-libcontainer", "ids-crun", "ids-runc", "ids-host"];
+        let _cleanup = Cleanup(who, &names);
+        // Started at once: each gets a range of its own.
+        let starts: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let runtime = name.strip_prefix("ids-").unwrap();
+                let mut args = vec!["run", "-d", "--name", name];
+                match runtime {
+                    "host" => args.extend(["--userns=host"]),
+                    r => args.extend(["--runtime", r]),
+                }
+                args.extend([image, "sleep", "60"]);
+                (who.skiff)()
+                    .args(&args)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut s in starts {
+            assert!(s.wait().unwrap().success());
+        }
+        let mut outside = vec![];
+        for name in names {
+            let inside = who.ok(&[
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "busybox id -u; cat /proc/self/uid_map",
+            ]);
+            let (uid, map) = inside.split_once('\n').unwrap();
+            assert_eq!(uid, "0", "{name}: root inside");
+            let pid = std::fs::read_to_string(
+                who.store
+                    .join("containers")
+                    .join(name)
+                    .join("container.pid"),
+            )
+            .unwrap();
+            let host = host_uid(pid.trim());
+            if name == "ids-host" {
+                assert_eq!(host, 0, "--userns=host keeps host root");
+                assert_eq!(mapped_root(map), 0);
+                continue;
+            }
+            assert!(
+                host >= base,
+                "{name}: runs as host uid {host}, outside containers:{base}"
+            );
+            assert_eq!(
+                mapped_root(map),
+                host,
+                "{name}: exec joins the container's ids"
+            );
+            outside.push(host);
+        }
+        outside.sort();
+        outside.dedup();
+        assert_eq!(outside.len(), 3, "disjoint ranges: {outside:?}");
+        for o in outside.windows(2) {
+            assert!(o[1] - o[0] >= 65536, "ranges overlap: {outside:?}");
+        }
+    });
+}
+
+#[test]
+fn pods_of_root_get_disjoint_ranges() {
+    as_root(|who| {
+        let image = probe_image(who);
+        let pods = ["range-a", "range-b"];
+        let creating: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                (who.skiff)()
+                    .args(["pod", "create", "--name", p])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in creating {
+            assert!(c.wait().unwrap().success());
+        }
+        let mut roots = vec![];
+        for pod in pods {
+            let map = who.ok(&[
+                "run",
+                "--rm",
+                "--pod",
+                pod,
+                image,
+                "cat",
+                "/proc/self/uid_map",
+            ]);
+            let held: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(who.store.join("pods").join(pod).join("pod.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                Some(mapped_root(&map) as u64),
+                held["userns"]["uid"].as_u64(),
+                "{pod}: members run in the pod's range"
+            );
+            roots.push(mapped_root(&map));
+        }
+        assert!(roots[0].abs_diff(roots[1]) >= 65536, "{roots:?}");
+        who.ok(&["pod", "rm", "-f", pods[0], pods[1]]);
+        // Freed with the pods: the next takes the first range again.
+        who.ok(&["pod", "create", "--name", "range-c"]);
+        let map = who.ok(&[
+            "run",
+            "--rm",
+            "--pod",
+            "range-c",
+            image,
+            "cat",
+            "/proc/self/uid_map",
+        ]);
+        assert_eq!(mapped_root(&map), *roots.iter().min().unwrap());
+        who.ok(&["pod", "rm", "-f", "range-c"]);
+    });
+}
+
+#[test]
+fn a_job_of_root_is_root_inside_only() {
+    as_root(|who| {
+        probe_image(who);
+        let base = containers_start();
+        let shared = who.scratch.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let project = who.scratch.join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(
+            project.join(".gitlab-ci.yml"),
+            "ids:\n  image: localhost/probe:latest\n  script:\n    - busybox id -u\n    - cat /proc/self/uid_map\n    - echo job > made-in-project\n    - echo job > /shared/made-in-volume\n",
+        )
+        .unwrap();
+        let pipeline = project.join(".gitlab-ci.yml");
+        let admin = who.scratch.join("ids.toml");
+        std::fs::write(
+            &admin,
+            format!(
+                "volumes = [\"{}:/shared\"]\npull_policy = [\"if-not-present\"]\n",
+                shared.display()
+            ),
+        )
+        .unwrap();
+        let out = who.ok(&[
+            "job",
+            "-f",
+            pipeline.to_str().unwrap(),
+            "--project-dir",
+            project.to_str().unwrap(),
+            "--network",
+            "private",
+            "--config",
+            admin.to_str().unwrap(),
+            "ids",
+        ]);
+        assert!(out.lines().any(|l| l.trim() == "0"), "root inside: {out}");
+        let row = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some("0") && l.split_whitespace().count() == 3)
+            .unwrap_or_else(|| panic!("no uid_map in {out}"));
+        let outside = mapped_root(row);
+        assert!(outside >= base, "the job's root is host uid {outside}");
+        let made = std::fs::metadata(shared.join("made-in-volume")).unwrap();
+        assert_eq!(
+            made.uid(),
+            outside,
+            "a bind-mounted directory gets the mapped owner"
+        );
+        // The project is bound idmapped: what the job writes there is the project's owner's.
+        let owner = std::fs::metadata(&project).unwrap().uid();
+        assert_eq!(
+            std::fs::metadata(project.join("made-in-project"))
+                .unwrap()
+                .uid(),
+            owner
+        );
+        // The admin's userns_mode = "host" keeps the old way.
+        std::fs::write(
+            &admin,
+            "userns_mode = \"host\"\npull_policy = [\"if-not-present\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            project.join(".gitlab-ci.yml"),
+            "ids:\n  image: localhost/probe:latest\n  script:\n    - cat /proc/self/uid_map\n",
+        )
+        .unwrap();
+        let out = who.ok(&[
+            "job",
+            "-f",
+            pipeline.to_str().unwrap(),
+            "--project-dir",
+            project.to_str().unwrap(),
+            "--network",
+            "private",
+            "--config",
+            admin.to_str().unwrap(),
+            "ids",
+        ]);
+        assert!(
+            out.contains("4294967295"),
+            "host ids with userns_mode = host: {out}"
         );
     });
 }

@@ -29,6 +29,10 @@ pub struct CreateArgs {
     pub add_host: Vec<String>,
     #[arg(long)]
     pub dns: Vec<String>,
+    /// As root: auto (ids of its own from the `containers` range in /etc/subuid and
+    /// /etc/subgid) or host (its root is host root). Rootless: always your own namespace
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub userns: String,
     /// The pod's name (instead of --name)
     pub pod: Option<String>,
     /// End the pod (kill its containers) when the process PID ends
@@ -73,6 +77,7 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
             hosts: skiff::runtime::plan::parse_hosts(&a.add_host)?,
             dns: a.dns,
             owner: a.owner,
+            userns: a.userns.parse()?,
         },
     )?;
     println!("{name}");

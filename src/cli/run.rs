@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// seccomp.json, else the same profile built in]
     #[arg(long)]
     pub security_opt: Vec<String>,
+    /// As root: auto (ids of its own from the `containers` range in /etc/subuid and
+    /// /etc/subgid) or host (its root is host root). Rootless: always your own namespace
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub userns: String,
     /// Keep stdin open (attach it to the container)
     #[arg(long, short)]
     pub interactive: bool,
@@ -140,6 +144,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         },
         runtime: RuntimeChoice::parse(&a.runtime)?,
         seccomp: SeccompPolicy::from_security_opts(&a.security_opt)?,
+        userns: a.userns.parse()?,
         ..Default::default()
     };
     // What can be refused is refused before pulling.

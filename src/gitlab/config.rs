@@ -257,6 +257,9 @@ pub struct AdminConfig {
     /// skiff's network for the job's pod (`private`, `slirp4netns[:..]`, `pasta[:..]`);
     /// None: skiff's default. Docker's `bridge` is the default, `none` is `private`.
     pub network_mode: Option<String>,
+    /// As root: the job's pod in ids of its own (docker's "" and podman's `auto`, skiff's
+    /// default) or the host's (`host`).
+    pub userns_mode: Option<String>,
     /// Seconds, as written: 0 means the runner's 30, negative no wait
     /// (`services_wait_secs`). None: not in the file.
     pub wait_for_services_timeout: Option<i64>,
@@ -373,10 +376,7 @@ pub const KEYS: &[(&str, Rule)] = &[
         "group_add",
         Rule::Rejected("skiff adds no supplementary groups to the container's user"),
     ),
-    (
-        "userns_mode",
-        Rule::Rejected("skiff always runs a job in a user namespace of its own"),
-    ),
+    ("userns_mode", Rule::Supported),
     (
         "oom_kill_disable",
         Rule::Rejected("skiff leaves out-of-memory handling to the kernel's defaults"),
@@ -651,6 +651,7 @@ impl AdminConfig {
             ("helper_image", &self.helper_image),
             ("helper_image_flavor", &self.helper_image_flavor),
             ("network_mode", &self.network_mode),
+            ("userns_mode", &self.userns_mode),
         ] {
             if let Some(v) = v {
                 put(k, v.clone());
@@ -943,6 +944,16 @@ fn parse_cpus(text: &str) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+impl AdminConfig {
+    /// `userns_mode`: `host` keeps the host's ids; anything else (checked when read) is auto.
+    pub fn userns(&self) -> crate::runtime::userns::UsernsMode {
+        match self.userns_mode.as_deref() {
+            Some("host") => crate::runtime::userns::UsernsMode::Host,
+            _ => crate::runtime::userns::UsernsMode::Auto,
+        }
+    }
+}
+
 /// A docker `network_mode` as skiff's network for the job's pod. None: skiff's default.
 fn pod_network(mode: &str) -> Result<Option<String>, String> {
     use crate::runtime::network::Network;
@@ -1155,6 +1166,18 @@ impl Reader<'_> {
                     match pod_network(&mode) {
                         Ok(net) => c.network_mode = net,
                         Err(why) => self.problem(at, shown(item), format!("not supported: {why}")),
+                    }
+                }
+            }
+            "userns_mode" => {
+                if let Some(mode) = self.string(at, item) {
+                    match mode.as_str() {
+                        "" | "auto" | "host" => c.userns_mode = Some(mode),
+                        _ => self.problem(
+                            at,
+                            shown(item),
+                            "not supported: skiff takes auto (\"\", the default: ids of the job's own from the containers subordinate range) or host".to_string(),
+                        ),
                     }
                 }
             }

@@ -20,6 +20,7 @@ use crate::helper::{HelperSpec, runner_arch};
 use crate::image::pull::Policy;
 use crate::image::settings::RegistrySettings;
 use crate::oci::manifest::PlatformSpec;
+use crate::runtime::plan::Volume;
 use crate::store::Store;
 use std::path::{Path, PathBuf};
 
@@ -244,7 +245,7 @@ fn job_volumes(
     st: &DriverState,
     payload: &JobPayload,
     opts: &PrepareOptions,
-) -> Result<Vec<(PathBuf, String, bool)>, JobError> {
+) -> Result<Vec<Volume>, JobError> {
     let cache = match opts.admin.disable_cache {
         true => st.dir.join("volumes"),
         false => opts.cache_dir.clone(),
@@ -253,9 +254,17 @@ fn job_volumes(
         std::fs::create_dir_all(&dir).map_err(JobError::io("creating", &dir))?;
         Ok(dir)
     };
+    // skiff's own directories, kept between jobs that run with different ids: each job's
+    // root owns them (idmapped binds).
+    let own = |source: PathBuf, destination: &str| Volume {
+        source,
+        destination: destination.into(),
+        read_only: false,
+        idmap: true,
+    };
     let mut volumes = vec![
-        (st.builds.clone(), "/builds".to_string(), false),
-        (made(cache.join("cache"))?, "/cache".to_string(), false),
+        own(st.builds.clone(), "/builds"),
+        own(made(cache.join("cache"))?, "/cache"),
     ];
     let variables: Vec<(String, String)> = payload
         .all_variables()
@@ -265,7 +274,7 @@ fn job_volumes(
     volumes.extend(admin_volumes(&opts.admin, &cache, &variables)?);
     // `/cache` listed by the admin is the one skiff mounts already.
     let mut seen = std::collections::BTreeSet::new();
-    volumes.retain(|(_, dest, _)| seen.insert(dest.clone()));
+    volumes.retain(|v| seen.insert(v.destination.clone()));
     Ok(volumes)
 }
 
@@ -377,6 +386,7 @@ pub async fn prepare(
             owner: None,
             hosts: admin.extra_hosts.clone(),
             dns: admin.dns.clone(),
+            userns: admin.userns(),
         })
         .await
         .map_err(|source| JobError::Pod { source })?;

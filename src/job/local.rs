@@ -12,7 +12,6 @@ use crate::image::ResolvedImage;
 use crate::image::pull::{Policy, Puller};
 use crate::runtime::container::{self, ContainerDir, CreateOptions};
 use crate::runtime::network::Network;
-use crate::runtime::plan::Volume;
 use crate::runtime::pod::{self, PodOptions};
 use futures_util::future::LocalBoxFuture as BoxFuture;
 use std::path::PathBuf;
@@ -62,15 +61,7 @@ fn create_options(c: &ContainerRequest) -> CreateOptions {
         seccomp: c.settings.seccomp.clone(),
         pod: Some(c.pod.clone()),
         hosts: c.hosts.clone(),
-        volumes: c
-            .volumes
-            .iter()
-            .map(|(source, destination, read_only)| Volume {
-                source: source.clone(),
-                destination: destination.clone(),
-                read_only: *read_only,
-            })
-            .collect(),
+        volumes: c.volumes.clone(),
         ..Default::default()
     }
 }
@@ -120,6 +111,7 @@ impl JobRuntime for LocalRuntime {
                 hosts: request.hosts,
                 dns: request.dns,
                 owner: request.owner,
+                userns: request.userns,
             };
             Ok(pod::create(&root, &opts)?)
         }))

@@ -10,6 +10,7 @@ use crate::error_chain;
 use crate::gitlab::pipeline::ServiceSpec;
 use crate::image::ResolvedImage;
 use crate::image::pull::parse_policies;
+use crate::runtime::plan::Volume;
 use std::future::Future;
 use std::time::Duration;
 
@@ -167,6 +168,7 @@ async fn execute(
             owner: plan.owner,
             hosts: plan.admin.extra_hosts.clone(),
             dns: plan.admin.dns.clone(),
+            userns: plan.admin.userns(),
         })
         .await
         .map_err(|source| JobError::Pod { source })?;
@@ -227,13 +229,20 @@ async fn execute(
         command: script::shell_command(),
         env: variables.clone(),
         hosts: vec![],
-        volumes: std::iter::once((host_project, project_dir.clone(), false))
-            .chain(super::settings::admin_volumes(
-                &plan.admin,
-                &plan.dir.join("volumes"),
-                &variables,
-            )?)
-            .collect(),
+        // The job's root owns the project as its owner does (an idmapped bind): what the job
+        // writes there is the project owner's, as without a user namespace.
+        volumes: std::iter::once(Volume {
+            source: host_project,
+            destination: project_dir.clone(),
+            read_only: false,
+            idmap: true,
+        })
+        .chain(super::settings::admin_volumes(
+            &plan.admin,
+            &plan.dir.join("volumes"),
+            &variables,
+        )?)
+        .collect(),
         workdir: Some(project_dir.clone()),
         settings: super::settings::build_settings(&plan.admin, None)?,
     };
@@ -303,7 +312,7 @@ pub(super) struct Services<'a> {
     pub specs: &'a [ServiceSpec],
     pub images: &'a [ResolvedImage],
     pub envs: Vec<Vec<(String, String)>>,
-    pub volumes: Vec<(std::path::PathBuf, String, bool)>,
+    pub volumes: Vec<crate::runtime::plan::Volume>,
     pub settings: super::seams::ContainerSettings,
 }
 

@@ -3,6 +3,7 @@
 
 use crate::image::ResolvedImage;
 use crate::image::pull::Policy;
+use crate::runtime::plan::Volume;
 use futures_util::future::LocalBoxFuture as BoxFuture;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub struct PodRequest {
     pub hosts: Vec<(String, String)>,
     /// DNS servers for every member's /etc/resolv.conf.
     pub dns: Vec<String>,
+    /// As root: ids of the job's own (auto, the default) or the host's (the admin's
+    /// `userns_mode = "host"`).
+    pub userns: crate::runtime::userns::UsernsMode,
 }
 
 /// A container started in the job's pod, running until the pod is removed.
@@ -44,8 +48,8 @@ pub struct ContainerRequest {
     pub env: Vec<(String, String)>,
     /// NAME, IP entries every member of the pod sees in /etc/hosts.
     pub hosts: Vec<(String, String)>,
-    /// Bind mounts: host path, container path, read-only.
-    pub volumes: Vec<(PathBuf, String, bool)>,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
     pub workdir: Option<String>,
     pub settings: ContainerSettings,
 }

@@ -4,9 +4,9 @@
 use super::JobError;
 use super::seams::ContainerSettings;
 use crate::gitlab::config::{AdminConfig, VolumeSpec, anonymous_volume_name, expand_runner_value};
-use crate::runtime::plan::Limits;
+use crate::runtime::plan::{Limits, Volume};
 use crate::runtime::seccomp::SeccompPolicy;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Processes per job container, as podman's default `pids_limit`: a fork bomb in a job stops
 /// there, where the host's cgroups let skiff enforce it (see `runtime::spec::cgroup_limits`).
@@ -73,7 +73,7 @@ pub fn admin_volumes(
     admin: &AdminConfig,
     anonymous: &Path,
     variables: &[(String, String)],
-) -> Result<Vec<(PathBuf, String, bool)>, JobError> {
+) -> Result<Vec<Volume>, JobError> {
     let expand = |text: &str| {
         expand_runner_value(text, |name| {
             variables
@@ -92,7 +92,12 @@ pub fn admin_volumes(
                     source,
                     destination,
                     read_only,
-                } => (source.clone(), expand(destination), *read_only),
+                } => Volume {
+                    source: source.clone(),
+                    destination: expand(destination),
+                    read_only: *read_only,
+                    idmap: false,
+                },
                 VolumeSpec::Anonymous {
                     destination,
                     read_only,
@@ -100,7 +105,14 @@ pub fn admin_volumes(
                     let destination = expand(destination);
                     let dir = anonymous.join(anonymous_volume_name(&destination));
                     std::fs::create_dir_all(&dir).map_err(JobError::io("creating", &dir))?;
-                    (dir, destination, *read_only)
+                    // skiff's own directory, kept between jobs of different ids:
+                    // each job's root owns it.
+                    Volume {
+                        source: dir,
+                        destination,
+                        read_only: *read_only,
+                        idmap: true,
+                    }
                 }
             })
         })

@@ -665,9 +665,21 @@ environment = ["MODE=test"]
             .iter()
             .any(|t| t.starts_with("/dev/shm:size=1048576"))
     );
-    let dests: Vec<&str> = build.volumes.iter().map(|v| v.1.as_str()).collect();
+    let dests: Vec<&str> = build
+        .volumes
+        .iter()
+        .map(|v| v.destination.as_str())
+        .collect();
     assert_eq!(dests, ["/builds", "/cache", "/data"]);
-    assert!(build.volumes[2].0.starts_with(root.path().join("cache/4")));
+    assert!(
+        build.volumes[2]
+            .source
+            .starts_with(root.path().join("cache/4"))
+    );
+    assert!(
+        build.volumes.iter().all(|v| v.idmap),
+        "skiff's own directories are owned by each job's root"
+    );
     assert_eq!(
         started[1].volumes, build.volumes,
         "services get the job's volumes"
@@ -791,5 +803,5 @@ async fn a_local_job_takes_the_admin_file() {
     assert!(started[0].hosts.iter().any(|(h, _)| h == "cache"));
     let build = started.iter().find(|c| c.name.ends_with("-build")).unwrap();
     assert_eq!(build.settings.cap_drop, ["NET_RAW"]);
-    assert!(build.volumes.iter().any(|v| v.1 == "/data"));
+    assert!(build.volumes.iter().any(|v| v.destination == "/data"));
 }

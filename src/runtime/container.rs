@@ -7,6 +7,7 @@ use super::network::Network;
 use super::plan::{Limits, PlanError, RunPlan, Volume};
 use super::pod_state::PodError;
 use super::seccomp::{SeccompError, SeccompPolicy};
+use super::userns::{self, UsernsError, UsernsMode};
 use crate::image::ResolvedImage;
 use crate::proc::{HelperCmd, ProcError};
 use nix::sys::signal::Signal;
@@ -57,6 +58,8 @@ pub enum ContainerError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Pod(#[from] PodError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
     #[error(transparent)]
     Helper(#[from] ProcError),
 }
@@ -256,6 +259,8 @@ pub struct CreateOptions {
     pub remove: bool,
     /// `--security-opt seccomp=...`: the syscall filter.
     pub seccomp: SeccompPolicy,
+    /// `--userns`: as root, ids of its own (auto) or the host's.
+    pub userns: UsernsMode,
 }
 
 impl Default for CreateOptions {
@@ -282,6 +287,7 @@ impl Default for CreateOptions {
             runtime: RuntimeChoice::Libcontainer,
             remove: false,
             seccomp: SeccompPolicy::Default,
+            userns: UsernsMode::Auto,
         }
     }
 }
@@ -313,14 +319,24 @@ pub fn create(
     opts: &CreateOptions,
 ) -> Result<Container, ContainerError> {
     check(root, opts)?;
-    let (network, pod) = match &opts.pod {
+    let (network, pod, pod_userns) = match &opts.pod {
         Some(name) => {
             let dir = pod_dir(root, name);
             let (state, _) = super::pod_state::running(&dir)?;
-            (state.network, Some(dir))
+            (state.network, Some(dir), state.userns)
         }
-        None => (opts.network.clone(), None),
+        None => (opts.network.clone(), None, None),
     };
+    // As root, ids of its own, held from the plan's writing on (a pod's members: the pod's).
+    let (userns, _allocating) =
+        if opts.userns == UsernsMode::Host || !rustix::process::geteuid().is_root() {
+            (None, None)
+        } else if pod.is_some() {
+            (pod_userns, None)
+        } else {
+            let (allocation, lock) = userns::allocate(root, userns::containers_ranges()?)?;
+            (Some(allocation), Some(lock))
+        };
     let id = match &opts.name {
         Some(n) => n.clone(),
         None => format!(
@@ -337,6 +353,9 @@ pub fn create(
         path: dir.path().to_path_buf(),
         source,
     })?;
+    if userns.is_some() {
+        userns::make_searchable(root, dir.path())?;
+    }
     let plan = RunPlan {
         id: id.clone(),
         image: image.name.clone(),
@@ -367,6 +386,7 @@ pub fn create(
         limits: opts.limits.clone(),
         tty: opts.tty,
         seccomp: opts.seccomp.clone(),
+        userns,
     };
     if let Some(pod_dir) = &pod {
         // Every member finds this one by its name, and by the hosts it adds.

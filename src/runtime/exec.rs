@@ -121,6 +121,36 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
     let mnt = ns("mnt").map_err(io("opening the container's mount namespace"))?;
     nix::sched::setns(mnt, nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(sys("joining the container's mount namespace"))?;
+    // As root with ids of its own, the external runtimes join the container's user
+    // namespace themselves; libcontainer's exec does not, so we do, last (the namespaces
+    // above are the host root's to join).
+    if nix::unistd::geteuid().is_root()
+        && plan.userns.is_some()
+        && plan.runtime == super::backend::RuntimeChoice::Libcontainer
+    {
+        let pid = dir
+            .container_pid()
+            .ok_or_else(|| ExecError::NotRunning(dir.id()))?;
+        if let Some(ids) = plan.userns {
+            // Its exec cannot move us into the container's cgroups from in there, but
+            // insists on writing their process lists: we join them first and let the
+            // container's root write those lists (of its own cgroups only).
+            join_cgroups_of(pid.as_raw() as u32, (ids.uid, ids.gid));
+            // Where its exec puts its socket: its state directory, the container's root's.
+            let state = dir.runtime_state().join(dir.id());
+            std::os::unix::fs::chown(&state, Some(ids.uid), Some(ids.gid))
+                .map_err(io("giving the container's root its runtime state"))?;
+        }
+        let user_ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map_err(io("opening the container's user namespace"))?;
+        nix::sched::setns(user_ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(sys("joining the container's user namespace"))?;
+        let root = nix::unistd::Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root).map_err(sys("setresgid(0)"))?;
+        nix::unistd::setgroups(&[]).map_err(sys("setgroups"))?;
+        let root = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root).map_err(sys("setresuid(0)"))?;
+    }
     let process = ExecProcess {
         args: request.args.clone(),
         env: request.env.clone(),
@@ -134,6 +164,48 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
         pid_file: &pid_file,
     };
     Ok(plan.runtime.backend().exec(&dir.id(), &paths, &process)?)
+}
+
+/// Moves this process into the cgroups of `pid` (as listed in its /proc/PID/cgroup), in
+/// whichever hierarchies this mount namespace shows: cgroup2 at /sys/fs/cgroup (the
+/// shim's view on hybrid hosts) or /sys/fs/cgroup/unified, v1 controllers under their
+/// names, and gives `owner` their process lists. A hierarchy that cannot be joined is
+/// left: limits there are best effort.
+fn join_cgroups_of(pid: u32, (uid, gid): (u32, u32)) {
+    let Ok(listing) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return;
+    };
+    let me = std::process::id().to_string();
+    for line in listing.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if path == "/" {
+            continue;
+        }
+        let relative = path.trim_start_matches('/');
+        let candidates: Vec<std::path::PathBuf> = if controllers.is_empty() {
+            ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                .iter()
+                .map(|m| Path::new(m).join(relative))
+                .collect()
+        } else {
+            let name = controllers.trim_start_matches("name=");
+            vec![Path::new("/sys/fs/cgroup").join(name).join(relative)]
+        };
+        if let Some(procs) = candidates
+            .iter()
+            .map(|c| c.join("cgroup.procs"))
+            .find(|p| p.exists())
+            && let Err(e) = std::fs::write(&procs, &me)
+                .and_then(|()| std::os::unix::fs::chown(&procs, Some(uid), Some(gid)))
+        {
+            tracing::debug!("joining {}: {e}", procs.display());
+        }
+    }
 }
 
 /// Where `command` puts the request for the helper.
@@ -161,7 +233,7 @@ pub fn exec_main(dir: &Path) -> i32 {
 /// that joins the container must not expose a writable binary. Stdio is this process's.
 pub fn run(root: &Path, container: &str, request: &ExecRequest) -> Result<i32, ExecError> {
     let c = container::find(root, container)?;
-    let program = crate::proc::exposed_program()?;
+    let program = crate::proc::exposed_program(c.dir().path())?;
     if program == Path::new(crate::proc::SELF_EXE) {
         return exec(c.dir(), request);
     }

@@ -15,6 +15,8 @@ pub struct HostReport {
     /// As the kernel says it (empty when unreadable).
     pub max_user_namespaces: String,
     pub id_mapping: Mapping,
+    /// As root: the `containers` subordinate ids containers and pods get ranges from.
+    pub containers_ids: String,
     pub newuidmap: Option<String>,
     pub newgidmap: Option<String>,
     pub overlay: String,
@@ -41,6 +43,8 @@ pub struct HostFacts {
     /// `kernel.unprivileged_userns_clone` (empty where the sysctl does not exist).
     pub unprivileged_userns_clone: String,
     pub mapping: Mapping,
+    /// The `containers` entries of /etc/subuid and /etc/subgid, or why there are none.
+    pub containers_ids: Result<(userns::IdRange, userns::IdRange), String>,
     pub newuidmap: Option<String>,
     pub newgidmap: Option<String>,
     pub cgroup: &'static str,
@@ -115,6 +119,7 @@ impl HostFacts {
             max_user_namespaces: read("/proc/sys/user/max_user_namespaces"),
             unprivileged_userns_clone: read("/proc/sys/kernel/unprivileged_userns_clone"),
             mapping: userns::detect(),
+            containers_ids: userns::containers_ranges().map_err(|e| e.to_string()),
             newuidmap: found("newuidmap"),
             newgidmap: found("newgidmap"),
             cgroup,
@@ -158,6 +163,22 @@ impl HostReport {
         if let Mapping::Single { why, .. } = &f.mapping {
             hints.push(format!("only a single-id user namespace: {why}; add a range with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER` and install uidmap"));
         }
+        let containers_ids = match (&f.containers_ids, f.mapping.is_root()) {
+            (_, false) => "rootless: your own user namespace".to_string(),
+            (Ok((uids, _)), true) => format!(
+                "containers:{}:{} ({} ranges of {})",
+                uids.start,
+                uids.count,
+                uids.count / userns::SLOT,
+                userns::SLOT
+            ),
+            (Err(why), true) => {
+                hints.push(format!(
+                    "containers of root cannot get ids of their own: {why}"
+                ));
+                "missing".to_string()
+            }
+        };
         if f.cgroup.starts_with("hybrid") && !f.v2_controllers.is_empty() {
             hints.push(format!("controllers {} sit on the v2 side of a hybrid host: crun and podman refuse to run there (skiff does not mind); scripts/setup gives each its own v1 mount", f.v2_controllers));
         }
@@ -189,6 +210,7 @@ impl HostReport {
             user_namespaces,
             max_user_namespaces: f.max_user_namespaces,
             id_mapping: f.mapping,
+            containers_ids,
             newuidmap: f.newuidmap,
             newgidmap: f.newgidmap,
             overlay: overlay.into(),
@@ -250,6 +272,16 @@ mod tests {
             max_user_namespaces: "63000".into(),
             unprivileged_userns_clone: String::new(),
             mapping: Mapping::Root,
+            containers_ids: Ok((
+                userns::IdRange {
+                    start: 2147483647,
+                    count: 2147483648,
+                },
+                userns::IdRange {
+                    start: 2147483647,
+                    count: 2147483648,
+                },
+            )),
             newuidmap: Some("/usr/bin/newuidmap".into()),
             newgidmap: Some("/usr/bin/newgidmap".into()),
             cgroup: "v2",
@@ -276,6 +308,7 @@ mod tests {
                 "cgroup",
                 "cgroup_delegated",
                 "containers",
+                "containers_ids",
                 "dev_fuse_accessible",
                 "dev_net_tun_accessible",
                 "fuse_overlayfs",
@@ -298,6 +331,10 @@ mod tests {
         assert_eq!(v["fuse_overlayfs"], serde_json::Value::Null);
         assert_eq!(v["layers"], "/s/layers");
         assert_eq!(
+            v["containers_ids"],
+            "containers:2147483647:2147483648 (32768 ranges of 65536)"
+        );
+        assert_eq!(
             v["runtimes"],
             serde_json::json!(["libcontainer (embedded, default)", "crun (/usr/bin/crun)"])
         );
@@ -314,7 +351,11 @@ mod tests {
     #[test]
     fn each_shortfall_gives_its_hint() {
         type Change = fn(&mut HostFacts);
-        let cases: [(Change, &str); 7] = [
+        let cases: [(Change, &str); 8] = [
+            (
+                |f| f.containers_ids = Err("no `containers` range".into()),
+                "containers of root cannot get ids of their own: no `containers` range",
+            ),
             (
                 |f| f.max_user_namespaces = "0".into(),
                 "user namespaces are disabled",

@@ -49,12 +49,18 @@ fn null_as_default<'de, D: Deserializer<'de>>(d: D) -> Result<ContainerConfig, D
     Ok(Option::<ContainerConfig>::deserialize(d)?.unwrap_or_default())
 }
 
-/// A bind mount from `-v SRC:DST[:ro]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bind mount from `-v SRC:DST[:OPTIONS]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     pub source: PathBuf,
     pub destination: String,
     pub read_only: bool,
+    /// `idmap` (podman's option): in a container of root with ids of its own, the files'
+    /// owners are shown through the container's map, so that its root owns what host root
+    /// owns there (and what it writes is owned by host root). Without it the container's
+    /// ids are what the host sees.
+    #[serde(default)]
+    pub idmap: bool,
 }
 
 impl Volume {
@@ -62,15 +68,19 @@ impl Volume {
         let bad = || PlanError::BadOption {
             option: "-v".into(),
             value: text.into(),
-            expected: "SRC:DST[:ro|rw], both absolute",
+            expected: "SRC:DST[:OPTIONS], both absolute; OPTIONS: ro, rw, idmap, comma-separated",
         };
         let mut parts = text.split(':');
         let (source, destination) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
-        let read_only = match parts.next() {
-            None | Some("rw") => false,
-            Some("ro") => true,
-            Some(_) => return Err(bad()),
-        };
+        let (mut read_only, mut idmap) = (false, false);
+        for option in parts.next().into_iter().flat_map(|o| o.split(',')) {
+            match option {
+                "rw" => read_only = false,
+                "ro" => read_only = true,
+                "idmap" => idmap = true,
+                _ => return Err(bad()),
+            }
+        }
         if parts.next().is_some() || !source.starts_with('/') || !destination.starts_with('/') {
             return Err(bad());
         }
@@ -78,6 +88,7 @@ impl Volume {
             source: source.into(),
             destination: destination.into(),
             read_only,
+            idmap,
         })
     }
 }
@@ -132,6 +143,10 @@ pub struct RunPlan {
     /// The syscall filter; plans written before it existed had none.
     #[serde(default = "unconfined")]
     pub seccomp: super::seccomp::SeccompPolicy,
+    /// As root: the ids the container runs as (none: host ids, `--userns=host`). A pod's
+    /// members hold their pod's.
+    #[serde(default)]
+    pub userns: Option<super::userns::Allocation>,
     /// The skiff process that wrote the plan: while its shim has recorded nothing yet, the
     /// container is abandoned once this process is gone.
     #[serde(default)]

@@ -23,6 +23,8 @@ pub struct PodOptions {
     pub dns: Vec<String>,
     /// A process whose end ends the pod (its members are killed).
     pub owner: Option<u32>,
+    /// `--userns`: as root, ids of its own (auto) or the host's.
+    pub userns: userns::UsernsMode,
 }
 
 /// One line of `pod ls`.
@@ -53,6 +55,14 @@ pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
     if dir.exists() {
         return Err(PodError::Exists { name: name.clone() });
     }
+    // As root, ids of its own, held from pod.json's writing on.
+    let (allocation, _allocating) =
+        if opts.userns == userns::UsernsMode::Auto && rustix::process::geteuid().is_root() {
+            let (a, lock) = userns::allocate(root, userns::containers_ranges()?)?;
+            (Some(a), Some(lock))
+        } else {
+            (None, None)
+        };
     std::fs::create_dir_all(&dir).map_err(|source| PodError::Io {
         what: "creating",
         path: dir.clone(),
@@ -65,12 +75,38 @@ pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
         dns: opts.dns.clone(),
         infra_pid: None,
         owner: opts.owner,
+        userns: allocation,
     };
     write(&dir, &state).map_err(|source| PodError::Io {
         what: "writing",
         path: dir.join("pod.json"),
         source,
     })?;
+    if let Some(a) = allocation {
+        // The infra process writes here from inside the pod's user namespace.
+        let give = |path: PathBuf| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map(drop)
+                .and_then(|()| std::os::unix::fs::chown(&path, Some(a.uid), Some(a.gid)))
+                .map_err(|source| PodError::Io {
+                    what: "giving the pod's root",
+                    path,
+                    source,
+                })
+        };
+        give(dir.join(MEMBER_LOCK))?;
+        give(dir.join("pod.json"))?;
+        std::os::unix::fs::chown(&dir, Some(a.uid), Some(a.gid)).map_err(|source| {
+            PodError::Io {
+                what: "giving the pod's root",
+                path: dir.clone(),
+                source,
+            }
+        })?;
+    }
     match (HelperCmd::Pod { dir: dir.clone() }).spawn_detached(&dir.join("log")) {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -252,7 +288,11 @@ pub fn pod_main(dir: &Path) -> i32 {
         Ok(fd) => fd,
         Err(e) => return fail("signalfd", &e),
     };
-    let mapping = userns::detect();
+    // As root with ids of its own: its range, mapped by us (as root) rather than newuidmap.
+    let mapping = match state.userns {
+        Some(a) if rustix::process::geteuid().is_root() => a.mapping(),
+        _ => userns::detect(),
+    };
     let pending = match network::prepare_helper(
         &state.network,
         std::process::id(),
@@ -392,6 +432,7 @@ mod tests {
             hosts: vec![],
             dns: vec![],
             owner: None,
+            userns: userns::UsernsMode::Auto,
         };
         assert!(matches!(
             create(root, &shared),

@@ -44,6 +44,8 @@ pub enum PodError {
     Remove { path: PathBuf, stderr: String },
     #[error(transparent)]
     Helper(#[from] crate::proc::ProcError),
+    #[error(transparent)]
+    Userns(#[from] super::userns::UsernsError),
 }
 
 /// `pods/<name>/pod.json`: written by `pod create`, completed by the infra process.
@@ -63,6 +65,9 @@ pub struct PodState {
     /// passes its own pid, so a job killed with SIGKILL leaves no service running).
     #[serde(default)]
     pub owner: Option<u32>,
+    /// As root: the ids the pod and its members run as (none: the host's).
+    #[serde(default)]
+    pub userns: Option<super::userns::Allocation>,
 }
 
 pub(super) const ENDED: &str = "ended";

@@ -74,6 +74,49 @@ impl OverlayDirs {
     }
 }
 
+/// Each of `sources` (directories or files) idmapped through `userns` and attached at
+/// `under/N` (made here, in this process's mount namespace): returns those paths. What is
+/// owned by 0 on disk is owned by the namespace's root there. Host root only.
+pub fn attach_idmapped(
+    sources: &[PathBuf],
+    under: &Path,
+    userns: &std::os::fd::OwnedFd,
+) -> Result<Vec<PathBuf>, RootfsError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| RootfsError::Io { op, path, source }
+    };
+    std::fs::create_dir_all(under).map_err(io("mkdir", under))?;
+    let mut attached = Vec::with_capacity(sources.len());
+    for (i, source) in sources.iter().enumerate() {
+        let target = under.join(i.to_string());
+        if source.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io("mkdir", &target))?;
+        } else {
+            std::fs::write(&target, b"").map_err(io("creating", &target))?;
+        }
+        let tree = super::sys::idmapped_tree(source, userns)
+            .map_err(io("making an idmapped mount of", source))?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            rustix::fs::CWD,
+            target.as_path(),
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| io("attaching an idmapped mount at", &target)(e.into()))?;
+        attached.push(target);
+    }
+    Ok(attached)
+}
+
+/// Detaches what `attach_idmapped` attached under `under`, so that it can be removed.
+pub fn detach_idmapped(under: &Path) {
+    for entry in std::fs::read_dir(under).into_iter().flatten().flatten() {
+        let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// Mounts `lowers` (top first) with `dirs`; `forced` picks a driver (SKIFF_OVERLAY).
 pub fn mount_overlay(
     lowers: &[PathBuf],

@@ -40,13 +40,17 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(e) => return fail("reading plan.json", &e),
     };
     // First of all: from here on a dead shim is seen as one (`system cleanup`).
+    let (image, command) = (
+        plan.image.clone(),
+        spec::command_line(&plan).unwrap_or_default(),
+    );
     let record = |status, exit_code| {
         let state = State {
             status,
             shim_pid: std::process::id(),
             exit_code,
-            image: plan.image.clone(),
-            command: spec::command_line(&plan).unwrap_or_default(),
+            image: image.clone(),
+            command: command.clone(),
         };
         write_state(dir, &state);
     };
@@ -64,6 +68,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     // the host's and attached once the network namespace exists.
     let mut _net_helper = None;
     let mut member_lock = None;
+    let mut pod_pid = None;
     if let Some(pod_dir) = &plan.pod {
         match super::pod_state::lock_for_member(pod_dir) {
             Ok(l) => member_lock = Some(l),
@@ -73,6 +78,7 @@ pub fn shim_main(dir: &Path) -> i32 {
             Ok((_, pid)) => pid,
             Err(e) => return fail("joining the pod", &e),
         };
+        pod_pid = Some(pid);
         if let Err(e) = userns::join(pid, &mapping) {
             return fail("joining the pod's user namespace", &e);
         }
@@ -132,8 +138,19 @@ pub fn shim_main(dir: &Path) -> i32 {
         Ok(d) => d,
         Err(e) => return fail("creating overlay directories", &e),
     };
+    // As root with ids of its own, the container's runtime makes its user namespace; the
+    // layers (owned by host ids) and the idmap volumes are shown through its map.
+    let mut plan = plan;
+    let mut lowers = plan.lowers.clone();
+    let own_ids = plan.userns.filter(|_| mapping.is_root());
+    if let Some(ids) = own_ids {
+        match idmapped(&mut plan, ids, pod_pid, &dirs) {
+            Ok(l) => lowers = l,
+            Err(e) => return fail("mapping the container's ids", &e),
+        }
+    }
     if let Err(e) = rootfs::mount_overlay(
-        &plan.lowers,
+        &lowers,
         &dirs,
         std::env::var("SKIFF_OVERLAY").ok().as_deref(),
     ) {
@@ -156,10 +173,24 @@ pub fn shim_main(dir: &Path) -> i32 {
             return fail(name, &e);
         }
     }
+    if let Some(ids) = own_ids
+        && plan.pod.is_none()
+    {
+        // Its root may write them, as docker's may.
+        for name in ["hostname", "hosts", "resolv.conf"] {
+            let _ = std::os::unix::fs::chown(dir.join(name), Some(ids.uid), Some(ids.gid));
+        }
+    }
     let mut spec = match spec::build(&plan, &dirs.merged) {
         Ok(s) => s,
         Err(e) => return fail("building the runtime spec", &e),
     };
+    if let Some(ids) = own_ids {
+        let joined = pod_pid.map(|pid| format!("/proc/{pid}/ns/user").into());
+        if let Err(e) = spec::in_user_namespace(&mut spec, ids, joined) {
+            return fail("building the runtime spec", &e);
+        }
+    }
     // As root, runtimes that make cgroups (libcontainer, runc) put the container under our
     // own cgroup, not at the hierarchy's root: a CI job's limits keep covering it.
     if mapping.is_root()
@@ -237,6 +268,15 @@ pub fn shim_main(dir: &Path) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if own_ids.is_some() && plan.runtime == super::backend::RuntimeChoice::Libcontainer {
+        // libcontainer's exec reads the spec from here again. It never joins a user namespace
+        // (0.7), so the exec helper joins the container's; the entry would only make it judge
+        // that process as one about to make a namespace (and refuse supplementary groups).
+        spec::without_user_namespace(&mut spec);
+        if let Err(e) = spec.save(bundle.join("config.json")) {
+            tracing::warn!("rewriting config.json for exec: {e}");
+        }
+    }
     drop(member_lock.take());
     record(Status::Running, None);
     if let Some(mut r) = ready.take() {
@@ -255,11 +295,60 @@ pub fn shim_main(dir: &Path) -> i32 {
     record(Status::Exited, Some(code));
     if plan.remove {
         let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
+        rootfs::detach_idmapped(&dir.join(IDMAPPED_LAYERS));
+        rootfs::detach_idmapped(&dir.join(IDMAPPED_VOLUMES));
         if let Err(e) = crate::unpack::remove_tree(dir) {
             crate::proc::tell_parent(format_args!("skiff shim: removing {}: {e}", dir.display()));
         }
     }
     code
+}
+
+/// Where the shim attaches idmapped layers and volumes, in the container's directory.
+const IDMAPPED_LAYERS: &str = "idmapped-layers";
+const IDMAPPED_VOLUMES: &str = "idmapped-volumes";
+
+/// For a container of root with ids of its own: the upper layer given to its root, the
+/// layers and `idmap` volumes attached idmapped through its map (a pod's members: the
+/// pod's namespace), the plan's volume sources pointed at them. Returns the layers.
+fn idmapped(
+    plan: &mut RunPlan,
+    ids: userns::Allocation,
+    pod_pid: Option<u32>,
+    dirs: &OverlayDirs,
+) -> Result<Vec<std::path::PathBuf>, rootfs::RootfsError> {
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| rootfs::RootfsError::Io { op, path, source }
+    };
+    let namespace = match pod_pid {
+        Some(pid) => {
+            let path = format!("/proc/{pid}/ns/user");
+            std::fs::File::open(&path)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(io("opening", Path::new(&path)))?
+        }
+        None => ids.new_namespace()?,
+    };
+    for d in [&dirs.upper, &dirs.work] {
+        std::os::unix::fs::chown(d, Some(ids.uid), Some(ids.gid)).map_err(io("chown", d))?;
+    }
+    let lowers =
+        rootfs::attach_idmapped(&plan.lowers, &plan.dir.join(IDMAPPED_LAYERS), &namespace)?;
+    let sources: Vec<_> = plan
+        .volumes
+        .iter()
+        .filter(|v| v.idmap)
+        .map(|v| v.source.clone())
+        .collect();
+    let attached = rootfs::attach_idmapped(&sources, &plan.dir.join(IDMAPPED_VOLUMES), &namespace)?;
+    let mut attached = attached.into_iter();
+    for v in plan.volumes.iter_mut().filter(|v| v.idmap) {
+        if let Some(at) = attached.next() {
+            v.source = at;
+        }
+    }
+    Ok(lowers)
 }
 
 /// `path` (absolute, as the container sees it) on the host under `root`, with symbolic

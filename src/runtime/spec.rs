@@ -404,7 +404,14 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             CgroupLimits::V1 => Path::new("/").join(container),
         }));
     }
-    let sys = if plan.network != Network::Host || plan.pod.is_some() {
+    // sysfs can be mounted only by the owner of the network namespace: as root with ids of
+    // its own, the container's user namespace owns it only when the runtime makes it or it
+    // is a pod's; otherwise the host's /sys is bound.
+    let owns_network = match plan.userns.is_some() && rustix::process::geteuid().is_root() {
+        true => plan.pod.is_some() || plan.network == Network::None,
+        false => plan.network != Network::Host || plan.pod.is_some(),
+    };
+    let sys = if owns_network {
         mount(
             "/sys",
             "sysfs",
@@ -518,6 +525,55 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .map_err(build_err)
 }
 
+/// A container of root in ids of its own: a user namespace with `ids`' map, made by the
+/// runtime, or `joined` (a pod's, whose map it is).
+pub fn in_user_namespace(
+    spec: &mut Spec,
+    ids: super::userns::Allocation,
+    joined: Option<PathBuf>,
+) -> Result<(), SpecError> {
+    use oci_spec::runtime::LinuxIdMappingBuilder;
+    let build_err = |e: oci_spec::OciSpecError| SpecError::Build(e.to_string());
+    let map = |host: u32| {
+        LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(host)
+            .size(super::userns::SLOT)
+            .build()
+            .map_err(build_err)
+    };
+    let (uid, gid) = (map(ids.uid)?, map(ids.gid)?);
+    let mut namespace = LinuxNamespaceBuilder::default()
+        .typ(LinuxNamespaceType::User)
+        .build()
+        .map_err(build_err)?;
+    namespace.set_path(joined);
+    let linux = spec
+        .linux_mut()
+        .as_mut()
+        .ok_or_else(|| SpecError::Build("the spec has no linux section".into()))?;
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.insert(0, namespace);
+    linux.set_namespaces(Some(namespaces));
+    linux.set_uid_mappings(Some(vec![uid]));
+    linux.set_gid_mappings(Some(vec![gid]));
+    Ok(())
+}
+
+/// The spec without what `in_user_namespace` added.
+pub fn without_user_namespace(spec: &mut Spec) {
+    if let Some(linux) = spec.linux_mut() {
+        let namespaces = linux.namespaces().clone().map(|n| {
+            n.into_iter()
+                .filter(|ns| ns.typ() != LinuxNamespaceType::User)
+                .collect()
+        });
+        linux.set_namespaces(namespaces);
+        linux.set_uid_mappings(None);
+        linux.set_gid_mappings(None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +606,7 @@ mod tests {
             limits: Limits::default(),
             seccomp: crate::runtime::seccomp::SeccompPolicy::Default,
             creator: None,
+            userns: None,
             tty: false,
         }
     }
@@ -631,22 +688,27 @@ mod tests {
         for (text, want) in nets {
             assert_eq!(Network::parse(text).ok(), *want, "{text}");
         }
-        type VolumeCase<'a> = (&'a str, Option<(&'a str, &'a str, bool)>);
+        type VolumeCase<'a> = (&'a str, Option<(&'a str, &'a str, bool, bool)>);
         let vols: &[VolumeCase] = &[
-            ("/a:/b", Some(("/a", "/b", false))),
-            ("/a:/b:ro", Some(("/a", "/b", true))),
-            ("/a:/b:rw", Some(("/a", "/b", false))),
+            ("/a:/b", Some(("/a", "/b", false, false))),
+            ("/a:/b:ro", Some(("/a", "/b", true, false))),
+            ("/a:/b:rw", Some(("/a", "/b", false, false))),
+            ("/a:/b:idmap", Some(("/a", "/b", false, true))),
+            ("/a:/b:ro,idmap", Some(("/a", "/b", true, true))),
+            ("/a:/b:idmap,rw", Some(("/a", "/b", false, true))),
             ("a:/b", None),
             ("/a", None),
             ("/a:/b:xx", None),
+            ("/a:/b:ro,xx", None),
             ("/a:/b:ro:x", None),
         ];
         for (text, want) in vols {
             let got = Volume::parse(text).ok();
-            let want = want.map(|(s, d, ro)| Volume {
+            let want = want.map(|(s, d, ro, idmap)| Volume {
                 source: s.into(),
                 destination: d.into(),
                 read_only: ro,
+                idmap,
             });
             assert_eq!(got, want, "{text}");
         }

@@ -187,3 +187,98 @@ pub fn take_parent_pid() -> Option<u32> {
     unsafe { std::env::set_var(crate::proc::PARENT_PID, std::process::id().to_string()) };
     inherited
 }
+
+/// A new user namespace with `uid_map` and `gid_map` (`/proc/PID/uid_map` rows), as an fd
+/// that keeps it alive: a forked child unshares it and waits while we, host root in the
+/// parent namespace, write its maps; then it exits. For idmapped mounts, which name a
+/// namespace by fd. Must be called while the process is single-threaded.
+pub fn new_user_namespace(uid_map: &str, gid_map: &str) -> std::io::Result<OwnedFd> {
+    let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (done_r, done_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: the caller is single-threaded; the child only makes system calls (unshare,
+    // write, read) and leaves with _exit, running no destructors of the parent's state.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            drop(ready_r);
+            drop(done_w);
+            let unshared = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER);
+            let _ = rustix::io::write(&ready_w, if unshared.is_ok() { b"u" } else { b"e" });
+            let mut byte = [0u8; 1];
+            let _ = rustix::io::read(&done_r, &mut byte);
+            // SAFETY: _exit ends the forked child without running the parent's atexit
+            // handlers or flushing its buffers twice.
+            unsafe { nix::libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(ready_w);
+            drop(done_r);
+            let finish = |result: std::io::Result<OwnedFd>| {
+                drop(done_w);
+                let _ = nix::sys::wait::waitpid(child, None);
+                result
+            };
+            let mut byte = [0u8; 1];
+            match rustix::io::read(&ready_r, &mut byte) {
+                Ok(1) if byte[0] == b'u' => {}
+                Ok(_) => {
+                    return finish(Err(std::io::Error::other(
+                        "the child could not create a user namespace",
+                    )));
+                }
+                Err(e) => return finish(Err(e.into())),
+            }
+            let proc = format!("/proc/{child}");
+            let result = std::fs::write(format!("{proc}/uid_map"), uid_map)
+                .and_then(|()| std::fs::write(format!("{proc}/gid_map"), gid_map))
+                .and_then(|()| std::fs::File::open(format!("{proc}/ns/user")))
+                .map(OwnedFd::from);
+            finish(result)
+        }
+    }
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `MOUNT_ATTR_IDMAP` (linux/mount.h).
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// A detached copy of the mount at `path`, its files' owners shown through `userns`'s map
+/// (an idmapped mount): on-disk 0 is the namespace's 0. Needs root over the filesystem.
+pub fn idmapped_tree(path: &std::path::Path, userns: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use rustix::mount::{OpenTreeFlags, open_tree};
+    use std::os::fd::AsRawFd;
+    let tree = open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr reads `size` bytes of `attr`, a live repr(C) struct of exactly
+    // that size, and the empty path string is a valid NUL-terminated C string.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            nix::libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(tree)
+}

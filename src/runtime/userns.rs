@@ -20,6 +20,21 @@ pub enum UsernsError {
     Map { pid: u32, reason: String },
     #[error("unshare(CLONE_NEWNS)")]
     MountNamespace(#[source] nix::Error),
+    #[error(
+        "no `containers` range in {subuid} and {subgid}: containers of root get their ids from it (add `containers:2147483647:2147483648` to both, as scripts/setup does), or run with --userns=host"
+    )]
+    NoContainersRange { subuid: String, subgid: String },
+    #[error(
+        "the subordinate range containers:{}:{} is exhausted: {held} containers and pods hold all of its {slots} ranges of {SLOT} ids; remove some, or widen the range",
+        range.start, range.count
+    )]
+    Exhausted {
+        range: IdRange,
+        held: usize,
+        slots: u32,
+    },
+    #[error("--userns {0:?}: expected auto or host")]
+    BadMode(String),
     #[error("{what}")]
     Sys {
         what: String,
@@ -28,7 +43,7 @@ pub enum UsernsError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdRange {
     pub start: u32,
     pub count: u32,
@@ -58,6 +73,174 @@ impl Mapping {
     pub fn is_root(&self) -> bool {
         matches!(self, Mapping::Root)
     }
+}
+
+/// How a container of root gets its user namespace (`--userns`); rootless containers always
+/// run in the user's own (podman's `--userns=host` rootless is the same thing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsernsMode {
+    /// A range of its own from the `containers` subordinate ids (podman's `--userns=auto`).
+    #[default]
+    Auto,
+    /// The host's: the container's root is host root.
+    Host,
+}
+
+impl std::str::FromStr for UsernsMode {
+    type Err = UsernsError;
+    fn from_str(s: &str) -> Result<Self, UsernsError> {
+        match s {
+            "auto" => Ok(UsernsMode::Auto),
+            "host" => Ok(UsernsMode::Host),
+            other => Err(UsernsError::BadMode(other.to_string())),
+        }
+    }
+}
+
+/// Ids per container or pod: the 16-bit range images are built for.
+pub const SLOT: u32 = 65536;
+
+/// The ids one container or pod of root runs as: its 0..SLOT are the host's
+/// `uid..uid+SLOT` (and gids likewise). Recorded in its plan.json or pod.json, which is what
+/// holds it: the range is free again once that file is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Allocation {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Allocation {
+    /// As a mapping `enter` makes: 0 is the range's first id, 1.. the rest.
+    pub fn mapping(&self) -> Mapping {
+        Mapping::Full {
+            uid: self.uid,
+            gid: self.gid,
+            subuid: IdRange {
+                start: self.uid + 1,
+                count: SLOT - 1,
+            },
+            subgid: IdRange {
+                start: self.gid + 1,
+                count: SLOT - 1,
+            },
+        }
+    }
+
+    /// `/proc/PID/uid_map` and `gid_map` rows.
+    pub fn maps(&self) -> (String, String) {
+        (
+            format!("0 {} {SLOT}\n", self.uid),
+            format!("0 {} {SLOT}\n", self.gid),
+        )
+    }
+
+    /// A user namespace with this map, held by the returned fd (for idmapped mounts).
+    /// Host root, single-threaded callers only.
+    pub fn new_namespace(&self) -> Result<std::os::fd::OwnedFd, UsernsError> {
+        let (uid_map, gid_map) = self.maps();
+        super::sys::new_user_namespace(&uid_map, &gid_map).map_err(|source| UsernsError::Sys {
+            what: format!("creating a user namespace for ids {}..", self.uid),
+            source,
+        })
+    }
+}
+
+/// The `containers` entries of `/etc/subuid` and `/etc/subgid`: the ids containers of root
+/// are given ranges from.
+pub fn containers_ranges() -> Result<(IdRange, IdRange), UsernsError> {
+    let (subuid, subgid) = ("/etc/subuid", "/etc/subgid");
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    // No user has this uid: the entry is matched by name only.
+    match (
+        parse_subid(&read(subuid), "containers", u32::MAX),
+        parse_subid(&read(subgid), "containers", u32::MAX),
+    ) {
+        (Some(u), Some(g)) => Ok((u, g)),
+        _ => Err(UsernsError::NoContainersRange {
+            subuid: subuid.into(),
+            subgid: subgid.into(),
+        }),
+    }
+}
+
+/// What a plan.json or pod.json holds of its ids.
+#[derive(serde::Deserialize)]
+struct Holder {
+    #[serde(default)]
+    userns: Option<Allocation>,
+}
+
+/// The ranges held in the store at `root`: its containers' plans and its pods.
+fn held(root: &Path) -> std::collections::BTreeSet<u32> {
+    let mut starts = std::collections::BTreeSet::new();
+    for (dir, file) in [("containers", "plan.json"), ("pods", "pod.json")] {
+        for entry in std::fs::read_dir(root.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let held = std::fs::read(entry.path().join(file))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Holder>(&b).ok())
+                .and_then(|h| h.userns);
+            if let Some(a) = held {
+                starts.insert(a.uid);
+            }
+        }
+    }
+    starts
+}
+
+/// The first range of `SLOT` ids in `ranges` no container or pod of the store at `root`
+/// holds. The returned lock (the store's `locks/userns.lock`) must be held until the plan
+/// or pod.json naming the range is written: concurrent starts then never share one.
+pub fn allocate(
+    root: &Path,
+    (uids, gids): (IdRange, IdRange),
+) -> Result<(Allocation, crate::store::FileLock), UsernsError> {
+    let lock_path = root.join("locks/userns.lock");
+    let lock = std::fs::create_dir_all(root.join("locks"))
+        .and_then(|()| crate::store::FileLock::exclusive(&lock_path))
+        .map_err(|source| UsernsError::Sys {
+            what: format!("locking {}", lock_path.display()),
+            source,
+        })?;
+    let held = held(root);
+    let slots = uids.count.min(gids.count) / SLOT;
+    let free = (0..slots)
+        .map(|i| Allocation {
+            uid: uids.start + i * SLOT,
+            gid: gids.start + i * SLOT,
+        })
+        .find(|a| !held.contains(&a.uid));
+    match free {
+        Some(a) => Ok((a, lock)),
+        None => Err(UsernsError::Exhausted {
+            range: uids,
+            held: held.len(),
+            slots,
+        }),
+    }
+}
+
+/// runc looks a container's root filesystem up as the container's root, in its user
+/// namespace: the store's directories from `root` down to `dir` get search permission for
+/// others (docker's root is 0711 for the same reason). Nothing is listed or readable by it.
+pub fn make_searchable(root: &Path, dir: &Path) -> Result<(), UsernsError> {
+    use std::os::unix::fs::PermissionsExt;
+    for path in dir.ancestors().take_while(|p| p.starts_with(root)) {
+        let sys = |source| UsernsError::Sys {
+            what: format!("letting containers search {}", path.display()),
+            source,
+        };
+        let mode = std::fs::metadata(path).map_err(sys)?.permissions().mode();
+        if mode & 0o001 == 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o001))
+                .map_err(sys)?;
+        }
+    }
+    Ok(())
 }
 
 /// `/etc/subuid` format: `name-or-uid:start:count`, first match wins.
@@ -295,6 +478,17 @@ pub fn map_ids_main(pid: u32, ids: [u32; 6]) -> i32 {
     if std::io::stdin().read_exact(&mut go).is_err() {
         return 1; // the parent went away before unsharing
     }
+    // Root writes the maps itself (newuidmap refuses to serve root).
+    if nix::unistd::geteuid().is_root() {
+        for (file, id, start, count) in [("uid_map", &uid, &us, &uc), ("gid_map", &gid, &gs, &gc)] {
+            let path = format!("/proc/{pid}/{file}");
+            if let Err(e) = std::fs::write(&path, format!("0 {id} 1\n1 {start} {count}\n")) {
+                crate::proc::tell_parent(format_args!("writing {path}: {e}"));
+                return 1;
+            }
+        }
+        return 0;
+    }
     for (prog, id, start, count) in [("newuidmap", &uid, &us, &uc), ("newgidmap", &gid, &gs, &gc)] {
         let path = crate::proc::which(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
         match Command::new(&path)
@@ -359,5 +553,129 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    /// Writes a plan.json or pod.json holding `ids` (none: a plan of the host's ids).
+    fn hold(root: &Path, file: &str, name: &str, ids: Option<Allocation>) {
+        let dir = match file {
+            "plan.json" => root.join("containers").join(name),
+            _ => root.join("pods").join(name),
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = serde_json::json!({ "id": name, "userns": ids });
+        std::fs::write(dir.join(file), body.to_string()).unwrap();
+    }
+
+    #[test]
+    fn ranges_are_first_fit_held_by_plans_and_pods_and_run_out() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let ranges = (
+            IdRange {
+                start: 1_000_000,
+                count: 3 * SLOT + 10,
+            },
+            IdRange {
+                start: 5_000_000,
+                count: 3 * SLOT,
+            },
+        );
+        let slot = |i: u32| Allocation {
+            uid: 1_000_000 + i * SLOT,
+            gid: 5_000_000 + i * SLOT,
+        };
+        let next = || allocate(root, ranges).map(|(a, _lock)| a);
+        // An old plan (no ids of its own) holds nothing.
+        hold(root, "plan.json", "old", None);
+        let steps: &[(&str, &str, u32)] = &[
+            ("plan.json", "a", 0),
+            ("pod.json", "p", 1),
+            ("plan.json", "b", 2),
+        ];
+        for (file, name, want) in steps {
+            let got = next().unwrap();
+            assert_eq!(got, slot(*want), "{name}");
+            hold(root, file, name, Some(got));
+        }
+        // A pod's member holds the pod's range: counted once.
+        hold(root, "plan.json", "member", Some(slot(1)));
+        let err = next().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UsernsError::Exhausted {
+                    held: 3,
+                    slots: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the subordinate range containers:1000000:196618 is exhausted: 3 containers and pods hold all of its 3 ranges of 65536 ids; remove some, or widen the range"
+        );
+        // Removing a container's directory frees its range.
+        std::fs::remove_dir_all(root.join("containers/a")).unwrap();
+        assert_eq!(next().unwrap(), slot(0));
+    }
+
+    #[test]
+    fn concurrent_allocations_never_share_a_range() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().to_path_buf();
+        let ranges = (
+            IdRange {
+                start: 100_000,
+                count: 64 * SLOT,
+            },
+            IdRange {
+                start: 100_000,
+                count: 64 * SLOT,
+            },
+        );
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    let (ids, _lock) = allocate(&root, ranges).unwrap();
+                    hold(&root, "plan.json", &format!("c{i}"), Some(ids));
+                    ids.uid
+                })
+            })
+            .collect();
+        let mut got: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 16, "every start got a range of its own: {got:?}");
+    }
+
+    #[test]
+    fn modes_and_maps() {
+        let cases = [
+            ("auto", Some(UsernsMode::Auto)),
+            ("host", Some(UsernsMode::Host)),
+            ("keep-id", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(text.parse::<UsernsMode>().ok(), want, "{text:?}");
+        }
+        let ids = Allocation {
+            uid: 2147483647,
+            gid: 2147549183,
+        };
+        assert_eq!(
+            ids.maps(),
+            (
+                "0 2147483647 65536\n".to_string(),
+                "0 2147549183 65536\n".to_string()
+            )
+        );
+        let Mapping::Full { subuid, subgid, .. } = ids.mapping() else {
+            panic!()
+        };
+        assert_eq!((subuid.start, subuid.count), (2147483648, 65535));
+        assert_eq!((subgid.start, subgid.count), (2147549184, 65535));
     }
 }

@@ -305,6 +305,10 @@ fn bad_keys_and_values_are_named() {
             "line 1: volumes[0] = \"/src:/dst:z\": mode \"z\" is not supported: skiff takes ro or rw (no O overlays, z/Z relabelling or propagation)",
         ),
         (
+            "userns_mode = \"remap\"\n",
+            "line 1: userns_mode = \"remap\": not supported: skiff takes auto (\"\", the default: ids of the job's own from the containers subordinate range) or host",
+        ),
+        (
             "volumes = [\"/a\", \"/b:/a\"]\n",
             "line 1: volumes = \"/a\": two volumes at the same destination",
         ),
