@@ -230,6 +230,25 @@ impl HelperCmd {
         Ok(cmd)
     }
 
+    /// `command`, with an exit pipe the helper (a foreground shim) reports its container's
+    /// exit status on (`SKIFF_EXIT_FD`); call `ExitPipe::spawned` after spawning.
+    pub fn command_reporting_exit(&self) -> Result<(std::process::Command, ExitPipe), ProcError> {
+        use std::os::fd::AsRawFd;
+        let (read, write) =
+            rustix::pipe::pipe().map_err(|e| ProcError::Pipe(std::io::Error::from(e)))?;
+        rustix::io::fcntl_setfd(&read, rustix::io::FdFlags::CLOEXEC)
+            .map_err(|e| ProcError::Pipe(std::io::Error::from(e)))?;
+        let mut cmd = self.command()?;
+        cmd.env(EXIT_FD, write.as_raw_fd().to_string());
+        Ok((
+            cmd,
+            ExitPipe {
+                read: std::fs::File::from(read),
+                write: Some(write),
+            },
+        ))
+    }
+
     /// Runs the helper to its end (stdin empty, output captured); `ProcError::Failed` with
     /// its stderr when it fails.
     pub fn run(&self) -> Result<(), ProcError> {
@@ -332,14 +351,32 @@ pub fn kill_helpers(helper: &HelperCmd, except: &[u32]) -> usize {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        if HelperCmd::from_cmdline(&cmdline).as_ref() == Some(helper)
-            && nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
+        if HelperCmd::from_cmdline(&cmdline).as_ref() != Some(helper) {
+            continue;
+        }
+        // Watched through a pidfd, so that we return only once it is gone: a helper killed
+        // in the middle of writing into a directory must be done before it is removed.
+        let watch = rustix::process::Pid::from_raw(pid as i32).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        if nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
         {
             killed += 1;
+            if let Some(fd) = watch {
+                let mut fds = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                let limit = rustix::event::Timespec {
+                    tv_sec: 5,
+                    tv_nsec: 0,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&limit));
+            }
         }
     }
     killed
@@ -349,6 +386,40 @@ pub fn kill_helpers(helper: &HelperCmd, except: &[u32]) -> usize {
 pub const PARENT_PID: &str = "SKIFF_PARENT_PID";
 const DETACHED: &str = "SKIFF_DETACHED";
 const READY_FD: &str = "SKIFF_READY_FD";
+/// Names the fd of a foreground shim's exit pipe (see `ExitPipe`).
+const EXIT_FD: &str = "SKIFF_EXIT_FD";
+
+/// The parent's end of a foreground shim's exit pipe: the shim writes its container's exit
+/// status there as soon as it is known and recorded, before its own cleanup (unmounting,
+/// removing an `--rm` container's files, and the end of its mount namespace, where the
+/// kernel waits for RCU grace periods), which then runs off the caller's path.
+pub struct ExitPipe {
+    read: std::fs::File,
+    /// The shim's end, until it is spawned.
+    write: Option<std::os::fd::OwnedFd>,
+}
+
+impl ExitPipe {
+    /// Our copy of the shim's end goes once the shim is spawned: its closing without a
+    /// status then means the shim ended without one.
+    pub fn spawned(&mut self) {
+        self.write = None;
+    }
+
+    /// Blocking: the status the shim reported, `None` when its end closed without one.
+    pub fn read(mut self) -> Option<i32> {
+        use std::io::Read;
+        let mut said = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = self.read.read(&mut byte) {
+            if byte[0] == b'\n' {
+                return std::str::from_utf8(&said).ok()?.parse().ok();
+            }
+            said.push(byte[0]);
+        }
+        None
+    }
+}
 
 /// Whether `pid` exists and is not a zombie waiting to be reaped.
 pub fn process_alive(pid: u32) -> bool {
@@ -394,6 +465,37 @@ pub fn take_ready_pipe() -> Option<std::fs::File> {
         .ok();
     let _ = nix::unistd::close(fd);
     file
+}
+
+/// A foreground shim's end of its exit pipe (`SKIFF_EXIT_FD`), close-on-exec from here on.
+pub fn take_exit_pipe() -> Option<std::fs::File> {
+    let fd: i32 = std::env::var(EXIT_FD).ok()?.parse().ok()?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .ok();
+    let _ = nix::unistd::close(fd);
+    file
+}
+
+/// Reports `code` on a shim's exit pipe; from here on the shim finishes on its own: its
+/// parent may be gone (no parent-death signal any more) and nobody reads its output (its
+/// standard streams go to /dev/null, so that readers of its pipes see their end now).
+pub fn report_exit(mut pipe: std::fs::File, code: i32) {
+    use std::io::Write;
+    let _ = rustix::process::set_parent_process_death_signal(None);
+    let _ = writeln!(pipe, "{code}");
+    drop(pipe);
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
 }
 
 /// How far an atomic write goes.

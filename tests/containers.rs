@@ -311,7 +311,27 @@ fn outbound_through_slirp4netns_and_pasta() {
             "hello-from-host",
             "{o:?}"
         );
+        let infra = serde_json::from_slice::<serde_json::Value>(
+            &std::fs::read(who.store.join("pods/out/pod.json")).unwrap(),
+        )
+        .unwrap()["infra_pid"]
+            .as_u64()
+            .unwrap();
         who.ok(&["pod", "rm", "-f", "out"]);
+        // Its slirp4netns ends with it (as root the pod, in ids of its own, cannot signal
+        // it: it goes when its exit fd closes).
+        let target = format!(" {infra} tap0");
+        wait_until("the pod's slirp4netns outlived it", 5, || {
+            !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .trim_end()
+                        .ends_with(target.trim_end())
+                        && String::from_utf8_lossy(&c).contains("slirp4netns")
+                })
+            })
+        });
     });
 }
 

@@ -66,6 +66,31 @@ fn create_options(c: &ContainerRequest) -> CreateOptions {
     }
 }
 
+/// A foreground shim's waiting task: aborted (so the shim is killed) when dropped, unless
+/// detached once the shim reported its container's exit.
+struct ShimTask(Option<tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>>);
+
+impl ShimTask {
+    /// The shim's exit status, once it has ended.
+    async fn wait(&mut self) -> Option<std::process::ExitStatus> {
+        let task = self.0.take()?;
+        task.await.ok()?.ok()
+    }
+
+    /// The shim finishes on its own.
+    fn detach(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ShimTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
 /// Relays a child's output a whole line at a time; what it said on stderr is kept too (a
 /// container that could not start says why there).
 async fn relay(
@@ -143,12 +168,14 @@ impl JobRuntime for LocalRuntime {
     ) -> BoxFuture<'a, Result<RunExit, BoxError>> {
         Box::pin(async move {
             let c = container::find(&self.root, name)?;
-            let mut child = tokio::process::Command::from(c.foreground_command()?)
+            let (command, mut exit) = c.foreground_command_reporting_exit()?;
+            let mut child = tokio::process::Command::from(command)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()?;
+            exit.spawned();
             let mut stdin = child.stdin.take();
             let feed = async move {
                 if let Some(pipe) = &mut stdin {
@@ -159,9 +186,30 @@ impl JobRuntime for LocalRuntime {
             };
             let out = relay(child.stdout.take(), Stream::Stdout, output);
             let err = relay(child.stderr.take(), Stream::Stderr, output);
-            let (status, _, _, said) = tokio::join!(child.wait(), feed, out, err);
-            let status = status?;
-            Ok(match c.last_exit() {
+            // The shim reports the exit status before its own cleanup, and closes its output
+            // then; it is reaped (or, if this run is dropped, killed) by `shim`.
+            let mut shim = ShimTask(Some(tokio::spawn(async move { child.wait().await })));
+            let mut reported = tokio::task::spawn_blocking(move || exit.read());
+            let ended = async {
+                let waiting = shim.0.as_mut().expect("spawned");
+                tokio::select! {
+                    r = &mut reported => match r.ok().flatten() {
+                        Some(code) => (Some(code), None),
+                        // Not reported: the shim's own end says what happened.
+                        None => (None, shim.wait().await),
+                    },
+                    // Ended first (a copy of the pipe's write end may have leaked into a
+                    // process spawned meanwhile): its state says the rest.
+                    s = waiting => {
+                        shim.0 = None;
+                        (None, s.ok().and_then(Result::ok))
+                    }
+                }
+            };
+            let ((reported, status), _, _, said) = tokio::join!(ended, feed, out, err);
+            shim.detach();
+            let status = status.map_or_else(|| "no status".to_string(), |s| s.to_string());
+            Ok(match reported.or_else(|| c.last_exit()) {
                 Some(code) => RunExit::Exited(code),
                 None => RunExit::NotStarted(match said.trim() {
                     "" => format!("its start ended with {status}"),

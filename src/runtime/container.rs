@@ -411,6 +411,9 @@ pub struct Container {
     name: String,
 }
 
+/// The name prefix of an ended `--rm` container's directory while its shim removes it.
+pub const SET_ASIDE: &str = ".removing-";
+
 /// Finds a container by its id or an unambiguous prefix of it.
 pub fn find(root: &Path, name_or_prefix: &str) -> Result<Container, ContainerError> {
     let base = root.join("containers");
@@ -423,8 +426,10 @@ pub fn find(root: &Path, name_or_prefix: &str) -> Result<Container, ContainerErr
                 r.flatten()
                     .map(|e| e.path())
                     .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(name_or_prefix))
+                        p.file_name().is_some_and(|n| {
+                            let n = n.to_string_lossy();
+                            n.starts_with(name_or_prefix) && !n.starts_with(SET_ASIDE)
+                        })
                     })
                     .collect()
             })
@@ -448,6 +453,7 @@ pub fn list(root: &Path, all: bool) -> Vec<(String, State)> {
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(SET_ASIDE))
         .filter_map(|e| {
             let s = read_state(&e.path())?;
             (all || s.status == Status::Running)
@@ -543,6 +549,18 @@ impl Container {
         .command()?)
     }
 
+    /// `foreground_command` with the shim's exit pipe (`proc::ExitPipe`): the container's
+    /// exit status as soon as it is known, before the shim's own cleanup.
+    pub fn foreground_command_reporting_exit(
+        &self,
+    ) -> Result<(std::process::Command, crate::proc::ExitPipe), ContainerError> {
+        self.foreground_command()?;
+        Ok(HelperCmd::Shim {
+            dir: self.dir.path().to_path_buf(),
+        }
+        .command_reporting_exit()?)
+    }
+
     /// The exit status of the container's process, when its last start ran it to the end;
     /// `None` when it never started (or still runs).
     pub fn last_exit(&self) -> Option<i32> {
@@ -563,7 +581,8 @@ impl Container {
             helper: "__shim",
             source,
         };
-        let mut child = tokio::process::Command::from(shim.command()?)
+        let (command, mut exit) = shim.command_reporting_exit()?;
+        let mut child = tokio::process::Command::from(command)
             .stdin(if stdin_inherit {
                 std::process::Stdio::inherit()
             } else {
@@ -571,6 +590,9 @@ impl Container {
             })
             .spawn()
             .map_err(spawn_err)?;
+        exit.spawned();
+        let mut reported = tokio::task::spawn_blocking(move || exit.read());
+        let mut waiting_for_report = true;
         let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
         let mut term = signal(SignalKind::terminate()).map_err(spawn_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(spawn_err)?;
@@ -581,6 +603,14 @@ impl Container {
         };
         let status = loop {
             tokio::select! {
+                r = &mut reported, if waiting_for_report => match r {
+                    // The shim finishes its cleanup on its own; it is reaped meanwhile.
+                    Ok(Some(code)) => {
+                        tokio::spawn(async move { let _ = child.wait().await; });
+                        return Ok(code);
+                    }
+                    _ => waiting_for_report = false,
+                },
                 s = child.wait() => break s.map_err(spawn_err)?,
                 _ = term.recv() => relay(Signal::SIGTERM),
                 _ = int.recv() => relay(Signal::SIGINT),

@@ -154,15 +154,25 @@ pub struct PendingHelper {
     program: &'static str,
     child: Child,
     log: std::path::PathBuf,
+    /// slirp4netns's `--exit-fd`: it exits once this, our end, closes (also when we die).
+    exit: Option<std::os::fd::OwnedFd>,
 }
 
 /// A helper attached to the namespace; stopped when dropped.
-pub struct Helper(Child);
+pub struct Helper {
+    child: Child,
+    exit: Option<std::os::fd::OwnedFd>,
+}
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // A pod of root in ids of its own cannot signal its helper, which runs as host root
+        // (it sees its exit fd close, or, pasta, its namespace go); waiting would never end.
+        let killed = self.child.kill().is_ok();
+        drop(self.exit.take());
+        if killed {
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -185,10 +195,26 @@ pub fn prepare_helper(
     }
     let path = crate::proc::which(program).ok_or(NetworkError::Missing { program, package })?;
     let mut args: Vec<String> = vec![];
+    // The read end goes to slirp4netns (inherited through the helper's exec), ours is
+    // close-on-exec.
+    let mut exit_pipe = None;
     match net {
         Network::Slirp4netns {
             allow_host_loopback,
         } => {
+            use std::os::fd::AsRawFd;
+            let (read, write) = rustix::pipe::pipe().map_err(|e| NetworkError::Sys {
+                what: "making slirp4netns's exit pipe".into(),
+                source: e.into(),
+            })?;
+            rustix::io::fcntl_setfd(&write, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
+                NetworkError::Sys {
+                    what: "making slirp4netns's exit pipe".into(),
+                    source: e.into(),
+                }
+            })?;
+            args.push(format!("--exit-fd={}", read.as_raw_fd()));
+            exit_pipe = Some((read, write));
             args.extend(["--configure".into(), "--mtu=65520".into()]);
             if !allow_host_loopback {
                 args.push("--disable-host-loopback".into());
@@ -239,6 +265,8 @@ pub fn prepare_helper(
         program,
         child,
         log: log.to_path_buf(),
+        // Our copy of the read end closes here: only slirp4netns holds it.
+        exit: exit_pipe.map(|(_read, write)| write),
     }))
 }
 
@@ -251,7 +279,10 @@ impl PendingHelper {
         if let Some(mut stdin) = self.child.stdin.take() {
             let _ = stdin.write_all(b"go");
         }
-        let helper = Helper(self.child);
+        let helper = Helper {
+            child: self.child,
+            exit: self.exit.take(),
+        };
         let start = Instant::now();
         while start.elapsed() < timeout {
             if has_default_route() {

@@ -56,6 +56,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     };
     record(Status::Created, None);
     let mut ready = crate::proc::take_ready_pipe();
+    let exit_pipe = crate::proc::take_exit_pipe();
     // Before anything else: if this process is SIGKILLed from here on, the guardian takes
     // the container down with it.
     let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
@@ -293,15 +294,45 @@ pub fn shim_main(dir: &Path) -> i32 {
     backend.delete(&plan.id, &paths);
     guardian.dismiss();
     record(Status::Exited, Some(code));
-    if plan.remove {
-        let _ = nix::mount::umount2(&dirs.merged, nix::mount::MntFlags::MNT_DETACH);
+    // An --rm container's name is free from here on: its files move aside, to be removed
+    // after the status is reported (or by `system cleanup`, should we die first).
+    let leftover = match plan.remove {
+        true => Some(set_aside(dir)),
+        false => None,
+    };
+    // What is left (unmounting, removing, the end of our mount namespace) is not the
+    // caller's to wait for.
+    if let Some(pipe) = exit_pipe {
+        crate::proc::report_exit(pipe, code);
+    }
+    if let Some(dir) = leftover {
+        let _ = nix::mount::umount2(&dir.join("merged"), nix::mount::MntFlags::MNT_DETACH);
         rootfs::detach_idmapped(&dir.join(IDMAPPED_LAYERS));
         rootfs::detach_idmapped(&dir.join(IDMAPPED_VOLUMES));
-        if let Err(e) = crate::unpack::remove_tree(dir) {
+        if let Err(e) = crate::unpack::remove_tree(&dir) {
             crate::proc::tell_parent(format_args!("skiff shim: removing {}: {e}", dir.display()));
         }
     }
     code
+}
+
+/// Moves an ended `--rm` container's directory aside (`containers/.removing-ID-PID`, which
+/// `ps` and `find` skip and `system cleanup` removes like any ended `--rm` container) and
+/// returns where it is now; where it cannot be moved, it stays.
+fn set_aside(dir: &Path) -> std::path::PathBuf {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return dir.to_path_buf();
+    };
+    let aside = parent.join(format!(
+        "{}{}-{}",
+        super::container::SET_ASIDE,
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    match std::fs::rename(dir, &aside) {
+        Ok(()) => aside,
+        Err(_) => dir.to_path_buf(),
+    }
 }
 
 /// Where the shim attaches idmapped layers and volumes, in the container's directory.

@@ -166,6 +166,29 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// The store's containers once the shims of ended `--rm` containers have removed them (they
+/// report the exit status first and remove the files set aside after): at most 10 s.
+pub fn settled_containers(store: &Path) -> usize {
+    let containers = store.join("containers");
+    let set_aside = || {
+        std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".removing-"))
+    };
+    let start = std::time::Instant::now();
+    while set_aside() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "--rm containers set aside in {} were never removed",
+            containers.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    count_files(&containers)
+}
+
 pub fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
 }
