@@ -458,7 +458,12 @@ pub fn which(name: &str) -> Option<PathBuf> {
 /// byte written to it means "ready", its closing without one "failed". Reopened
 /// close-on-exec so that nothing the helper starts inherits it.
 pub fn take_ready_pipe() -> Option<std::fs::File> {
-    let fd: i32 = std::env::var(READY_FD).ok()?.parse().ok()?;
+    take_inherited_pipe(READY_FD)
+}
+
+/// The write end of a pipe our spawner named in `variable`, reopened close-on-exec.
+fn take_inherited_pipe(variable: &str) -> Option<std::fs::File> {
+    let fd: i32 = std::env::var(variable).ok()?.parse().ok()?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/proc/self/fd/{fd}"))
@@ -469,13 +474,7 @@ pub fn take_ready_pipe() -> Option<std::fs::File> {
 
 /// A foreground shim's end of its exit pipe (`SKIFF_EXIT_FD`), close-on-exec from here on.
 pub fn take_exit_pipe() -> Option<std::fs::File> {
-    let fd: i32 = std::env::var(EXIT_FD).ok()?.parse().ok()?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{fd}"))
-        .ok();
-    let _ = nix::unistd::close(fd);
-    file
+    take_inherited_pipe(EXIT_FD)
 }
 
 /// Reports `code` on a shim's exit pipe; from here on the shim finishes on its own: its

@@ -527,34 +527,27 @@ impl Container {
         }
     }
 
-    /// The shim that starts this created (or exited) container in the foreground, for the
-    /// caller to spawn: its stdin, stdout and stderr are the container's. Its filesystem is
-    /// the one the last start left. `last_exit` tells, once it ended, whether the
-    /// container's process ran.
-    pub fn foreground_command(&self) -> Result<std::process::Command, ContainerError> {
-        // A shim that fails before it records anything must not pass for the last start's exit.
+    /// A shim that fails before it records anything must not pass for the last start's exit.
+    fn reset_state(&self) -> Result<(), ContainerError> {
         match std::fs::remove_file(self.dir.state()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(ContainerError::Io {
-                    what: "resetting the state of",
-                    path: self.dir.state(),
-                    source: e,
-                });
-            }
-            _ => {}
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ContainerError::Io {
+                what: "resetting the state of",
+                path: self.dir.state(),
+                source: e,
+            }),
+            _ => Ok(()),
         }
-        Ok(HelperCmd::Shim {
-            dir: self.dir.path().to_path_buf(),
-        }
-        .command()?)
     }
 
-    /// `foreground_command` with the shim's exit pipe (`proc::ExitPipe`): the container's
-    /// exit status as soon as it is known, before the shim's own cleanup.
+    /// The shim that starts this created (or exited) container in the foreground, for the
+    /// caller to spawn: its stdin, stdout and stderr are the container's. Its filesystem is
+    /// the one the last start left. With it, its exit pipe (`proc::ExitPipe`): the container's
+    /// exit status as soon as it is known, before the shim's own cleanup; `last_exit` tells,
+    /// once the shim ended without reporting, whether the container's process ran.
     pub fn foreground_command_reporting_exit(
         &self,
     ) -> Result<(std::process::Command, crate::proc::ExitPipe), ContainerError> {
-        self.foreground_command()?;
+        self.reset_state()?;
         Ok(HelperCmd::Shim {
             dir: self.dir.path().to_path_buf(),
         }
