@@ -485,6 +485,11 @@ pub fn report_exit(mut pipe: std::fs::File, code: i32) {
     let _ = rustix::process::set_parent_process_death_signal(None);
     let _ = writeln!(pipe, "{code}");
     drop(pipe);
+    stdio_to_dev_null();
+}
+
+/// This process's standard streams become /dev/null: whoever reads its pipes sees their end.
+pub fn stdio_to_dev_null() {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -567,6 +567,23 @@ fn mapped_root(uid_map: &str) -> u32 {
         .unwrap_or_else(|| panic!("no row for 0 in {uid_map:?}"))
 }
 
+/// Runs each of `commands` (skiff arguments) at once; every one must succeed.
+fn all_at_once(who: &Runner, commands: &[Vec<&str>]) {
+    let started: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            (who.skiff)()
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut s in started {
+        assert!(s.wait().unwrap().success());
+    }
+}
+
 /// Root's own runner: containers of root get ids of their own.
 fn as_root(test: impl FnOnce(&Runner)) {
     if !common::require(TOOLS) || !common::require_root("containers of root") {
@@ -591,26 +608,19 @@ fn containers_of_root_never_run_as_host_root() {
         let names = ["ids-libcontainer", "ids-crun", "ids-runc", "ids-host"];
         let _cleanup = Cleanup(who, &names);
         // Started at once: each gets a range of its own.
-        let starts: Vec<_> = names
+        let starts: Vec<Vec<&str>> = names
             .iter()
             .map(|name| {
-                let runtime = name.strip_prefix("ids-").unwrap();
                 let mut args = vec!["run", "-d", "--name", name];
-                match runtime {
-                    "host" => args.extend(["--userns=host"]),
+                match name.strip_prefix("ids-").unwrap() {
+                    "host" => args.push("--userns=host"),
                     r => args.extend(["--runtime", r]),
                 }
                 args.extend([image, "sleep", "60"]);
-                (who.skiff)()
-                    .args(&args)
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
+                args
             })
             .collect();
-        for mut s in starts {
-            assert!(s.wait().unwrap().success());
-        }
+        all_at_once(who, &starts);
         let mut outside = vec![];
         for name in names {
             let inside = who.ok(&[
@@ -660,19 +670,11 @@ fn pods_of_root_get_disjoint_ranges() {
     as_root(|who| {
         let image = probe_image(who);
         let pods = ["range-a", "range-b"];
-        let creating: Vec<_> = pods
+        let creating: Vec<Vec<&str>> = pods
             .iter()
-            .map(|p| {
-                (who.skiff)()
-                    .args(["pod", "create", "--name", p])
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
+            .map(|p| vec!["pod", "create", "--name", p])
             .collect();
-        for mut c in creating {
-            assert!(c.wait().unwrap().success());
-        }
+        all_at_once(who, &creating);
         let mut roots = vec![];
         for pod in pods {
             let map = who.ok(&[

@@ -53,15 +53,7 @@ pub fn spawn_guardian(pid_file: PathBuf) -> std::io::Result<Guardian> {
 /// that readers of those see their end when the shim's side closes.
 fn detach_files(keep: &[&OwnedFd]) {
     use std::os::fd::AsRawFd;
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
-        }
-    }
+    crate::proc::stdio_to_dev_null();
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()
