@@ -248,6 +248,12 @@ pub fn members(pod_dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .flatten()
         .flatten()
+        // An ended --rm member set aside is its shim's to remove (or `system cleanup`'s).
+        .filter(|e| {
+            !e.file_name()
+                .to_string_lossy()
+                .starts_with(super::container::SET_ASIDE)
+        })
         .map(|e| e.path())
         .filter(|d| {
             std::fs::read(d.join("plan.json"))
