@@ -789,6 +789,8 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<(), 
             )
             .map_err(|e| io_err("open", shown, e))?
         }
+        // Gone meanwhile: removed by another process (a runtime deleting its state).
+        Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(io_err("open", shown, e)),
     };
     let mut children = Vec::new();
@@ -802,7 +804,10 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<(), 
     for c in children {
         remove_at(sub.as_fd(), &c, &shown.join(&c))?;
     }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(|e| io_err("rmdir", shown, e))
+    match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(io_err("rmdir", shown, e)),
+    }
 }
 
 /// Removes a whole tree (a layer or upper directory), never following symlinks.
