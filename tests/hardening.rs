@@ -741,18 +741,21 @@ fn a_job_of_root_is_root_inside_only() {
             ),
         )
         .unwrap();
-        let out = who.ok(&[
-            "job",
-            "-f",
-            pipeline.to_str().unwrap(),
-            "--project-dir",
-            project.to_str().unwrap(),
-            "--network",
-            "private",
-            "--config",
-            admin.to_str().unwrap(),
-            "ids",
-        ]);
+        let job = || {
+            who.ok(&[
+                "job",
+                "-f",
+                pipeline.to_str().unwrap(),
+                "--project-dir",
+                project.to_str().unwrap(),
+                "--network",
+                "private",
+                "--config",
+                admin.to_str().unwrap(),
+                "ids",
+            ])
+        };
+        let out = job();
         assert!(out.lines().any(|l| l.trim() == "0"), "root inside: {out}");
         let row = out
             .lines()
@@ -785,18 +788,7 @@ fn a_job_of_root_is_root_inside_only() {
             "ids:\n  image: localhost/probe:latest\n  script:\n    - cat /proc/self/uid_map\n",
         )
         .unwrap();
-        let out = who.ok(&[
-            "job",
-            "-f",
-            pipeline.to_str().unwrap(),
-            "--project-dir",
-            project.to_str().unwrap(),
-            "--network",
-            "private",
-            "--config",
-            admin.to_str().unwrap(),
-            "ids",
-        ]);
+        let out = job();
         assert!(
             out.contains("4294967295"),
             "host ids with userns_mode = host: {out}"
