@@ -59,7 +59,7 @@ impl ProcError {
 }
 
 /// Every process skiff starts from its own binary (`skiff __NAME ARGS...`). The argument
-/// lists are what `ps` shows and what `kill_unstarted_clones` recognises.
+/// lists are what `ps` shows and what `kill_shim_processes` recognises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HelperCmd {
     /// `__shim DIR`: a container's shim.

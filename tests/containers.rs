@@ -558,6 +558,26 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         });
         assert!(who.ok(&["system", "cleanup"]).contains("removed pod gone"));
         assert!(!who.store.join("pods/gone").exists());
+        // A pod whose creator was killed halfway is no pod; cleanup removes it once its
+        // creator is gone, and leaves one still being made.
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(&who.store).unwrap();
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        let dead = exited.id();
+        exited.wait().unwrap();
+        let half = |pid: u32| who.store.join(format!("pods/.creating-half-{pid}"));
+        for pid in [dead, std::process::id()] {
+            std::fs::create_dir_all(half(pid)).unwrap();
+            std::os::unix::fs::chown(half(pid), Some(owner.uid()), Some(owner.gid())).unwrap();
+        }
+        assert_eq!(who.ok(&["pod", "ls"]).lines().count(), 1, "only the header");
+        let report = who.ok(&["system", "cleanup"]);
+        assert!(
+            report.contains(&format!("removed .creating-half-{dead}")),
+            "{report}"
+        );
+        assert!(!half(dead).exists() && half(std::process::id()).exists());
+        std::fs::remove_dir(half(std::process::id())).unwrap();
     });
 }
 

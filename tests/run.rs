@@ -124,6 +124,31 @@ fn check(skiff: &dyn Fn(&[&str]) -> Output, name: &str, store: &std::path::Path)
         !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("exists"),
         "names are unique"
     );
+    // A name is a directory of the store: none reaches outside it.
+    for args in [
+        &["run", "--name", "../escape", name, "true"][..],
+        &["run", "--name", ".hidden", name, "true"],
+        &["run", "--pod", "../containers/first", name, "true"],
+        &["pod", "create", "../escape"],
+    ] {
+        let o = r(args);
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("invalid"),
+            "{args:?}: {o:?}"
+        );
+    }
+    assert!(!store.join("escape").exists() && !store.join("containers/.hidden").exists());
+    for args in [
+        &["rm", "-f", "../containers/first"][..],
+        &["pod", "rm", "../containers/first"],
+    ] {
+        let o = r(args);
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no "),
+            "{args:?}: {o:?}"
+        );
+    }
+    assert!(store.join("containers/first/plan.json").exists());
     // An --rm container's name is free as soon as `run` returns (its files are removed after
     // the exit status is reported), and --rm leaves nothing once its shim is done.
     for _ in 0..3 {

@@ -35,6 +35,10 @@ pub enum ContainerError {
     DidNotStop(String),
     #[error("a container named {0} exists; remove it or pick another --name")]
     Exists(String),
+    #[error(
+        "invalid container name {0:?}: letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
+    BadName(String),
     #[error("-v {}: no such file or directory", .0.display())]
     NoVolumeSource(PathBuf),
     #[error("{what}")]
@@ -211,12 +215,13 @@ pub fn cgroup_path(id: &str) -> std::path::PathBuf {
     Path::new(&own).join(format!("skiff-{id}"))
 }
 
-/// Kills copies of the shim that never became a container: libcontainer clones the shim
-/// to make the container's init, which waits (as `skiff __shim DIR`, before its exec) for
-/// the start signal; if the shim dies then, before the init's pid is on disk, nothing else
-/// would ever end it. `except`: the shim itself and the caller when it is such a copy too
-/// (the guardian).
-pub fn kill_unstarted_clones(dir: &Path, except: &[u32]) -> usize {
+/// Kills every process still running as `skiff __shim DIR`, and returns once they are
+/// gone: the shim itself when its container is removed under it, and copies of the shim
+/// that never became a container: libcontainer clones the shim to make the container's
+/// init, which waits (as `skiff __shim DIR`, before its exec) for the start signal; if the
+/// shim dies then, before the init's pid is on disk, nothing else would ever end it.
+/// `except`: the caller, and the shim itself when it is the caller's to keep.
+pub fn kill_shim_processes(dir: &Path, except: &[u32]) -> usize {
     crate::proc::kill_helpers(
         &HelperCmd::Shim {
             dir: dir.to_path_buf(),
@@ -300,6 +305,12 @@ fn pod_dir(root: &Path, name: &str) -> PathBuf {
 /// What `create` refuses, checked without the image: the pod runs, the volumes' sources
 /// exist, the seccomp profile reads and converts. (`skiff run` asks before pulling.)
 pub fn check(root: &Path, opts: &CreateOptions) -> Result<(), ContainerError> {
+    if let Some(name) = opts.name.as_ref().filter(|n| !super::is_valid_name(n)) {
+        return Err(ContainerError::BadName(name.clone()));
+    }
+    if let Some(pod) = opts.pod.as_ref().filter(|p| !super::is_valid_name(p)) {
+        return Err(PodError::BadName(pod.clone()).into());
+    }
     opts.seccomp.load()?;
     super::plan::check_workdir(opts.workdir.as_deref())?;
     if let Some(pod) = &opts.pod {
@@ -338,6 +349,7 @@ pub fn create(
             (Some(allocation), Some(lock))
         };
     let id = match &opts.name {
+        Some(n) if !super::is_valid_name(n) => return Err(ContainerError::BadName(n.clone())),
         Some(n) => n.clone(),
         None => format!(
             "{:016x}",
@@ -416,6 +428,10 @@ pub const SET_ASIDE: &str = ".removing-";
 
 /// Finds a container by its id or an unambiguous prefix of it.
 pub fn find(root: &Path, name_or_prefix: &str) -> Result<Container, ContainerError> {
+    // A prefix is a name's start: nothing else can name a container.
+    if !super::is_valid_name(name_or_prefix) {
+        return Err(ContainerError::NotFound(name_or_prefix.into()));
+    }
     let base = root.join("containers");
     let exact = base.join(name_or_prefix);
     let path = if exact.is_dir() {

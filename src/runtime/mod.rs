@@ -22,6 +22,15 @@ pub mod sys;
 pub mod tty;
 pub mod userns;
 
+/// A container's or pod's name as podman accepts it, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`: it names
+/// a directory of the store, so it can never reach outside it (`..`, `/`) or be mistaken
+/// for skiff's own entries there (which start with a dot).
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// Runs one of skiff's internal helper processes (`main.rs` dispatches `__NAME` here, before
 /// any thread exists: entering a user namespace requires that) and returns its exit status.
 /// `parent`: the pid of the skiff process that started it, as it told it.
@@ -53,5 +62,31 @@ pub fn run_helper(cmd: crate::proc::HelperCmd, parent: Option<u32>) -> i32 {
         HelperCmd::Pod { dir } => pod::pod_main(&dir),
         HelperCmd::Shim { dir } => shim::shim_main(&dir),
         HelperCmd::Exec { dir } => exec::exec_main(&dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_stay_inside_the_store() {
+        let cases = [
+            ("db", true),
+            ("job-0f3a-svc-0", true),
+            ("a.b_c-1", true),
+            ("7", true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("../x", false),
+            ("a/b", false),
+            (".creating-x-1", false),
+            ("-x", false),
+            ("_x", false),
+            ("a b", false),
+            ("ä", false),
+        ];
+        for (name, valid) in cases {
+            assert_eq!(super::is_valid_name(name), valid, "{name:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::container::{Status, container_pid, read_state};
 use super::network::{self, Helper, Network};
-use super::pod_state::{ENDED, MEMBER_LOCK};
+use super::pod_state::{CREATING, ENDED, MEMBER_LOCK};
 pub use super::pod_state::{PodError, PodState, has_ended, lock_for_member, read, running, write};
 use super::userns;
 use crate::proc::{HelperCmd, ProcError, process_alive};
@@ -51,6 +51,9 @@ pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
         });
     }
     let name = &opts.name;
+    if !super::is_valid_name(name) {
+        return Err(PodError::BadName(name.clone()));
+    }
     let dir = dir(root, name);
     if dir.exists() {
         return Err(PodError::Exists { name: name.clone() });
@@ -63,13 +66,61 @@ pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
         } else {
             (None, None)
         };
-    std::fs::create_dir_all(&dir).map_err(|source| PodError::Io {
+    // Made under a name of its own, then renamed into place whole: a creator killed
+    // halfway leaves `pods/.creating-NAME-PID`, which `system cleanup` removes, never a
+    // pod directory without its pod.json.
+    let making = dir.with_file_name(format!("{CREATING}{name}-{}", std::process::id()));
+    let result = fill(&making, opts, allocation).and_then(|()| {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &making,
+            rustix::fs::CWD,
+            &dir,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY => {
+                PodError::Exists { name: name.clone() }
+            }
+            e => PodError::Io {
+                what: "creating",
+                path: dir.clone(),
+                source: e.into(),
+            },
+        })
+    });
+    if let Err(e) = result {
+        let _ = crate::unpack::remove_tree(&making);
+        return Err(e);
+    }
+    match (HelperCmd::Pod { dir: dir.clone() }).spawn_detached(&dir.join("log")) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(match e {
+                ProcError::NotReady { log } => PodError::DidNotStart {
+                    name: name.clone(),
+                    log,
+                },
+                e => e.into(),
+            })
+        }
+    }
+}
+
+/// A new pod's directory, `dir`: its pod.json, and as root its files given to its root.
+fn fill(
+    dir: &Path,
+    opts: &PodOptions,
+    allocation: Option<userns::Allocation>,
+) -> Result<(), PodError> {
+    std::fs::create_dir_all(dir).map_err(|source| PodError::Io {
         what: "creating",
-        path: dir.clone(),
+        path: dir.to_path_buf(),
         source,
     })?;
     let state = PodState {
-        name: name.clone(),
+        name: opts.name.clone(),
         network: opts.network.clone(),
         hosts: opts.hosts.clone(),
         dns: opts.dns.clone(),
@@ -77,7 +128,7 @@ pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
         owner: opts.owner,
         userns: allocation,
     };
-    write(&dir, &state).map_err(|source| PodError::Io {
+    write(dir, &state).map_err(|source| PodError::Io {
         what: "writing",
         path: dir.join("pod.json"),
         source,
@@ -99,27 +150,13 @@ pub fn create(root: &Path, opts: &PodOptions) -> Result<(), PodError> {
         };
         give(dir.join(MEMBER_LOCK))?;
         give(dir.join("pod.json"))?;
-        std::os::unix::fs::chown(&dir, Some(a.uid), Some(a.gid)).map_err(|source| {
-            PodError::Io {
-                what: "giving the pod's root",
-                path: dir.clone(),
-                source,
-            }
+        std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid)).map_err(|source| PodError::Io {
+            what: "giving the pod's root",
+            path: dir.to_path_buf(),
+            source,
         })?;
     }
-    match (HelperCmd::Pod { dir: dir.clone() }).spawn_detached(&dir.join("log")) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            Err(match e {
-                ProcError::NotReady { log } => PodError::DidNotStart {
-                    name: name.clone(),
-                    log,
-                },
-                e => e.into(),
-            })
-        }
-    }
+    Ok(())
 }
 
 /// SIGKILLs a container's init and waits for its shim to record the exit.
@@ -154,7 +191,7 @@ fn stop_infra(state: &PodState) {
 /// Blocking: async callers use `spawn_blocking`.
 pub fn remove(root: &Path, name: &str, force: bool) -> Result<(), PodError> {
     let dir = dir(root, name);
-    if !dir.join("pod.json").exists() {
+    if !super::is_valid_name(name) || !dir.join("pod.json").exists() {
         return Err(PodError::NotFound { name: name.into() });
     }
     let state = read(&dir)?;
@@ -210,6 +247,7 @@ pub fn list(root: &Path) -> Vec<PodSummary> {
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(CREATING))
         .filter_map(|e| {
             let state = read(&e.path()).ok()?;
             Some(PodSummary {

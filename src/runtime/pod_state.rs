@@ -23,6 +23,10 @@ pub enum PodError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "invalid pod name {0:?}: letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )]
+    BadName(String),
     #[error("a pod named {name} exists; remove it or pick another name")]
     Exists { name: String },
     #[error("--network {network}: a pod has a network of its own (private, slirp4netns or pasta)")]
@@ -71,6 +75,8 @@ pub struct PodState {
 }
 
 pub(super) const ENDED: &str = "ended";
+/// A pod being made: `pods/.creating-NAME-PID`, renamed to `pods/NAME` once whole.
+pub(super) const CREATING: &str = ".creating-";
 pub(super) const MEMBER_LOCK: &str = "member.lock";
 
 /// The pod's owner has ended: its members are being killed, or were.

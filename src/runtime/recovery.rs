@@ -53,7 +53,7 @@ pub fn cleanup(root: &Path) -> Result<Vec<String>, RecoveryError> {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             report.push(format!("killed the processes of container {id}"));
         }
-        if container::kill_unstarted_clones(&d, &[std::process::id()]) > 0 {
+        if container::kill_shim_processes(&d, &[std::process::id()]) > 0 {
             report.push(format!("killed the unstarted init of container {id}"));
         }
         remove_cgroup(&id);
@@ -71,6 +71,18 @@ pub fn cleanup(root: &Path) -> Result<Vec<String>, RecoveryError> {
         .flatten()
         .flatten()
     {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(creator) = name
+            .strip_prefix(super::pod_state::CREATING)
+            .and_then(|rest| rest.rsplit('-').next())
+            .and_then(|pid| pid.parse().ok())
+        {
+            if !process_alive(creator) {
+                remove.push(e.path());
+                report.push(format!("removed {name} (its creator was gone)"));
+            }
+            continue;
+        }
         let Ok(state) = pod::read(&e.path()) else {
             continue;
         };
@@ -88,10 +100,16 @@ pub fn cleanup(root: &Path) -> Result<Vec<String>, RecoveryError> {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            // Its members cannot run without it.
+            // Its members cannot run without it. A member's shim may still be finishing
+            // (writing its state, deleting the runtime's): it is gone before its directory
+            // is removed, or it would write into one being emptied.
             for d in pod::members(&e.path()) {
                 if let Some(pid) = container_pid(&d) {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+                container::kill_shim_processes(&d, &[std::process::id()]);
+                if let Some(id) = d.file_name() {
+                    remove_cgroup(&id.to_string_lossy());
                 }
                 remove.push(d);
             }

@@ -120,7 +120,7 @@ fn guard(read_end: OwnedFd, shim: Option<OwnedFd>, shim_pid: u32, pid_file: &std
             let shim = crate::proc::HelperCmd::Shim {
                 dir: dir.to_path_buf(),
             };
-            // What container::kill_unstarted_clones does; sys sits below container.
+            // What container::kill_shim_processes does; sys sits below container.
             if crate::proc::kill_helpers(&shim, &[std::process::id(), shim_pid]) == 0 {
                 break;
             }
