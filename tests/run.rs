@@ -180,6 +180,20 @@ fn run_as_root() {
         run(env.skiff().args(&a))
     };
     check(&skiff, &name, &env.store());
+    // A relative --root names the same store, wherever the shim and runtime look from.
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .current_dir(env.dir.path())
+        .env("CONTAINERS_REGISTRIES_CONF", env.path("registries.conf"))
+        .args([
+            "--root",
+            "store",
+            "run",
+            "--rm",
+            &name,
+            "cat",
+            "/etc/hostname",
+        ]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

@@ -19,7 +19,7 @@ mod settings;
 
 pub use settings::{Context, RegistryArgs};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -159,7 +159,9 @@ pub fn run(cli: Cli) -> Result<()> {
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
     let ctx = Context {
-        root: cli.root.clone().unwrap_or_else(skiff::store::default_root),
+        // Absolute: the store's paths go into plans that shims and runtimes read elsewhere.
+        root: std::path::absolute(cli.root.clone().unwrap_or_else(skiff::store::default_root))
+            .context("--root: the current directory")?,
         format: cli.format,
     };
     if matches!(ctx.format, Format::DockerArchive | Format::OciArchive)
