@@ -155,15 +155,26 @@ fn seccomp_profile_files_and_their_errors() {
             who.give(&path);
             path.display().to_string()
         };
-        // A profile of one's own: everything allowed but getpid, refused with EACCES.
+        // A profile of one's own: everything allowed but getpid, refused with EACCES, and
+        // two SCMP_CMP_MASKED_EQ rules, where `value` is the mask and `valueTwo` the datum:
+        // keyctl's first argument (-1) has its low byte all ones, so EBADF; personality's
+        // (0xfffffffe) has not 0x0e as low byte, so the kernel answers (read the other way
+        // round, 0xfffffffe & 0x0e == 0x0e would refuse it).
         let own = write(
             "own.json",
-            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["getpid"],"action":"SCMP_ACT_ERRNO","errnoRet":13},
+                {"names":["keyctl"],"action":"SCMP_ACT_ERRNO","errnoRet":9,
+                 "args":[{"index":0,"value":255,"valueTwo":255,"op":"SCMP_CMP_MASKED_EQ"}]},
+                {"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":7,
+                 "args":[{"index":0,"value":255,"valueTwo":14,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
         );
         for runtime in BACKENDS {
             let opt = format!("seccomp={own}");
             let seen = errnos(&who.ok(&probe_args(image, runtime, &["--security-opt", &opt])));
             assert_eq!(seen["getpid"], 13, "{runtime}: {seen:?}");
+            assert_eq!(seen["keyctl"], 9, "{runtime}: {seen:?}");
+            assert_eq!(seen["personality"], 0, "{runtime}: {seen:?}");
             assert_eq!(
                 seen["add_key"], EFAULT,
                 "{runtime}: allowed by this profile"

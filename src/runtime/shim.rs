@@ -211,7 +211,14 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Err(e) = std::fs::create_dir_all(&bundle) {
         return fail("writing config.json", &e);
     }
-    plan.runtime.adapt_spec(&mut spec);
+    // The store's cache: beside `containers/`, which holds this container's directory.
+    let cache = plan
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .join("cache/seccomp");
+    plan.runtime.adapt_spec(&mut spec, &bundle, &cache);
     if let Err(e) = spec.save(bundle.join("config.json")) {
         return fail("writing config.json", &e);
     }
@@ -259,7 +266,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         crate::proc::tell_parent(format_args!("skiff: {why}"));
         return code;
     }
-    let discard = match pipe_instead_of_dev_null() {
+    let mut discard = match pipe_instead_of_dev_null() {
         Ok(d) => d,
         Err(e) => return fail("replacing /dev/null output", &e),
     };
@@ -277,6 +284,9 @@ pub fn shim_main(dir: &Path) -> i32 {
         if let Err(e) = spec.save(bundle.join("config.json")) {
             tracing::warn!("rewriting config.json for exec: {e}");
         }
+    }
+    if let Some(d) = discard.as_mut() {
+        d.give_up_writing();
     }
     drop(member_lock.take());
     record(Status::Running, None);
@@ -495,10 +505,29 @@ fn check_executable(
     ))
 }
 
+/// An output of the container that is a pipe instead of /dev/null: the shim reads and drops
+/// what comes through it, until every writer (the container's processes) is gone.
+struct Discard {
+    read: std::fs::File,
+    /// The shim's own outputs as they were (/dev/null), to take back once the container has
+    /// its copies: then the end of the container is the pipe's end.
+    saved: Vec<(std::os::fd::RawFd, std::os::fd::OwnedFd)>,
+}
+
+impl Discard {
+    /// Points the shim's own outputs back at /dev/null, once the container holds the pipe.
+    fn give_up_writing(&mut self) {
+        use std::os::fd::AsRawFd;
+        for (fd, original) in self.saved.drain(..) {
+            let _ = nix::unistd::dup2(original.as_raw_fd(), fd);
+        }
+    }
+}
+
 /// libcontainer reopens a stdout or stderr that is the host's /dev/null as the container's
 /// /dev/null, but read-only (runc fixed the same bug in 2015), so the container's writes fail
 /// with EBADF. Such outputs become a pipe whose contents the shim reads and drops.
-fn pipe_instead_of_dev_null() -> std::io::Result<Option<std::fs::File>> {
+fn pipe_instead_of_dev_null() -> std::io::Result<Option<Discard>> {
     use std::os::fd::{AsFd, AsRawFd};
     let is_dev_null = |fd: std::os::fd::BorrowedFd<'_>| {
         rustix::fs::fstat(fd).is_ok_and(|st| {
@@ -507,21 +536,23 @@ fn pipe_instead_of_dev_null() -> std::io::Result<Option<std::fs::File>> {
         })
     };
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
-    let mut outputs = Vec::new();
-    if is_dev_null(stdout.as_fd()) {
-        outputs.push(stdout.as_raw_fd());
+    let mut saved = Vec::new();
+    for fd in [stdout.as_fd(), stderr.as_fd()] {
+        if is_dev_null(fd) {
+            saved.push((fd.as_raw_fd(), rustix::io::fcntl_dupfd_cloexec(fd, 3)?));
+        }
     }
-    if is_dev_null(stderr.as_fd()) {
-        outputs.push(stderr.as_raw_fd());
-    }
-    if outputs.is_empty() {
+    if saved.is_empty() {
         return Ok(None);
     }
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    for fd in outputs {
-        nix::unistd::dup2(write.as_raw_fd(), fd)?;
+    for (fd, _) in &saved {
+        nix::unistd::dup2(write.as_raw_fd(), *fd)?;
     }
-    Ok(Some(std::fs::File::from(read)))
+    Ok(Some(Discard {
+        read: std::fs::File::from(read),
+        saved,
+    }))
 }
 
 /// Waits for the container's process, relaying signals to it and, with a terminal, its
@@ -530,7 +561,7 @@ fn wait_and_relay(
     pid: nix::unistd::Pid,
     signals: &nix::sys::signalfd::SignalFd,
     mut master: Option<std::fs::File>,
-    mut discard: Option<std::fs::File>,
+    mut discard: Option<Discard>,
 ) -> i32 {
     use super::tty::{self, Relay};
     use nix::sys::signal::Signal;
@@ -565,12 +596,14 @@ fn wait_and_relay(
                 fds.push(PollFd::new(&stdin, PollFlags::IN));
             }
             if let Some(d) = &discard {
-                fds.push(PollFd::new(d, PollFlags::IN));
+                fds.push(PollFd::new(&d.read, PollFlags::IN));
             }
-            // Once the container has exited, only drain what it wrote.
+            // Once the container has exited, only drain what it wrote: its end closes the
+            // pipe and the terminal at once, this is only a bound for what else might hold
+            // them.
             let drain = rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000_000,
+                tv_sec: 1,
+                tv_nsec: 0,
             };
             match poll(&mut fds, code.map(|_| &drain)) {
                 Ok(0) if code.is_some() => {
@@ -612,7 +645,7 @@ fn wait_and_relay(
         if discard_ready && let Some(d) = discard.as_mut() {
             use std::io::Read;
             let mut buf = [0u8; 16384];
-            if matches!(d.read(&mut buf), Ok(0)) {
+            if matches!(d.read.read(&mut buf), Ok(0)) {
                 discard = None;
             }
         }

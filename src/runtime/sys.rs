@@ -274,3 +274,44 @@ pub fn idmapped_tree(path: &std::path::Path, userns: &OwnedFd) -> std::io::Resul
     }
     Ok(tree)
 }
+
+/// Loads a compiled seccomp program (the kernel's `sock_filter` instructions, as bytes in
+/// native order) into the calling thread. No-new-privileges must be set, as it is for every
+/// container and exec.
+pub fn load_seccomp_program(program: &[u8]) -> std::io::Result<()> {
+    const INSTRUCTION: usize = std::mem::size_of::<libc::sock_filter>();
+    if program.is_empty() || program.len() % INSTRUCTION != 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // Copied into properly aligned instructions: the bytes come from a file.
+    let instructions: Vec<libc::sock_filter> = program
+        .chunks_exact(INSTRUCTION)
+        .map(|i| libc::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect();
+    let len = u16::try_from(instructions.len())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: instructions.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `len` initialised instructions that live until the call
+    // returns; the kernel only reads them (it copies the program).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -2,6 +2,9 @@
 //! clones without fork handlers).
 
 use super::{Backend, BackendError, ExecProcess, Paths, wait_for};
+use crate::runtime::seccomp::bpf;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -44,6 +47,9 @@ impl Backend for Libcontainer {
             }
         };
         let mut builder = Self::builder(id, paths.state)?;
+        if let Some(program) = compiled_filter(id, paths.bundle)? {
+            builder = builder.with_executor(Filtered { program });
+        }
         if let Some(t) = terminal {
             let dup = || {
                 t.try_clone().map_err(|source| BackendError::Terminal {
@@ -117,11 +123,61 @@ impl Backend for Libcontainer {
     }
 }
 
+/// The container's filter as the shim compiled it (`seccomp::bpf`), when it did: then the
+/// spec has none, and the container's init loads this program right before it execs the
+/// command (where libcontainer would load its own, compiled anew).
+fn compiled_filter(id: &str, bundle: &Path) -> Result<Option<bpf::Program>, BackendError> {
+    let path = bundle.join(bpf::IN_BUNDLE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    bpf::Program::read(&path)
+        .map(Some)
+        .map_err(|source| BackendError::Filter {
+            id: id.into(),
+            source,
+        })
+}
+
+/// libcontainer's own way to exec the command, after loading the compiled filter. It runs
+/// in the container's init, with no-new-privileges set and capabilities already dropped.
+#[derive(Clone)]
+struct Filtered {
+    program: bpf::Program,
+}
+
+impl Executor for Filtered {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        super::super::sys::load_seccomp_program(self.program.as_bytes())
+            .map_err(|e| ExecutorError::Other(format!("loading the seccomp filter: {e}")))?;
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
 /// libcontainer 0.7's exec (its tenant) leaves out the container's seccomp filter: the
 /// process that asks for the exec loads it itself, with no-new-privileges, so that the
 /// tenant and the exec'd program inherit it. The default profile allows what the tenant
 /// does (joining namespaces, capset, setgroups, execve).
 fn filter_like_the_container(id: &str, bundle: &Path) -> Result<(), BackendError> {
+    let no_new_privileges = || {
+        rustix::thread::set_no_new_privs(true).map_err(|e| BackendError::NoNewPrivileges {
+            id: id.into(),
+            source: e.into(),
+        })
+    };
+    if let Some(program) = compiled_filter(id, bundle)? {
+        no_new_privileges()?;
+        return super::super::sys::load_seccomp_program(program.as_bytes()).map_err(|source| {
+            BackendError::LoadFilter {
+                id: id.into(),
+                source,
+            }
+        });
+    }
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(|source| {
         BackendError::ExecSpec {
             id: id.into(),
@@ -131,10 +187,7 @@ fn filter_like_the_container(id: &str, bundle: &Path) -> Result<(), BackendError
     let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
         return Ok(());
     };
-    rustix::thread::set_no_new_privs(true).map_err(|e| BackendError::NoNewPrivileges {
-        id: id.into(),
-        source: e.into(),
-    })?;
+    no_new_privileges()?;
     libcontainer::seccomp::initialize_seccomp(seccomp).map_err(|source| {
         BackendError::ExecSeccomp {
             id: id.into(),

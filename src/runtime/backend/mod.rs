@@ -15,6 +15,7 @@ mod oci_cli;
 
 use self::libcontainer::Libcontainer;
 use self::oci_cli::External;
+use crate::runtime::seccomp::bpf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -42,6 +43,18 @@ pub enum BackendError {
         id: String,
         #[source]
         source: Box<::libcontainer::seccomp::SeccompError>,
+    },
+    #[error("libcontainer: container {id}: reading its compiled seccomp filter")]
+    Filter {
+        id: String,
+        #[source]
+        source: crate::runtime::seccomp::SeccompError,
+    },
+    #[error("libcontainer: exec in container {id}: loading its compiled seccomp filter")]
+    LoadFilter {
+        id: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("libcontainer: exec in container {id}: setting no-new-privileges")]
     NoNewPrivileges {
@@ -125,11 +138,28 @@ impl RuntimeChoice {
             .ok_or_else(|| BackendError::NotFound { name: name.into() })
     }
 
-    /// The spec as this runtime must read it to apply what the OCI spec means.
-    pub fn adapt_spec(&self, spec: &mut oci_spec::runtime::Spec) {
-        if *self == Self::Libcontainer {
-            libcontainer::swap_masked_eq_operands(spec);
+    /// The spec as this runtime must read it to apply what the OCI spec means. For the
+    /// embedded runtime, a filter that can be is compiled (or found compiled in `cache`)
+    /// and written beside the spec, which then has none: the container's init loads the
+    /// program instead of compiling the filter on every start.
+    pub fn adapt_spec(&self, spec: &mut oci_spec::runtime::Spec, bundle: &Path, cache: &Path) {
+        if *self != Self::Libcontainer {
+            return;
         }
+        // Only this start's filter may be found there.
+        let _ = std::fs::remove_file(bundle.join(bpf::IN_BUNDLE));
+        if let Some(linux) = spec.linux_mut()
+            && let Some(filter) = linux.seccomp().as_ref().filter(|f| bpf::loadable(f))
+        {
+            match bpf::cached(cache, filter).and_then(|p| p.write(&bundle.join(bpf::IN_BUNDLE))) {
+                Ok(()) => {
+                    linux.set_seccomp(None);
+                }
+                // libcontainer compiles it itself, as it would anyway.
+                Err(e) => tracing::debug!("compiling the seccomp filter: {e}"),
+            }
+        }
+        libcontainer::swap_masked_eq_operands(spec);
     }
 
     pub fn backend(&self) -> Box<dyn Backend> {

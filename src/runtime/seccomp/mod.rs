@@ -4,6 +4,7 @@
 //! `linux.seccomp` for the container's capabilities and this host's architecture. Every
 //! backend then applies the same filter.
 
+pub mod bpf;
 mod builtin;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,20 @@ pub enum SeccompError {
     },
     #[error("seccomp profile {source_name}: {reason}")]
     Invalid { source_name: String, reason: String },
+    #[error("compiled seccomp filter {}: cannot write it", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("seccomp filter: {what}")]
+    Compile {
+        what: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("seccomp filter: exporting the compiled program")]
+    Export(#[source] std::io::Error),
     #[error(
         "security option {0:?}: expected seccomp=unconfined, seccomp=builtin, seccomp=FILE, seccomp=JSON, no-new-privileges, label=disable or apparmor=unconfined"
     )]

@@ -1,0 +1,334 @@
+//! A runtime spec's filter compiled once to the kernel's classic BPF and kept in the store:
+//! libseccomp spends tens of milliseconds resolving and arranging a profile of some 400
+//! syscalls, on every container start and every exec, for the same few hundred
+//! instructions. A container of the embedded runtime, and each exec into it, loads the
+//! compiled program instead.
+
+use super::SeccompError;
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The name of the compiled program in a container's bundle, beside `config.json`.
+pub const IN_BUNDLE: &str = "seccomp.bpf";
+
+/// One instruction's size in the kernel's `struct sock_filter`.
+const INSTRUCTION: usize = 8;
+
+/// A compiled filter: the kernel's `sock_filter` instructions, as bytes in native order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    bytes: Vec<u8>,
+}
+
+impl Program {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn instructions(&self) -> usize {
+        self.bytes.len() / INSTRUCTION
+    }
+
+    /// A program as `write` left it: its digest, then its instructions. Anything else
+    /// (a torn or foreign file) is `None`.
+    fn decode(file: &[u8]) -> Option<Program> {
+        let (digest, bytes) = file.split_at_checked(32)?;
+        let whole = !bytes.is_empty()
+            && bytes.len() % INSTRUCTION == 0
+            && Sha256::digest(bytes).as_slice() == digest;
+        whole.then(|| Program {
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut file = Sha256::digest(&self.bytes).to_vec();
+        file.extend_from_slice(&self.bytes);
+        file
+    }
+
+    /// Reads a program written by `write` (an exec reads its container's).
+    pub fn read(path: &Path) -> Result<Program, SeccompError> {
+        let file = std::fs::read(path).map_err(|source| SeccompError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Program::decode(&file).ok_or_else(|| SeccompError::Invalid {
+            source_name: path.display().to_string(),
+            reason: "not a compiled filter".into(),
+        })
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), SeccompError> {
+        crate::proc::write_atomic(path, &self.encode(), crate::proc::Durability::Replace).map_err(
+            |source| SeccompError::Write {
+                path: path.to_path_buf(),
+                source,
+            },
+        )
+    }
+}
+
+/// Whether `filter` can be loaded as a plain program: no user notification (its listener
+/// fd must reach a supervisor, which only libseccomp's load arranges) and no flags (the
+/// program is loaded without any).
+pub fn loadable(filter: &LinuxSeccomp) -> bool {
+    let notify = |a: LinuxSeccompAction| a == LinuxSeccompAction::ScmpActNotify;
+    !notify(filter.default_action())
+        && filter
+            .syscalls()
+            .iter()
+            .flatten()
+            .all(|rule| !notify(rule.action()))
+        && filter.flags().as_ref().is_none_or(|f| f.is_empty())
+}
+
+/// The compiled `filter`, from `cache` (a directory of the store) when an earlier start
+/// compiled the same filter with this libseccomp on this kernel, else compiled now and
+/// kept there. A cache that cannot be written only costs the next start the compile.
+pub fn cached(cache: &Path, filter: &LinuxSeccomp) -> Result<Program, SeccompError> {
+    let path = cache_path(cache, filter);
+    if let Some(program) = std::fs::read(&path).ok().and_then(|f| Program::decode(&f)) {
+        return Ok(program);
+    }
+    let program = compile(filter)?;
+    let kept = std::fs::create_dir_all(cache)
+        .map_err(|source| SeccompError::Write {
+            path: cache.to_path_buf(),
+            source,
+        })
+        .and_then(|()| program.write(&path));
+    if let Err(e) = kept {
+        tracing::debug!("keeping the compiled seccomp filter: {e}");
+    }
+    Ok(program)
+}
+
+/// Which way `compile` reads a filter: a change to it changes this, so that no program
+/// compiled the old way is loaded again.
+const COMPILER: &str = concat!("skiff ", env!("CARGO_PKG_VERSION"), " compiler 1");
+
+/// Named by everything the program depends on: the filter, how skiff translates it,
+/// libseccomp's version (the compiler) and the kernel's release (which actions and flags
+/// libseccomp may use).
+fn cache_path(cache: &Path, filter: &LinuxSeccomp) -> PathBuf {
+    let mut key = Sha256::new();
+    key.update(serde_json::to_vec(filter).unwrap_or_default());
+    key.update(COMPILER);
+    if let Ok(v) = libseccomp::ScmpVersion::current() {
+        key.update(format!("\0libseccomp {}.{}.{}", v.major, v.minor, v.micro));
+    }
+    key.update(b"\0");
+    key.update(rustix::system::uname().release().to_bytes());
+    cache.join(format!("{}.bpf", hex::encode(key.finalize())))
+}
+
+/// Compiles the filter as the OCI runtime spec means it (runc's and crun's reading: for
+/// `SCMP_CMP_MASKED_EQ`, `value` is the mask and `valueTwo` the datum). Syscalls this
+/// libseccomp does not know are left out, as every runtime does.
+pub fn compile(filter: &LinuxSeccomp) -> Result<Program, SeccompError> {
+    let fail = |what: &str| {
+        let what = what.to_string();
+        move |source| SeccompError::Compile { what, source }
+    };
+    let default = action(filter.default_action(), filter.default_errno_ret());
+    let mut ctx = ScmpFilterContext::new(default).map_err(fail("creating the filter"))?;
+    // What `seccomp(2)` is given is decided when it is loaded, not here.
+    ctx.set_ctl_nnp(false)
+        .map_err(fail("setting its attributes"))?;
+    for &a in filter.architectures().iter().flatten() {
+        ctx.add_arch(arch(a))
+            .map_err(fail(&format!("adding architecture {a:?}")))?;
+    }
+    for rule in filter.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret());
+        if act == default {
+            continue;
+        }
+        let compares: Vec<ScmpArgCompare> = rule
+            .args()
+            .iter()
+            .flatten()
+            .map(|a| {
+                let op = match a.op() {
+                    LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+                    LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+                    LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+                    LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+                    LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+                    LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+                    LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                        return ScmpArgCompare::new(
+                            a.index() as u32,
+                            ScmpCompareOp::MaskedEqual(a.value()),
+                            a.value_two().unwrap_or(0),
+                        );
+                    }
+                };
+                ScmpArgCompare::new(a.index() as u32, op, a.value())
+            })
+            .collect();
+        // One comparison per argument in a rule; several on one argument become rules of
+        // their own (runc's reading: any of them matches).
+        let mut seen = HashSet::new();
+        let separate = !rule.args().iter().flatten().all(|a| seen.insert(a.index()));
+        for name in rule.names() {
+            let Ok(syscall) = libseccomp::ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let added = if compares.is_empty() {
+                ctx.add_rule(act, syscall).map(drop)
+            } else if separate {
+                compares
+                    .iter()
+                    .try_for_each(|c| ctx.add_rule_conditional(act, syscall, &[*c]).map(drop))
+            } else {
+                ctx.add_rule_conditional(act, syscall, &compares).map(drop)
+            };
+            added.map_err(fail(&format!("adding the rule for {name}")))?;
+        }
+    }
+    let memfd = rustix::fs::memfd_create("seccomp-bpf", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| SeccompError::Export(e.into()))?;
+    ctx.export_bpf(&memfd).map_err(fail("exporting it"))?;
+    let mut file = std::fs::File::from(memfd);
+    let mut bytes = Vec::new();
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(SeccompError::Export)?;
+    if bytes.is_empty() || bytes.len() % INSTRUCTION != 0 {
+        return Err(SeccompError::Export(std::io::Error::other(format!(
+            "libseccomp exported {} bytes, not whole instructions",
+            bytes.len()
+        ))));
+    }
+    Ok(Program { bytes })
+}
+
+fn action(action: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    let errno = errno.map(|e| e as i32).unwrap_or(libc::EPERM);
+    match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+    }
+}
+
+fn arch(arch: Arch) -> ScmpArch {
+    match arch {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        Arch::ScmpArchParisc => ScmpArch::Parisc,
+        Arch::ScmpArchParisc64 => ScmpArch::Parisc64,
+        Arch::ScmpArchLoongarch64 => ScmpArch::Loongarch64,
+        Arch::ScmpArchM68k => ScmpArch::M68k,
+        Arch::ScmpArchSh => ScmpArch::Sh,
+        Arch::ScmpArchSheb => ScmpArch::Sheb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(json: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn compiled_once_then_read_from_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let getpid = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }));
+        let first = cached(dir.path(), &getpid).unwrap();
+        assert!(first.instructions() > 2, "{first:?}");
+        assert_eq!(
+            first,
+            compile(&getpid).unwrap(),
+            "compiling is deterministic"
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        let kept = files[0].path();
+        // A torn or altered file is compiled again (and replaced), never loaded.
+        for damage in [&b""[..], b"short", &[0u8; 40]] {
+            std::fs::write(&kept, damage).unwrap();
+            assert_eq!(cached(dir.path(), &getpid).unwrap(), first);
+            assert_eq!(Program::read(&kept).unwrap(), first);
+        }
+        // Another filter is another program, kept under another name.
+        let other = filter(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }));
+        assert_ne!(cached(dir.path(), &other).unwrap(), first);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn what_only_libseccomp_can_load_stays_with_it() {
+        let cases = [
+            (serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"}), true),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                    {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+                false,
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "flags": ["SECCOMP_FILTER_FLAG_LOG"]}),
+                false,
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": []}),
+                true,
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(loadable(&filter(json.clone())), want, "{json}");
+        }
+    }
+
+    #[test]
+    fn bad_programs_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(IN_BUNDLE);
+        let err = Program::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot read") && err.contains(IN_BUNDLE),
+            "{err}"
+        );
+        std::fs::write(&path, [1u8; 48]).unwrap();
+        let err = Program::read(&path).unwrap_err().to_string();
+        assert!(err.contains("not a compiled filter"), "{err}");
+    }
+}
