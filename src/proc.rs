@@ -74,6 +74,9 @@ pub enum HelperCmd {
     },
     /// `__remove PATH...`: trees whose files may belong to subordinate ids.
     Remove { paths: Vec<PathBuf> },
+    /// `__remove-in PID PATH...`: the same, from the user namespace of PID (a pod's infra), so
+    /// that no new namespace is mapped for it.
+    RemoveIn { pid: u32, paths: Vec<PathBuf> },
     /// `__net-helper PROGRAM ARGS...`: waits for the go on stdin, then becomes PROGRAM.
     NetHelper { program: PathBuf, args: Vec<String> },
     /// `__map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: newuidmap/newgidmap for PID.
@@ -97,6 +100,7 @@ impl HelperCmd {
             Self::Pod { .. } => "__pod",
             Self::UnpackLayer { .. } => "__unpack-layer",
             Self::Remove { .. } => "__remove",
+            Self::RemoveIn { .. } => "__remove-in",
             Self::NetHelper { .. } => "__net-helper",
             Self::MapIds { .. } => "__map-ids",
             Self::Probe { .. } => "__probe",
@@ -114,6 +118,10 @@ impl HelperCmd {
                 args.push(diff_id.as_deref().unwrap_or("-").into());
             }
             Self::Remove { paths } => args.extend(paths.iter().map(OsString::from)),
+            Self::RemoveIn { pid, paths } => {
+                args.push(pid.to_string().into());
+                args.extend(paths.iter().map(OsString::from));
+            }
             Self::NetHelper {
                 program,
                 args: rest,
@@ -160,6 +168,11 @@ impl HelperCmd {
             ("__remove", paths) => Self::Remove {
                 paths: paths.iter().map(PathBuf::from).collect(),
             },
+            ("__remove-in", [pid, paths @ ..]) => Self::RemoveIn {
+                pid: pid.parse().map_err(|_| usage2("__remove-in PID PATH..."))?,
+                paths: paths.iter().map(PathBuf::from).collect(),
+            },
+            ("__remove-in", _) => return Err(usage2("__remove-in PID PATH...")),
             ("__net-helper", [program, rest @ ..]) => Self::NetHelper {
                 program: program.into(),
                 args: rest.to_vec(),
@@ -422,6 +435,41 @@ impl ExitPipe {
 }
 
 /// Whether `pid` exists and is not a zombie waiting to be reaped.
+/// Waits until process `pid` has ended, at most `timeout`, through a pidfd: woken by the exit
+/// itself, never by a poll interval. True once it is gone (or if it never was).
+pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
+    let Some(target) = rustix::process::Pid::from_raw(pid as i32) else {
+        return true;
+    };
+    let fd = match rustix::process::pidfd_open(target, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return true,
+        // No pidfd (a kernel before 5.3): look every 10 ms instead.
+        Err(_) => {
+            let start = std::time::Instant::now();
+            while process_alive(pid) && start.elapsed() < timeout {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            return !process_alive(pid);
+        }
+    };
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let limit = rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    loop {
+        match rustix::event::poll(&mut fds, Some(&limit)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(n) => return n > 0 || !process_alive(pid),
+            Err(_) => return !process_alive(pid),
+        }
+    }
+}
+
 pub fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| {
@@ -686,6 +734,10 @@ mod tests {
                 paths: vec!["/a".into(), "/b".into()],
             },
             HelperCmd::Remove { paths: vec![] },
+            HelperCmd::RemoveIn {
+                pid: 9,
+                paths: vec!["/a".into()],
+            },
             HelperCmd::NetHelper {
                 program: "/usr/bin/pasta".into(),
                 args: vec!["--quiet".into()],

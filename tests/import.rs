@@ -291,6 +291,73 @@ fn reimport_is_idempotent_and_bad_input_changes_nothing() {
     common::fsck_ok(&env);
 }
 
+/// An xz file in big blocks, as `xz -T` writes one, decodes in bounded memory: liblzma's threaded
+/// decoder buffers a whole block per thread, so unbounded it took twice this budget.
+#[test]
+fn a_multi_block_xz_imports_within_64_mib() {
+    if !require(&["busybox", "time"]) {
+        return;
+    }
+    let env = Env::new();
+    // Three 32 MiB files, varied enough that each block holds real work, in 32 MiB blocks.
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..3u32 {
+        let data: Vec<u8> = (0..32u32 << 20)
+            .map(|n| (n.wrapping_mul(2_654_435_761).rotate_left(i) >> 13) as u8 & 0x3f)
+            .collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, format!("data{i}"), &data[..])
+            .unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let stream = liblzma::stream::MtStreamBuilder::new()
+        .threads(2)
+        .block_size(32 << 20)
+        .preset(0)
+        .encoder()
+        .unwrap();
+    let mut e = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    e.write_all(&tar).unwrap();
+    let xz = write(&env, "big.tar.xz", &e.finish().unwrap());
+    let blocks = Command::new("xz")
+        .args(["--list", "--robot"])
+        .arg(&xz)
+        .output()
+        .unwrap();
+    let blocks = String::from_utf8_lossy(&blocks.stdout);
+    assert!(
+        blocks.lines().any(|l| l.starts_with("totals\t1\t4\t")),
+        "four blocks expected: {blocks}"
+    );
+
+    // GNU time reports the peak RSS of skiff and of the unpacker it waited for.
+    let mut import = env.skiff();
+    import.args(["import", "-q"]).arg(&xz).arg("big:1");
+    let mut timed = Command::new("time");
+    timed
+        .args(["-f", "maxrss %M"])
+        .arg(import.get_program())
+        .args(import.get_args());
+    for (k, v) in import.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let out = timed.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"));
+    assert!(kib <= 64 * 1024, "peak RSS {} MiB > 64 MiB", kib / 1024);
+    common::fsck_ok(&env);
+}
+
 #[test]
 fn helper_image_from_a_prebuilt_tarball_without_any_network() {
     if !require(&["busybox", "unshare"]) {

@@ -118,6 +118,19 @@ async fn relay(
     said
 }
 
+/// Times a runtime call: one info line per call on the `skiff::job::timing` target, so the
+/// per-container cost inside a job or a driver call can be read (and benchmarked) step by step.
+async fn timed<T>(step: &str, what: &str, work: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    tracing::info!(
+        target: "skiff::job::timing",
+        "{step} {what}: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    result
+}
+
 /// Runs a blocking runtime call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BoxError> + Send + 'static,
@@ -129,35 +142,48 @@ impl JobRuntime for LocalRuntime {
     fn create_pod<'a>(&'a self, pod: &'a PodRequest) -> BoxFuture<'a, Result<(), BoxError>> {
         let root = self.root.clone();
         let request = pod.clone();
-        Box::pin(blocking(move || {
-            let opts = PodOptions {
-                name: request.name,
-                network: Network::parse(&request.network)?,
-                hosts: request.hosts,
-                dns: request.dns,
-                owner: request.owner,
-                userns: request.userns,
-            };
-            Ok(pod::create(&root, &opts)?)
-        }))
+        Box::pin(timed(
+            "pod create",
+            &pod.name,
+            blocking(move || {
+                let opts = PodOptions {
+                    name: request.name,
+                    network: Network::parse(&request.network)?,
+                    hosts: request.hosts,
+                    dns: request.dns,
+                    owner: request.owner,
+                    userns: request.userns,
+                };
+                Ok(pod::create(&root, &opts)?)
+            }),
+        ))
     }
 
     fn start<'a>(&'a self, c: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
         let root = self.root.clone();
-        let c = c.clone();
-        Box::pin(blocking(move || {
-            container::create(&root, &c.image, &create_options(&c))?.start_detached()?;
-            Ok(())
-        }))
+        let request = c.clone();
+        Box::pin(timed(
+            "start",
+            &c.name,
+            blocking(move || {
+                let opts = create_options(&request);
+                container::create(&root, &request.image, &opts)?.start_detached()?;
+                Ok(())
+            }),
+        ))
     }
 
     fn create<'a>(&'a self, c: &'a ContainerRequest) -> BoxFuture<'a, Result<(), BoxError>> {
         let root = self.root.clone();
-        let c = c.clone();
-        Box::pin(blocking(move || {
-            container::create(&root, &c.image, &create_options(&c))?;
-            Ok(())
-        }))
+        let request = c.clone();
+        Box::pin(timed(
+            "create",
+            &c.name,
+            blocking(move || {
+                container::create(&root, &request.image, &create_options(&request))?;
+                Ok(())
+            }),
+        ))
     }
 
     fn run<'a>(
@@ -166,7 +192,7 @@ impl JobRuntime for LocalRuntime {
         input: &'a [u8],
         output: OutputSink<'a>,
     ) -> BoxFuture<'a, Result<RunExit, BoxError>> {
-        Box::pin(async move {
+        Box::pin(timed("run", name, async move {
             let c = container::find(&self.root, name)?;
             let (command, mut exit) = c.foreground_command_reporting_exit()?;
             let mut child = tokio::process::Command::from(command)
@@ -216,7 +242,7 @@ impl JobRuntime for LocalRuntime {
                     why => why.lines().last().unwrap_or(why).to_string(),
                 }),
             })
-        })
+        }))
     }
 
     fn kill<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ()> {
@@ -239,7 +265,7 @@ impl JobRuntime for LocalRuntime {
         ports: &'a [u16],
         timeout: Duration,
     ) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
+        Box::pin(timed("wait for ports", pod_name, async move {
             let Ok(cmd) = pod::probe_command(&self.root, pod_name, timeout, ports) else {
                 return false;
             };
@@ -248,7 +274,7 @@ impl JobRuntime for LocalRuntime {
                 .status()
                 .await
                 .is_ok_and(|s| s.success())
-        })
+        }))
     }
 
     fn logs(&self, container: &str) -> String {
@@ -259,12 +285,12 @@ impl JobRuntime for LocalRuntime {
     fn remove_pod<'a>(&'a self, pod_name: &'a str) -> BoxFuture<'a, ()> {
         let root = self.root.clone();
         let name = pod_name.to_string();
-        Box::pin(async move {
+        Box::pin(timed("pod remove", pod_name, async move {
             let removed = blocking(move || Ok(pod::remove(&root, &name, true)?)).await;
             if let Err(e) = removed {
                 tracing::debug!("removing pod {pod_name}: {e}");
             }
-        })
+        }))
     }
 
     fn remove_files<'a>(&'a self, paths: &'a [PathBuf]) -> BoxFuture<'a, Result<(), BoxError>> {

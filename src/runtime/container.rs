@@ -13,7 +13,7 @@ use crate::proc::{HelperCmd, ProcError};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -478,16 +478,17 @@ pub fn list(root: &Path, all: bool) -> Vec<(String, State)> {
         .collect()
 }
 
-/// Waits until the container is no longer running, at most `timeout`.
-fn wait_exited(dir: &Path, timeout: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if read_state(dir).is_none_or(|s| s.status != Status::Running) {
-            return true;
+/// Waits until the container is no longer running, at most `timeout`: until its shim, which
+/// records the exit, unmounts and ends, has ended (woken by that end, not by polling), so that
+/// nothing writes in the container's directory any more.
+pub(crate) fn wait_exited(dir: &Path, timeout: Duration) -> bool {
+    match read_state(dir) {
+        Some(s) if s.status == Status::Running => {
+            crate::proc::wait_gone(s.shim_pid, timeout);
+            read_state(dir).is_none_or(|s| s.status != Status::Running)
         }
-        std::thread::sleep(Duration::from_millis(20));
+        _ => true,
     }
-    false
 }
 
 /// Removes store paths from inside the user namespace that owns their files (blocking; the
@@ -701,12 +702,7 @@ impl Container {
             // Its guardian takes down whatever the shim had started.
             let shim = nix::unistd::Pid::from_raw(s.shim_pid as i32);
             let _ = nix::sys::signal::kill(shim, Signal::SIGKILL);
-            let start = Instant::now();
-            while crate::proc::process_alive(s.shim_pid)
-                && start.elapsed() < Duration::from_secs(10)
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            crate::proc::wait_gone(s.shim_pid, Duration::from_secs(10));
         }
         if let Some(s) = state.filter(|s| s.status == Status::Running) {
             if !force {

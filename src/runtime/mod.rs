@@ -53,6 +53,7 @@ pub fn run_helper(cmd: crate::proc::HelperCmd, parent: Option<u32>) -> i32 {
             store_helpers::unpack_layer_main(&store, diff_id.as_deref())
         }
         HelperCmd::Remove { paths } => store_helpers::remove_main(&paths),
+        HelperCmd::RemoveIn { pid, paths } => store_helpers::remove_in_main(pid, &paths),
         HelperCmd::NetHelper { program, args } => network::helper_main(&program, &args),
         HelperCmd::Probe {
             pod_dir,

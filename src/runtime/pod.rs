@@ -10,7 +10,7 @@ pub use super::pod_state::{PodError, PodState, has_ended, lock_for_member, read,
 use super::userns;
 use crate::proc::{HelperCmd, ProcError, process_alive};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a pod is made with (`skiff pod create`'s options).
 #[derive(Debug, Clone)]
@@ -159,31 +159,14 @@ fn fill(
     Ok(())
 }
 
-/// SIGKILLs a container's init and waits for its shim to record the exit.
-fn kill_member(d: &Path) -> bool {
-    if let Some(pid) = container_pid(d) {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        if read_state(d).is_none_or(|s| s.status != Status::Running) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 /// SIGTERM to the infra process, SIGKILL if it lingers.
 fn stop_infra(state: &PodState) {
     if let Some(pid) = state.infra_pid.filter(|p| process_alive(*p)) {
         let pid = nix::unistd::Pid::from_raw(pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        while process_alive(pid.as_raw() as u32) && start.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
+        if !crate::proc::wait_gone(pid.as_raw() as u32, Duration::from_secs(5)) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -206,15 +189,28 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<(), PodError> {
             count: running.len(),
         });
     }
+    // All killed first, then waited for: their shims unmount and end side by side.
+    for d in &running {
+        if let Some(pid) = container_pid(d) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
     for d in running {
-        if !kill_member(d) {
+        if !super::container::wait_exited(d, Duration::from_secs(10)) {
             return Err(PodError::MemberDidNotStop {
                 name: name.into(),
                 dir: d.clone(),
             });
         }
     }
-    remove_paths(&containers)?;
+    // Rootless, from inside the pod's own user namespace while its infra still holds it.
+    let user_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let infra = state.infra_pid.filter(|p| {
+        !userns::detect().is_root()
+            && process_alive(*p)
+            && user_ns(&p.to_string()).is_some_and(|ns| Some(ns) != user_ns("self"))
+    });
+    remove_paths_in(infra, &containers)?;
     stop_infra(&state);
     std::fs::remove_dir_all(&dir).map_err(|source| PodError::Io {
         what: "removing",
@@ -223,18 +219,20 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<(), PodError> {
     })
 }
 
-/// Removes store paths from inside the user namespace (the `__remove` helper).
-pub(super) fn remove_paths(paths: &[PathBuf]) -> Result<(), PodError> {
+/// Removes store paths from inside the user namespace: a new one mapped for it (the
+/// `__remove` helper), or that of `pid` when given (`__remove-in`).
+fn remove_paths_in(pid: Option<u32>, paths: &[PathBuf]) -> Result<(), PodError> {
     if paths.is_empty() {
         return Ok(());
     }
-    match (HelperCmd::Remove {
-        paths: paths.to_vec(),
-    })
-    .run()
-    {
+    let (first, paths) = (paths[0].clone(), paths.to_vec());
+    let helper = match pid {
+        Some(pid) => HelperCmd::RemoveIn { pid, paths },
+        None => HelperCmd::Remove { paths },
+    };
+    match helper.run() {
         Err(ProcError::Failed { stderr, .. }) => Err(PodError::Remove {
-            path: paths[0].clone(),
+            path: first,
             stderr,
         }),
         other => Ok(other?),
@@ -435,6 +433,7 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
         return 2;
     }
     let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
+    let mut interval = Duration::from_millis(5);
     loop {
         for port in ports {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
@@ -446,7 +445,10 @@ pub fn probe_main(dir: &Path, timeout: u64, ports: &[u16]) -> i32 {
         if std::time::Instant::now() >= deadline {
             return 1;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // A refused connection on loopback costs microseconds: look again soon at first (a
+        // service is often up within milliseconds), then less often.
+        std::thread::sleep(interval);
+        interval = (interval * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -40,6 +40,18 @@ pub fn unpack_layer_main(root: &Path, diff_id: Option<&str>) -> i32 {
     })())
 }
 
+/// The `__remove-in PID PATH...` helper: as `__remove`, from inside the user namespace of
+/// PID (a pod's infra process, alive), which costs no id mapping (two setuid helpers).
+pub fn remove_in_main(pid: u32, paths: &[PathBuf]) -> i32 {
+    helper_exit((|| -> HelperResult {
+        userns::join(pid, &userns::detect())?;
+        for p in paths {
+            crate::unpack::remove_tree(p)?;
+        }
+        Ok(())
+    })())
+}
+
 /// The `__remove PATH...` helper: trees whose files may belong to subordinate ids, removed
 /// from inside the user namespace that owns them.
 pub fn remove_main(paths: &[PathBuf]) -> i32 {

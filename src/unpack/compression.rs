@@ -23,6 +23,10 @@ impl Compression {
     }
 }
 
+/// What xz's threaded decoder may hold, so a whole import or unpack stays within 64 MiB of
+/// peak RSS (the rest: skiff itself, about 10 MiB, and its copy buffers).
+pub const XZ_THREADS_MEMORY: u64 = 48 << 20;
+
 /// Wraps `input` in the decoder its first bytes call for.
 pub fn decompress<'a, R: Read + 'a>(
     input: R,
@@ -40,14 +44,16 @@ pub fn decompress<'a, R: Read + 'a>(
                 .map_err(|e| UnpackError::Decompress(e.to_string()))?,
         ),
         Compression::Xz => {
-            // Threaded decoding where the file has several blocks (xz -T); one thread otherwise.
-            // memlimit_threading must be set or liblzma quietly stays single-threaded.
+            // Threaded decoding where the file has several blocks (xz -T), as many threads as
+            // XZ_THREADS_MEMORY holds: each thread buffers a whole block (24 MiB at xz -6), so
+            // unbounded threads cost ~110 MiB. liblzma lowers the thread count to fit, down to
+            // one thread decoding beside the caller, or direct single-threaded decoding.
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(1);
             let stream = liblzma::stream::MtStreamBuilder::new()
                 .threads(threads)
-                .memlimit_threading(u64::MAX)
+                .memlimit_threading(XZ_THREADS_MEMORY)
                 .memlimit_stop(u64::MAX)
                 .decoder()
                 .map_err(|e| UnpackError::Decompress(format!("xz: {e}")))?;
