@@ -78,8 +78,17 @@ fn run_watched(cmd: &mut Command, secrets: &Secrets, stdin: Option<&str>) -> (Ou
         std::thread::spawn(move || {
             let mut leaks = Vec::new();
             let me = std::process::id();
-            // A child between fork and exec still shows our command's arguments.
-            let own_cmdline = std::fs::read(format!("/proc/{own}/cmdline")).unwrap_or_default();
+            // A child between fork and exec still shows our command's arguments. Read until
+            // there are some: spawn returns once exec is past its point of no return, before
+            // the kernel has set the new arguments up, and until then cmdline reads empty.
+            let mut own_cmdline = Vec::new();
+            for _ in 0..500 {
+                own_cmdline = std::fs::read(format!("/proc/{own}/cmdline")).unwrap_or_default();
+                if !own_cmdline.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
             while !done.load(Ordering::Relaxed) {
                 for e in std::fs::read_dir("/proc").unwrap().flatten() {
                     let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok())
