@@ -367,11 +367,8 @@ pub fn kill_helpers(helper: &HelperCmd, except: &[u32]) -> usize {
         if HelperCmd::from_cmdline(&cmdline).as_ref() != Some(helper) {
             continue;
         }
-        // Watched through a pidfd, so that we return only once it is gone: a helper killed
-        // in the middle of writing into a directory must be done before it is removed.
-        let watch = rustix::process::Pid::from_raw(pid as i32).and_then(|p| {
-            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-        });
+        // Waited for, so that we return only once it is gone: a helper killed in the middle
+        // of writing into a directory must be done before it is removed.
         if nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
@@ -379,17 +376,7 @@ pub fn kill_helpers(helper: &HelperCmd, except: &[u32]) -> usize {
         .is_ok()
         {
             killed += 1;
-            if let Some(fd) = watch {
-                let mut fds = [rustix::event::PollFd::new(
-                    &fd,
-                    rustix::event::PollFlags::IN,
-                )];
-                let limit = rustix::event::Timespec {
-                    tv_sec: 5,
-                    tv_nsec: 0,
-                };
-                let _ = rustix::event::poll(&mut fds, Some(&limit));
-            }
+            wait_gone(pid, std::time::Duration::from_secs(5));
         }
     }
     killed

@@ -45,11 +45,15 @@ pub fn unpack_layer_main(root: &Path, diff_id: Option<&str>) -> i32 {
 pub fn remove_in_main(pid: u32, paths: &[PathBuf]) -> i32 {
     helper_exit((|| -> HelperResult {
         userns::join(pid, &userns::detect())?;
-        for p in paths {
-            crate::unpack::remove_tree(p)?;
-        }
-        Ok(())
+        remove_trees(paths)
     })())
+}
+
+fn remove_trees(paths: &[PathBuf]) -> HelperResult {
+    for p in paths {
+        crate::unpack::remove_tree(p)?;
+    }
+    Ok(())
 }
 
 /// The `__remove PATH...` helper: trees whose files may belong to subordinate ids, removed
@@ -57,9 +61,6 @@ pub fn remove_in_main(pid: u32, paths: &[PathBuf]) -> i32 {
 pub fn remove_main(paths: &[PathBuf]) -> i32 {
     helper_exit((|| -> HelperResult {
         userns::enter(&userns::detect())?;
-        for p in paths {
-            crate::unpack::remove_tree(p)?;
-        }
-        Ok(())
+        remove_trees(paths)
     })())
 }
