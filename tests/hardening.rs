@@ -806,3 +806,67 @@ fn a_job_of_root_is_root_inside_only() {
         );
     });
 }
+
+/// `skiff` as `who` runs it, in a mount namespace of its own where `/etc/subuid` and
+/// `/etc/subgid` read `subids`: the host's files stay untouched.
+fn with_subids(who: &Runner, subids: &Path) -> std::process::Command {
+    let inner = (who.skiff)();
+    let mut c = std::process::Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@""#)
+        .arg("sh")
+        .arg(subids)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+#[test]
+fn without_a_free_range_containers_of_root_fail_before_starting() {
+    as_root(|who| {
+        let image = probe_image(who);
+        let two_slots = who.scratch.join("two-slots");
+        std::fs::write(&two_slots, "containers:3000000000:131072\n").unwrap();
+        let none = who.scratch.join("no-containers");
+        std::fs::write(&none, "skiff-test:100000:65536\n").unwrap();
+        let narrow = || with_subids(who, &two_slots);
+        let narrow = Runner {
+            skiff: &narrow,
+            ..who.clone()
+        };
+        let _cleanup = Cleanup(who, &["slot-a", "slot-c"]);
+        narrow.ok(&["run", "-d", "--name", "slot-a", image, "sleep", "60"]);
+        narrow.ok(&["pod", "create", "--name", "slot-p"]);
+        let exhausted = "the subordinate range containers:3000000000:131072 is exhausted";
+        narrow.refused(
+            &["run", "--name", "slot-c", image, "busybox", "true"],
+            exhausted,
+        );
+        narrow.refused(&["pod", "create", "--name", "slot-q"], exhausted);
+        assert!(!who.store.join("containers/slot-c").exists());
+        assert!(!who.store.join("pods/slot-q").exists());
+        let listed = who.ok(&["ps", "-a"]);
+        assert_eq!(listed.lines().count(), 2, "only slot-a is left: {listed}");
+        // Host ids need no range.
+        narrow.ok(&["run", "--rm", "--userns=host", image, "busybox", "true"]);
+        // Removal frees a range.
+        who.ok(&["pod", "rm", "-f", "slot-p"]);
+        narrow.ok(&["run", "--rm", image, "busybox", "true"]);
+        let unset = || with_subids(who, &none);
+        let unset = Runner {
+            skiff: &unset,
+            ..who.clone()
+        };
+        unset.refused(
+            &["run", "--name", "slot-c", image, "busybox", "true"],
+            "no `containers` range in /etc/subuid and /etc/subgid",
+        );
+        assert!(!who.store.join("containers/slot-c").exists());
+    });
+}

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// Its commands, a directory it can read and write, and its store.
+#[derive(Clone)]
 pub struct Runner<'a> {
     pub skiff: &'a dyn Fn() -> Command,
     pub scratch: PathBuf,
