@@ -151,6 +151,17 @@ entrypoint-missing:
     name: {image}
     entrypoint: ["/no/such/entrypoint"]
   script: [echo never]
+# No image of its own (the runner's default), variables as GitLab and the runner expand them.
+gitlab-variables:
+  inherit: {{ default: false }}
+  variables:
+    PRICE: "$$5"
+    RAW: {{ value: "keep $$HOME", expand: false }}
+    NESTED: "$CI_PROJECT_PATH_SLUG/x"
+  script:
+    - echo "price=$PRICE raw=$RAW nested=$NESTED status=$CI_JOB_STATUS total=$CI_NODE_TOTAL slug=$CI_JOB_NAME_SLUG"
+    - exit 4
+  after_script: [echo "after status=$CI_JOB_STATUS"]
 "#
     )
 }
@@ -189,6 +200,15 @@ fn pipelines_run_as_the_runner_runs_them() {
             log.contains("section_start:") && log.contains("Job succeeded"),
             "{log}"
         );
+
+        let o = who.job(&["--default-image", image, "gitlab-variables"]);
+        let log = out(&o);
+        assert_eq!(o.status.code(), Some(4), "{log}");
+        assert!(
+            log.contains("price=$5 raw=keep $$HOME nested=local-project/x status=running total=1 slug=gitlab-variables"),
+            "{log}"
+        );
+        assert!(log.contains("after status=failed"), "{log}");
 
         let o = who.job(&["failing"]);
         let log = out(&o);

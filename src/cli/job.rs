@@ -40,6 +40,9 @@ pub struct JobArgs {
     /// pull policies, volumes, limits... (read only when given)
     #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The image of jobs that name none (the runner's `image`; above the admin file's)
+    #[arg(long, value_name = "IMAGE")]
+    pub default_image: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     pub job: String,
@@ -60,11 +63,15 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .map(|v| pair(v))
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
-    let job = pipeline.job(&a.job, &cli_vars)?;
-    let admin = match a.config.as_deref().filter(|f| !f.as_os_str().is_empty()) {
+    let predefined = skiff::job::script::project_variables(&a.project_dir);
+    let job = pipeline.job_with(&a.job, &cli_vars, &predefined)?;
+    let mut admin = match a.config.as_deref().filter(|f| !f.as_os_str().is_empty()) {
         Some(file) => AdminConfig::load(Some(file))?,
         None => AdminConfig::default(),
     };
+    if let Some(image) = a.default_image {
+        admin.image = Some(image);
+    }
     let network = a.network.as_deref().or(admin.network_mode.as_deref());
     let wait = admin.services_wait_secs();
     let plan = JobPlan::local(

@@ -1,6 +1,6 @@
 //! The images a `.gitlab-ci.yml` needs: `image` and `services` at the top level, in
 //! `default:` and in every job (hidden templates included, since jobs may `extends` them),
-//! with YAML anchors and `<<` merge keys applied and `$VAR`/`${VAR}` expanded from the
+//! read as GitLab reads it (anchors, `<<` merge keys, repeated keys) and `$VAR`/`${VAR}` expanded from the
 //! top-level `variables`. Names that still hold a variable are reported, not guessed.
 
 use super::pipeline::{GLOBAL_KEYWORDS, expand};
@@ -33,12 +33,8 @@ pub fn pipeline_images(text: &str, file: &str) -> Result<PipelineImages, CiError
         file: file.to_string(),
         reason,
     };
-    let mut doc: Value = serde_yaml_ng::from_str(text).map_err(|e| err(e.to_string()))?;
-    doc.apply_merge()
-        .map_err(|e| err(format!("merge keys: {e}")))?;
-    let Value::Mapping(top) = &doc else {
-        return Err(err("the top level is not a mapping".into()));
-    };
+    let read = super::yaml::read(text, file).map_err(|e| err(e.reason))?;
+    let top = &read.config;
     let vars: Vec<(String, String)> = top
         .get("variables")
         .and_then(Value::as_mapping)

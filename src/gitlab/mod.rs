@@ -9,3 +9,4 @@ pub mod executor;
 pub mod payload;
 pub mod pipeline;
 pub mod register;
+pub mod yaml;

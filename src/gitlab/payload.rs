@@ -788,6 +788,20 @@ fn join_path(dir: &str, name: &str) -> String {
     }
 }
 
+/// `value` expanded as the runner expands a value against its variables (later ones win,
+/// `$$` is `$`, an undefined name is empty): for names and variables not from a payload.
+pub fn expand_value(value: &str, variables: &[(String, String)]) -> String {
+    let all: Vec<Variable> = variables
+        .iter()
+        .map(|(key, value)| Variable {
+            key: key.clone(),
+            value: value.clone(),
+            ..Variable::default()
+        })
+        .collect();
+    go_expand(value, |name| lookup(&all, name))
+}
+
 /// Go's `os.Expand`: `$NAME`, `${NAME}` and the special `$$`, `$1`, `${*}`...; an
 /// undefined name is empty, `${}` and an unclosed `${` are dropped, a lone `$` stays.
 fn go_expand(s: &str, lookup: impl Fn(&str) -> String) -> String {

@@ -94,8 +94,11 @@ pub struct Job {
     pub stage: String,
     pub image: Option<ImageSpec>,
     pub services: Vec<ServiceSpec>,
-    /// In precedence order, later wins; values expanded.
+    /// In precedence order, later wins; values with other variables of the file expanded
+    /// as GitLab does before a runner sees them (see [`Job::runner_variables`]).
     pub variables: Vec<(String, String)>,
+    /// The variables declared `expand: false`: the runner takes their values as written.
+    pub raw_variables: Vec<String>,
     pub before_script: Vec<String>,
     pub script: Vec<String>,
     pub after_script: Vec<String>,
@@ -225,20 +228,144 @@ pub fn expand(s: &str, vars: &[(String, String)]) -> String {
     out
 }
 
-fn variables(v: Option<&Value>) -> Vec<(String, String)> {
+/// One entry of a `variables:` mapping: `KEY: value`, or
+/// `KEY: {value, description, expand, options}`.
+struct YamlVariable {
+    key: String,
+    value: String,
+    /// `expand: false`.
+    raw: bool,
+}
+
+fn variables(v: Option<&Value>) -> Vec<YamlVariable> {
     v.and_then(Value::as_mapping)
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| {
-                    let value = match v {
-                        Value::Mapping(m) => m.get("value").and_then(text)?,
-                        other => text(other)?,
+                    let (value, raw) = match v {
+                        Value::Mapping(m) => (
+                            m.get("value").and_then(text).unwrap_or_default(),
+                            m.get("expand") == Some(&Value::Bool(false)),
+                        ),
+                        other => (text(other)?, false),
                     };
-                    Some((text(k)?, value))
+                    Some(YamlVariable {
+                        key: text(k)?,
+                        value,
+                        raw,
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The names a value refers to as GitLab's own expansion sees them (`$NAME`, `${NAME}`),
+/// with `$$` as an escape: (start, end, name) of each reference.
+fn references(value: &str) -> Vec<(usize, usize, &str)> {
+    let b = value.as_bytes();
+    let name_len = |from: usize| {
+        b[from..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+            .count()
+    };
+    let (mut out, mut i) = (vec![], 0);
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => match value[i + 2..].find('}') {
+                Some(n) if n > 0 && name_len(i + 2) == n => {
+                    out.push((i, i + 3 + n, &value[i + 2..i + 2 + n]));
+                    i += 3 + n;
+                }
+                _ => i += 2,
+            },
+            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+                let n = name_len(i + 1);
+                out.push((i, i + 1 + n, &value[i + 1..i + 1 + n]));
+                i += 1 + n;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Variables in variables, as GitLab expands them before a runner sees them: a reference to
+/// another defined variable (not `expand: false`) is replaced by its expanded value, in
+/// dependency order; undefined names, references to `expand: false` variables and `$$`
+/// stay for the runner. A circle is an error naming it.
+fn expand_nested(
+    vars: &[(String, String)],
+    raw: &BTreeSet<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let defined: std::collections::HashMap<&str, &str> =
+        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    fn resolve(
+        key: &str,
+        defined: &std::collections::HashMap<&str, &str>,
+        raw: &BTreeSet<String>,
+        done: &mut std::collections::HashMap<String, String>,
+        chain: &mut Vec<String>,
+    ) -> Result<String, String> {
+        if let Some(v) = done.get(key) {
+            return Ok(v.clone());
+        }
+        if chain.iter().any(|c| c == key) {
+            chain.push(key.into());
+            return Err(format!(
+                "circular variable reference: {}",
+                chain.join(" -> ")
+            ));
+        }
+        let value = defined[key];
+        if raw.contains(key) {
+            return Ok(value.into());
+        }
+        chain.push(key.into());
+        let mut out = String::new();
+        let mut copied = 0;
+        for (start, end, name) in references(value) {
+            if !defined.contains_key(name) || raw.contains(name) {
+                continue;
+            }
+            out.push_str(&value[copied..start]);
+            out.push_str(&resolve(name, defined, raw, done, chain)?);
+            copied = end;
+        }
+        out.push_str(&value[copied..]);
+        chain.pop();
+        done.insert(key.into(), out.clone());
+        Ok(out)
+    }
+    let mut done = std::collections::HashMap::new();
+    vars.iter()
+        .map(|(k, _)| {
+            Ok((
+                k.clone(),
+                resolve(k, &defined, raw, &mut done, &mut vec![])?,
+            ))
+        })
+        .collect()
+}
+
+/// The deepest nesting of lists in a script (`script: [a]` is 1), or an error for anything
+/// that is not a string or a list.
+fn script_depth(v: &Value) -> Option<usize> {
+    match v {
+        Value::Sequence(s) => s
+            .iter()
+            .map(script_depth)
+            .try_fold(0, |deepest, d| Some(deepest.max(d?)))
+            .map(|d| d + 1),
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Some(0),
+        _ => None,
+    }
 }
 
 fn image_spec(v: &Value, vars: &[(String, String)]) -> Option<ImageSpec> {
@@ -247,7 +374,7 @@ fn image_spec(v: &Value, vars: &[(String, String)]) -> Option<ImageSpec> {
         other => (text(other)?, None),
     };
     Some(ImageSpec {
-        name: expand(&name, vars),
+        name: super::payload::expand_value(&name, vars),
         entrypoint: m.and_then(|m| strings(m.get("entrypoint"))).map(|e| {
             // `[""]`: no entrypoint.
             e.into_iter().filter(|s| !s.is_empty()).collect()
@@ -256,6 +383,28 @@ fn image_spec(v: &Value, vars: &[(String, String)]) -> Option<ImageSpec> {
             .and_then(|m| strings(m.get("pull_policy")))
             .unwrap_or_default(),
     })
+}
+
+/// Variables as the runner finally has them (common/spec/variables.go `Expand`): each one
+/// not `expand: false` expanded once against all of them, `$$` as `$`, undefined names empty.
+fn runner_expanded(vars: &[(String, String)], raw: &BTreeSet<String>) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| match raw.contains(k) {
+            true => (k.clone(), v.clone()),
+            false => (k.clone(), super::payload::expand_value(v, vars)),
+        })
+        .collect()
+}
+
+impl Job {
+    /// The job's variables after `predefined` (the runner's own, lowest first), expanded as
+    /// the runner expands them: what its scripts and services see.
+    pub fn runner_variables(&self, predefined: &[(String, String)]) -> Vec<(String, String)> {
+        let all: Vec<(String, String)> =
+            predefined.iter().chain(&self.variables).cloned().collect();
+        let raw = self.raw_variables.iter().cloned().collect();
+        runner_expanded(&all, &raw)
+    }
 }
 
 /// GitLab's default aliases for a service image: the path without tag, digest or registry
@@ -338,21 +487,37 @@ impl Pipeline {
         Pipeline::parse(&text, &file.display().to_string())
     }
 
+    /// Parses a pipeline in GitLab's order: the YAML (anchors, `<<`, repeated keys), then
+    /// `extends` for every job and template, then `!reference` against the extended jobs.
+    /// An invalid job makes the whole file invalid, as in GitLab.
     pub fn parse(yaml: &str, file: &str) -> Result<Pipeline, PipelineError> {
-        let err = |reason: String| PipelineError::Parse {
+        let read = super::yaml::read(yaml, file).map_err(|e| PipelineError::Parse {
+            file: e.file,
+            reason: e.reason,
+        })?;
+        let raw = Pipeline {
             file: file.into(),
-            reason,
+            top: read.config,
         };
-        let mut doc: Value = serde_yaml_ng::from_str(yaml).map_err(|e| err(e.to_string()))?;
-        doc.apply_merge()
-            .map_err(|e| err(format!("merge keys: {e}")))?;
-        let Value::Mapping(raw) = doc else {
-            return Err(err("the top level is not a mapping".into()));
-        };
-        let top = match resolve_references(&Value::Mapping(raw.clone()), &raw, 0) {
+        let mut extended = Mapping::new();
+        for (k, v) in &raw.top {
+            let value = match (k.as_str(), v) {
+                (Some(name), Value::Mapping(_)) if !GLOBAL_KEYWORDS.contains(&name) => {
+                    Value::Mapping(raw.extended(name, &mut vec![])?)
+                }
+                _ => v.clone(),
+            };
+            extended.insert(k.clone(), value);
+        }
+        let top = match resolve_references(&Value::Mapping(extended.clone()), &extended, 0) {
             Ok(Value::Mapping(m)) => m,
             Ok(_) => unreachable!("a mapping resolves to a mapping"),
-            Err(e) => return Err(err(e)),
+            Err(e) => {
+                return Err(PipelineError::Parse {
+                    file: file.into(),
+                    reason: e,
+                });
+            }
         };
         Ok(Pipeline {
             file: file.into(),
@@ -416,6 +581,27 @@ impl Pipeline {
 
     /// Resolves job `name`; `cli_vars` (`--var K=V`) take precedence over the file's.
     pub fn job(&self, name: &str, cli_vars: &[(String, String)]) -> Result<Job, PipelineError> {
+        self.job_with(name, cli_vars, &[])
+    }
+
+    /// The stages: `stages:` (else build, test, deploy) between `.pre` and `.post`.
+    pub fn stages(&self) -> Vec<String> {
+        let listed = strings(self.top.get("stages"))
+            .unwrap_or_else(|| ["build", "test", "deploy"].map(String::from).to_vec());
+        std::iter::once(".pre".to_string())
+            .chain(listed.into_iter().filter(|s| s != ".pre" && s != ".post"))
+            .chain(std::iter::once(".post".to_string()))
+            .collect()
+    }
+
+    /// As [`Pipeline::job`], with the predefined variables known before the job runs
+    /// (`CI_PROJECT_*`, `CI_SERVER_*`...): image and service names may use them.
+    pub fn job_with(
+        &self,
+        name: &str,
+        cli_vars: &[(String, String)],
+        predefined: &[(String, String)],
+    ) -> Result<Job, PipelineError> {
         if name.starts_with('.') || GLOBAL_KEYWORDS.contains(&name) {
             return Err(PipelineError::NoJob {
                 file: self.file.clone(),
@@ -423,7 +609,16 @@ impl Pipeline {
                 known: self.jobs().join(", "),
             });
         }
-        let mut m = self.extended(name, &mut vec![])?;
+        let mut m = self
+            .top
+            .get(name)
+            .and_then(Value::as_mapping)
+            .cloned()
+            .ok_or_else(|| PipelineError::NoJob {
+                file: self.file.clone(),
+                job: name.into(),
+                known: self.jobs().join(", "),
+            })?;
         let mut warnings = vec![];
         // inherit: default / variables (true, false, or a list of names to keep).
         let inherit = m.get("inherit").and_then(Value::as_mapping).cloned();
@@ -520,32 +715,71 @@ impl Pipeline {
                 ));
             }
         }
-        if m.get("script").is_none() {
-            return Err(self.job_error(name, "has no script".into()));
+        // What GitLab refuses in a job's scripts.
+        match m.get("script") {
+            None => return Err(self.job_error(name, "has no script".into())),
+            Some(Value::Sequence(s)) if s.is_empty() => {
+                return Err(self.job_error(name, "script can't be blank".into()));
+            }
+            _ => {}
         }
-        // Variables: global (unless inherit says no), then the job's, then --var.
-        let mut vars: Vec<(String, String)> = variables(self.top.get("variables"))
-            .into_iter()
-            .filter(|(k, _)| inherits("variables", k))
-            .collect();
-        vars.extend(variables(m.get("variables")));
-        vars.extend(cli_vars.iter().cloned());
-        let mut seen = BTreeSet::new();
-        let mut ordered: Vec<(String, String)> = vars
-            .iter()
-            .rev()
-            .filter(|(k, _)| seen.insert(k.clone()))
-            .cloned()
-            .collect();
-        ordered.reverse();
-        // Values may use other variables (a few passes resolve chains).
-        for _ in 0..5 {
-            let snapshot = ordered.clone();
-            for (_, v) in ordered.iter_mut() {
-                *v = expand(v, &snapshot);
+        for key in ["before_script", "script", "after_script"] {
+            if m.get(key)
+                .is_some_and(|v| script_depth(v).is_none_or(|d| d > 10))
+            {
+                return Err(self.job_error(
+                    name,
+                    format!(
+                        "{key} config should be a string or a nested array of strings up to 10 levels deep"
+                    ),
+                ));
             }
         }
-        let image = m.get("image").and_then(|v| image_spec(v, &ordered));
+        let stage = m
+            .get("stage")
+            .and_then(text)
+            .unwrap_or_else(|| "test".into());
+        let stages = self.stages();
+        if !stages.contains(&stage) {
+            return Err(self.job_error(
+                name,
+                format!(
+                    "chosen stage {stage:?} does not exist; available stages are {}",
+                    stages.join(", ")
+                ),
+            ));
+        }
+        // Variables: global (unless inherit says no), then the job's, then --var.
+        let mut vars: Vec<YamlVariable> = variables(self.top.get("variables"))
+            .into_iter()
+            .filter(|v| inherits("variables", &v.key))
+            .collect();
+        vars.extend(variables(m.get("variables")));
+        vars.extend(cli_vars.iter().map(|(key, value)| YamlVariable {
+            key: key.clone(),
+            value: value.clone(),
+            raw: false,
+        }));
+        let mut seen = BTreeSet::new();
+        let mut winners: Vec<YamlVariable> = vars
+            .into_iter()
+            .rev()
+            .filter(|v| seen.insert(v.key.clone()))
+            .collect();
+        winners.reverse();
+        let raw: BTreeSet<String> = winners
+            .iter()
+            .filter(|v| v.raw)
+            .map(|v| v.key.clone())
+            .collect();
+        let declared: Vec<(String, String)> =
+            winners.into_iter().map(|v| (v.key, v.value)).collect();
+        let ordered = expand_nested(&declared, &raw).map_err(|e| self.job_error(name, e))?;
+        // Image and service names: as the runner expands them, against every variable
+        // (an undefined one is empty).
+        let all: Vec<(String, String)> = predefined.iter().chain(&ordered).cloned().collect();
+        let naming = runner_expanded(&all, &raw);
+        let image = m.get("image").and_then(|v| image_spec(v, &naming));
         let mut taken: BTreeSet<String> = BTreeSet::new();
         let mut services = vec![];
         for (i, s) in m
@@ -556,16 +790,19 @@ impl Pipeline {
             .iter()
             .enumerate()
         {
-            let Some(image) = image_spec(s, &ordered) else {
+            let Some(image) = image_spec(s, &naming) else {
                 return Err(self.job_error(name, format!("services[{i}] has no name")));
             };
             let sm = s.as_mapping();
-            let own_vars = variables(sm.and_then(|m| m.get("variables")));
+            let own_vars: Vec<(String, String)> = variables(sm.and_then(|m| m.get("variables")))
+                .into_iter()
+                .map(|v| (v.key, v.value))
+                .collect();
             let mut aliases = default_aliases(&image.name);
             let user = sm
                 .and_then(|m| m.get("alias"))
                 .and_then(text)
-                .map(|a| expand(&a, &ordered))
+                .map(|a| super::payload::expand_value(&a, &naming))
                 .unwrap_or_default();
             aliases.extend(
                 user.replace(',', " ")
@@ -601,13 +838,11 @@ impl Pipeline {
         };
         Ok(Job {
             name: name.into(),
-            stage: m
-                .get("stage")
-                .and_then(text)
-                .unwrap_or_else(|| "test".into()),
+            stage,
             image,
             services,
             variables: ordered,
+            raw_variables: raw.into_iter().collect(),
             before_script: script(m.get("before_script")),
             script: script(m.get("script")),
             after_script: script(m.get("after_script")),
@@ -659,9 +894,6 @@ test:
 no-defaults:
   inherit: { default: false, variables: [GREETING] }
   script: echo x
-loop-a: { extends: loop-b, script: x }
-loop-b: { extends: loop-a, script: x }
-missing-parent: { extends: .nope, script: x }
 "#;
 
     fn vars(job: &Job) -> Vec<(&str, &str)> {
@@ -746,19 +978,146 @@ missing-parent: { extends: .nope, script: x }
         assert_eq!(j.image, None);
         assert!(j.before_script.is_empty());
         assert_eq!(vars(&j), [("GREETING", "hello")]);
-        let cases: &[(&str, &str)] = &[
-            ("loop-a", "extends loops"),
-            ("missing-parent", "does not exist"),
-            ("nope", "no job"),
-            (".db", "no job"),
-        ];
-        for (job, want) in cases {
+        for (job, want) in [("nope", "no job"), (".db", "no job")] {
             let e = p.job(job, &[]).unwrap_err().to_string();
             assert!(e.contains(want), "{job}: {e}");
         }
         assert!(p.jobs().contains(&"test".to_string()) && !p.jobs().contains(&".db".to_string()));
-        assert!(Pipeline::parse("x: !reference [nope]", "f").is_err());
-        assert!(Pipeline::parse("- a list", "f").is_err());
+        // What GitLab refuses: the whole file when a job's extends or a reference is wrong,
+        // the job when its script or stage is.
+        let deep = format!("{}x{}", "[".repeat(11), "]".repeat(11));
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "a: {extends: b, script: x}\nb: {extends: a, script: x}\n",
+                "",
+                "extends loops",
+            ),
+            ("a: {extends: .nope, script: x}\n", "", "does not exist"),
+            ("x: !reference [nope]\n", "", "no such key"),
+            ("- a list", "", "not a mapping"),
+            ("a:\n  script: x\n  script: [y\n", "", "line 3 column"),
+            ("j: {script: []}\n", "j", "script can't be blank"),
+            (
+                &format!("j: {{script: {deep}}}\n"),
+                "j",
+                "up to 10 levels deep",
+            ),
+            (
+                "j: {before_script: [{a: b}], script: x}\n",
+                "j",
+                "before_script config should be",
+            ),
+            (
+                "j: {stage: lint, script: x}\n",
+                "j",
+                "chosen stage \"lint\" does not exist; available stages are .pre, build, test, deploy, .post",
+            ),
+            (
+                "stages: [a]\nj: {script: x}\n",
+                "j",
+                "chosen stage \"test\" does not exist",
+            ),
+            (
+                "variables: {A: $B, B: \"${A}\"}\nj: {script: x}\n",
+                "j",
+                "circular variable reference: A -> B -> A",
+            ),
+        ];
+        for (yaml, job, want) in table {
+            let e = Pipeline::parse(yaml, "f")
+                .and_then(|p| p.job(job, &[]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{yaml:?}: {e}");
+        }
+        let deepest_allowed = format!("{}x{}", "[".repeat(10), "]".repeat(10));
+        let p = Pipeline::parse(
+            &format!("stages: [lint]\nj: {{stage: .post, script: {deepest_allowed}}}\n"),
+            "f",
+        )
+        .unwrap();
+        assert_eq!(p.job("j", &[]).unwrap().script, ["x"]);
+        assert_eq!(p.stages(), [".pre", "lint", ".post"]);
+    }
+
+    #[test]
+    fn references_resolve_after_extends() {
+        // GitLab: includes, then extends, then !reference; a reference sees inherited keys.
+        let yaml = r#"
+.base: {script: [echo base], variables: {V: base}}
+build: {extends: .base, stage: build}
+test:
+  script:
+    - !reference [build, script]
+    - echo test
+  variables: !reference [build, variables]
+"#;
+        let p = Pipeline::parse(yaml, "f").unwrap();
+        let j = p.job("test", &[]).unwrap();
+        assert_eq!(j.script, ["echo base", "echo test"]);
+        assert_eq!(vars(&j), [("V", "base")]);
+    }
+
+    #[test]
+    fn variables_as_gitlab_and_the_runner_expand_them() {
+        let yaml = r#"
+variables:
+  PRICE: "$$5"
+  RAW: {value: "keep $HOME and $PRICE", expand: false, description: not expanded}
+  OPTS: {value: fast, options: [fast, slow], description: mode}
+  HOST: $CI_TEMPLATE_REGISTRY_HOST
+  NESTED: "$TOP/x"
+  TOP: "$HOST/y"
+  USES_RAW: "[$RAW]"
+j:
+  image: ${HOST}/img:${UNDEFINED}latest
+  services: [{name: "postgres:${MISSING}15", alias: "db$MISSING"}]
+  script: x
+"#;
+        let p = Pipeline::parse(yaml, "f").unwrap();
+        let predefined = [(
+            "CI_TEMPLATE_REGISTRY_HOST".to_string(),
+            "registry.gitlab.com".to_string(),
+        )];
+        let j = p.job_with("j", &[], &predefined).unwrap();
+        assert_eq!(
+            j.image.as_ref().unwrap().name,
+            "registry.gitlab.com/img:latest",
+            "undefined is empty"
+        );
+        assert_eq!(j.services[0].image.name, "postgres:15");
+        assert_eq!(
+            j.services[0].aliases,
+            ["postgres", "db"],
+            "the user's alias expanded"
+        );
+        assert_eq!(j.raw_variables, ["RAW"]);
+        // GitLab's own step: nested references resolved, undefined ones and `$$` kept.
+        assert_eq!(
+            vars(&j),
+            [
+                ("PRICE", "$$5"),
+                ("RAW", "keep $HOME and $PRICE"),
+                ("OPTS", "fast"),
+                ("HOST", "$CI_TEMPLATE_REGISTRY_HOST"),
+                ("NESTED", "$CI_TEMPLATE_REGISTRY_HOST/y/x"),
+                ("TOP", "$CI_TEMPLATE_REGISTRY_HOST/y"),
+                ("USES_RAW", "[$RAW]"),
+            ]
+        );
+        // The runner's: once more against everything, predefined first.
+        let runner = j.runner_variables(&predefined);
+        let got = |k: &str| runner.iter().rev().find(|(n, _)| n == k).unwrap().1.clone();
+        let want: &[(&str, &str)] = &[
+            ("PRICE", "$5"),
+            ("RAW", "keep $HOME and $PRICE"),
+            ("HOST", "registry.gitlab.com"),
+            ("NESTED", "registry.gitlab.com/y/x"),
+            ("USES_RAW", "[keep $HOME and $PRICE]"),
+        ];
+        for (k, v) in want {
+            assert_eq!(got(k), *v, "{k}");
+        }
     }
 
     #[test]

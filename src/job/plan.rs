@@ -124,21 +124,19 @@ impl JobPlan {
         self.job.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
 
-    /// The `CI_*` variables that make sense for a local run.
-    pub fn predefined(
-        &self,
-        namespace: &str,
-        project: &str,
-        project_dir: &str,
-    ) -> Vec<(String, String)> {
+    /// The `CI_*` variables that make sense for a local run, the project's
+    /// ([`super::script::project_variables`]) among them; `project_dir` is where the job
+    /// sees the project.
+    pub fn predefined(&self, project_dir: &str) -> Vec<(String, String)> {
         let id = &self.id;
         let id_number = u64::from_str_radix(&id[id.len().saturating_sub(8)..], 16).unwrap_or(1);
         let job = &self.job;
-        [
+        let mut vars: Vec<(String, String)> = [
             ("CI", "true".to_string()),
             ("GITLAB_CI", "true".into()),
             ("CI_SERVER", "yes".into()),
             ("CI_JOB_NAME", job.name.clone()),
+            ("CI_JOB_NAME_SLUG", super::script::slug(&job.name)),
             ("CI_JOB_STAGE", job.stage.clone()),
             ("CI_JOB_ID", id_number.to_string()),
             (
@@ -148,16 +146,17 @@ impl JobPlan {
                     .map(|i| i.name.clone())
                     .unwrap_or_default(),
             ),
+            // The runner's: `running` until after_script, which sees how the job ended.
+            ("CI_JOB_STATUS", "running".into()),
             ("CI_JOB_TIMEOUT", self.timeout().as_secs().to_string()),
+            ("CI_NODE_TOTAL", "1".into()),
             ("CI_BUILDS_DIR", "/builds".into()),
             ("CI_PROJECT_DIR", project_dir.into()),
-            ("CI_PROJECT_NAME", project.into()),
-            ("CI_PROJECT_NAMESPACE", namespace.into()),
-            ("CI_PROJECT_PATH", format!("{namespace}/{project}")),
-            ("CI_PIPELINE_SOURCE", "local".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        vars.extend(super::script::project_variables(&self.project_dir));
+        vars
     }
 }

@@ -172,6 +172,11 @@ async fn execute(
         })
         .await
         .map_err(|source| JobError::Pod { source })?;
+    // Where the project is mounted, as the runner would have cloned it; the job's variables
+    // as the runner has them, predefined ones first.
+    let (namespace, project) = script::project_path(&plan.project_dir);
+    let project_dir = format!("/builds/{namespace}/{project}");
+    let variables = plan.job.runner_variables(&plan.predefined(&project_dir));
     let services = Services {
         specs: &plan.job.services,
         images: &resolved,
@@ -179,7 +184,7 @@ async fn execute(
             .job
             .services
             .iter()
-            .map(|svc| services::environment(&plan.job.variables, svc))
+            .map(|svc| services::environment(&variables, svc))
             .collect(),
         volumes: vec![],
         settings: super::settings::service_settings(&plan.admin)?,
@@ -194,9 +199,7 @@ async fn execute(
     .await?;
     log.line(&section_end("prepare_services"));
 
-    // Sources: the project directory, mounted where the runner would have cloned it.
-    let (namespace, project) = script::project_path(&plan.project_dir);
-    let project_dir = format!("/builds/{namespace}/{project}");
+    // Sources: the project directory.
     let host_project = plan
         .project_dir
         .canonicalize()
@@ -215,8 +218,6 @@ async fn execute(
     log.line(&section_end("get_sources"));
 
     let timeout = plan.timeout();
-    let mut variables = plan.predefined(&namespace, &project, &project_dir);
-    variables.extend(job.variables.iter().cloned());
     let build = format!("{pod}-build");
     // Made once; started again for each stage, as the runner's docker executor does: the
     // image's entrypoint runs every time, with the job's variables in its environment, and
@@ -261,17 +262,22 @@ async fn execute(
         .chain(&job.script)
         .cloned()
         .collect();
-    let stage_in = |name: &'static str, header: &'static str, commands: &[String]| Stage {
+    let stage_in = |name: &'static str,
+                    header: &'static str,
+                    variables: &[(String, String)],
+                    commands: &[String]| Stage {
         container: build.clone(),
         name,
         header,
-        script: script::stdin_script(&script::stage_script(&variables, &project_dir, commands)),
+        script: script::stdin_script(&script::stage_script(variables, &project_dir, commands)),
     };
+    let mut status = "success";
     let code = match run_stage(
         runtime,
         &stage_in(
             "step_script",
             "Executing \"step_script\" stage of the job script",
+            &variables,
             &step,
         ),
         timeout,
@@ -286,15 +292,26 @@ async fn execute(
                 timeout.as_secs()
             ));
             // The runner's code for a timed-out job's script is not the script's own.
+            status = "timedout";
             1
         }
     };
     if !job.after_script.is_empty() {
         // after_script runs whatever happened, with its own 5 minutes, and never changes
-        // the job's status.
+        // the job's status; CI_JOB_STATUS tells it how the job ended, as the runner does.
+        if code != 0 && status == "success" {
+            status = "failed";
+        }
+        let mut after = variables.clone();
+        after.push(("CI_JOB_STATUS".into(), status.into()));
         run_stage(
             runtime,
-            &stage_in("after_script", "Running after_script", &job.after_script),
+            &stage_in(
+                "after_script",
+                "Running after_script",
+                &after,
+                &job.after_script,
+            ),
             AFTER_SCRIPT_TIMEOUT,
             log,
         )

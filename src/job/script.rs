@@ -81,11 +81,69 @@ pub fn stage_script(
     s
 }
 
-/// The namespace and project name for `/builds/<namespace>/<project>`: from the `origin`
-/// remote's URL when the directory is a git checkout, else `local/<directory name>`.
-pub fn project_path(dir: &Path) -> (String, String) {
-    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap_or_default();
-    let url = config
+/// GitLab's slugs (`CI_PROJECT_PATH_SLUG`, `CI_JOB_NAME_SLUG`...): lower case, every
+/// other character than `a-z0-9` a `-`, at most 63 characters, no `-` at either end.
+pub fn slug(s: &str) -> String {
+    let mapped: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    mapped.trim_matches('-').to_string()
+}
+
+/// The host of a git remote URL: `https://host/ns/p.git`, `ssh://git@host:22/ns/p` or
+/// scp-like `git@host:ns/p.git`.
+fn remote_host(url: &str) -> Option<String> {
+    let authority = match url.split_once("://") {
+        Some((_, rest)) => rest.split('/').next()?,
+        None => url.split_once(':')?.0,
+    };
+    let host = authority.rsplit('@').next()?;
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// The predefined variables GitLab gives every job of the project at `dir` that can be
+/// known locally: `CI_PROJECT_*` and `CI_SERVER_*` from the `origin` remote (gitlab.com
+/// without one), and the template registry GitLab's own templates name images with.
+pub fn project_variables(dir: &Path) -> Vec<(String, String)> {
+    let (namespace, project) = project_path(dir);
+    let path = format!("{namespace}/{project}");
+    let host = origin_url(dir)
+        .and_then(|u| remote_host(&u))
+        .unwrap_or_else(|| "gitlab.com".into());
+    let server = format!("https://{host}");
+    let root_namespace = namespace
+        .split('/')
+        .next()
+        .unwrap_or(&namespace)
+        .to_string();
+    [
+        ("CI_SERVER_HOST", host.clone()),
+        ("CI_SERVER_FQDN", host),
+        ("CI_SERVER_PROTOCOL", "https".into()),
+        ("CI_SERVER_PORT", "443".into()),
+        ("CI_SERVER_URL", server.clone()),
+        ("CI_TEMPLATE_REGISTRY_HOST", "registry.gitlab.com".into()),
+        ("CI_PROJECT_NAME", project),
+        ("CI_PROJECT_NAMESPACE", namespace),
+        ("CI_PROJECT_ROOT_NAMESPACE", root_namespace),
+        ("CI_PROJECT_PATH", path.clone()),
+        ("CI_PROJECT_PATH_SLUG", slug(&path)),
+        ("CI_PROJECT_URL", format!("{server}/{path}")),
+        ("CI_PIPELINE_SOURCE", "local".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The `origin` remote's URL of the git checkout at `dir`.
+fn origin_url(dir: &Path) -> Option<String> {
+    let config = std::fs::read_to_string(dir.join(".git/config")).ok()?;
+    config
         .split("[remote \"origin\"]")
         .nth(1)
         .and_then(|section| {
@@ -97,8 +155,13 @@ pub fn project_path(dir: &Path) -> (String, String) {
                         .strip_prefix("url")
                         .map(|r| r.trim_start_matches([' ', '=']).trim().to_string())
                 })
-        });
-    if let Some(url) = url {
+        })
+}
+
+/// The namespace and project name for `/builds/<namespace>/<project>`: from the `origin`
+/// remote's URL when the directory is a git checkout, else `local/<directory name>`.
+pub fn project_path(dir: &Path) -> (String, String) {
+    if let Some(url) = origin_url(dir) {
         // https://host/ns/p.git, ssh://git@host:22/ns/p, or scp-like git@host:ns/p.git
         let path = if url.contains("://") {
             url_path(&url)
@@ -145,6 +208,53 @@ mod tests {
             "{s}"
         );
         assert_eq!(quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn slugs_hosts_and_project_variables() {
+        let slugs: &[(&str, &str)] = &[
+            ("group/My Project", "group-my-project"),
+            ("rspec 1/3", "rspec-1-3"),
+            ("--x--", "x"),
+            (&"a".repeat(70), &"a".repeat(63)),
+        ];
+        for (text, want) in slugs {
+            assert_eq!(slug(text), *want, "{text}");
+        }
+        let hosts: &[(&str, Option<&str>)] = &[
+            (
+                "https://gitlab.example.com/g/p.git",
+                Some("gitlab.example.com"),
+            ),
+            (
+                "ssh://git@gitlab.example.com:2222/g/p",
+                Some("gitlab.example.com"),
+            ),
+            ("git@gitlab.com:g/sub/p.git", Some("gitlab.com")),
+            ("https://user:pw@host:8443/g/p", Some("host")),
+            ("no-remote", None),
+        ];
+        for (url, want) in hosts {
+            assert_eq!(remote_host(url).as_deref(), *want, "{url}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join(".git")).unwrap();
+        std::fs::write(
+            d.path().join(".git/config"),
+            "[remote \"origin\"]\n\turl = git@gitlab.example.com:Group/Sub/My.Project.git\n",
+        )
+        .unwrap();
+        let vars = project_variables(d.path());
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).unwrap().1.as_str();
+        assert_eq!(get("CI_PROJECT_PATH"), "Group/Sub/My.Project");
+        assert_eq!(get("CI_PROJECT_PATH_SLUG"), "group-sub-my-project");
+        assert_eq!(get("CI_PROJECT_ROOT_NAMESPACE"), "Group");
+        assert_eq!(get("CI_SERVER_URL"), "https://gitlab.example.com");
+        assert_eq!(
+            get("CI_PROJECT_URL"),
+            "https://gitlab.example.com/Group/Sub/My.Project"
+        );
+        assert_eq!(get("CI_TEMPLATE_REGISTRY_HOST"), "registry.gitlab.com");
     }
 
     #[test]

@@ -2,18 +2,28 @@
 //! rules), and the warning block for one that did not come up.
 
 use super::JobError;
-use crate::gitlab::pipeline::{ServiceSpec, expand};
+use crate::gitlab::payload::expand_value;
+use crate::gitlab::pipeline::ServiceSpec;
 use crate::oci::config::ContainerConfig;
 
-/// A service's environment: the job's variables, then its own (expanded against those).
+/// A service's environment: the job's variables as the runner has them, then its own,
+/// expanded against all of them (common/build.go `GetServiceVariables`).
 pub fn environment(
     job_variables: &[(String, String)],
     service: &ServiceSpec,
 ) -> Vec<(String, String)> {
+    let source: Vec<(String, String)> = job_variables
+        .iter()
+        .chain(&service.variables)
+        .cloned()
+        .collect();
     let mut vars = job_variables.to_vec();
-    for (k, v) in &service.variables {
-        vars.push((k.clone(), expand(v, &vars)));
-    }
+    vars.extend(
+        service
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), expand_value(v, &source))),
+    );
     vars
 }
 

@@ -125,13 +125,17 @@ async fn job_runs_table() {
             name: "a failing script: after_script still runs, the script's code is the job's",
             runtime: runtime(&[
                 ("echo $GREETING", script("", 3, false)),
-                ("echo after", script("after runs anyway\n", 7, false)),
+                // after_script learns how the job ended, as from the runner.
+                (
+                    r"export CI_JOB_STATUS='\''failed'\''",
+                    script("after runs anyway\n", 7, false),
+                ),
             ]),
             images: FakeImages::default(),
             timeout: None,
             log_has: &["after runs anyway", "ERROR: Job failed: exit code 3"],
             log_lacks: &["Job succeeded"],
-            calls: &["echo after", "remove_pod"],
+            calls: &[r"export CI_JOB_STATUS='\''failed'\''", "remove_pod"],
             absent_calls: &[],
             outcome: JobOutcome::Failed { exit_code: 3 },
         },
@@ -139,7 +143,10 @@ async fn job_runs_table() {
             name: "a script past the job's timeout is killed; after_script runs; code 1",
             runtime: runtime(&[
                 ("echo $GREETING", script("started\n", 0, true)),
-                ("echo after", script("", 0, false)),
+                (
+                    r"export CI_JOB_STATUS='\''timedout'\''",
+                    script("", 0, false),
+                ),
             ]),
             images: FakeImages::default(),
             timeout: Some(Duration::from_millis(200)),
@@ -152,7 +159,7 @@ async fn job_runs_table() {
             calls: &[
                 "run job-00000000abcd-build echo $GREETING",
                 "kill job-00000000abcd-build",
-                "run job-00000000abcd-build echo after",
+                r"run job-00000000abcd-build export CI_JOB_STATUS='\''timedout'\''",
                 "remove_pod",
             ],
             absent_calls: &[],
