@@ -162,6 +162,9 @@ gitlab-variables:
     - echo "price=$PRICE raw=$RAW nested=$NESTED status=$CI_JOB_STATUS total=$CI_NODE_TOTAL slug=$CI_JOB_NAME_SLUG"
     - exit 4
   after_script: [echo "after status=$CI_JOB_STATUS"]
+matrix:
+  parallel: {{ matrix: [{{ V: [a, b] }}] }}
+  script: [echo "node=$CI_NODE_INDEX/$CI_NODE_TOTAL v=$V"]
 "#
     )
 }
@@ -209,6 +212,8 @@ fn pipelines_run_as_the_runner_runs_them() {
             "{log}"
         );
         assert!(log.contains("after status=failed"), "{log}");
+        let o = who.job(&["matrix: [b]"]);
+        assert!(out(&o).contains("node=2/2 v=b"), "{}", out(&o));
 
         let o = who.job(&["failing"]);
         let log = out(&o);

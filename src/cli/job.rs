@@ -11,6 +11,7 @@ use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::plan::LocalOptions;
+use skiff::job::project::Project;
 use skiff::job::{self as jobs, JobLog, JobPlan, Stream};
 use skiff::oci::manifest::PlatformSpec;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub struct JobArgs {
     /// pull policies, volumes, limits... (read only when given)
     #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Run the job even when its rules (or workflow:rules, only, except) leave it out
+    #[arg(long)]
+    pub force: bool,
     /// The image of jobs that name none (the runner's `image`; above the admin file's)
     #[arg(long, value_name = "IMAGE")]
     pub default_image: Option<String>,
@@ -48,7 +52,7 @@ pub struct JobArgs {
     pub job: String,
 }
 
-fn pair(kv: &str) -> Result<(String, String)> {
+pub(super) fn pair(kv: &str) -> Result<(String, String)> {
     kv.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .with_context(|| format!("{kv:?}: expected KEY=VALUE"))
@@ -63,8 +67,15 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .map(|v| pair(v))
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
-    let predefined = skiff::job::script::project_variables(&a.project_dir);
-    let job = pipeline.job_with(&a.job, &cli_vars, &predefined)?;
+    let project = Project::at(&a.project_dir);
+    let job = project.with_environment(|env| pipeline.job_with(&a.job, &cli_vars, env))?;
+    if job.when == "never" && !a.force {
+        anyhow::bail!(
+            "job {:?} is not in this pipeline ({}); --force runs it anyway",
+            job.name,
+            job.reason
+        );
+    }
     let mut admin = match a.config.as_deref().filter(|f| !f.as_os_str().is_empty()) {
         Some(file) => AdminConfig::load(Some(file))?,
         None => AdminConfig::default(),

@@ -9,6 +9,7 @@ mod info;
 pub mod internal;
 mod job;
 mod login;
+mod pipeline;
 mod pods;
 mod progress;
 mod pull;
@@ -86,6 +87,8 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Run one job of a .gitlab-ci.yml with its services, as GitLab Runner would
     Job(Box<job::JobArgs>),
+    /// A whole .gitlab-ci.yml as GitLab resolves it: its jobs and why (--list), merged (--preview)
+    Pipeline(pipeline::PipelineArgs),
     /// GitLab Runner custom-executor driver: config, prepare, run SCRIPT STAGE, cleanup
     Gitlab(Box<gitlab::GitlabArgs>),
     /// List images in the store
@@ -196,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Push(a) => block_on(push::run(&ctx, a)),
         Command::Run(a) => block_on(run::run(&ctx, *a)),
         Command::Job(a) => block_on(job::run(&ctx, *a)),
+        Command::Pipeline(a) => pipeline::run(&ctx, a),
         Command::Gitlab(c) => block_on(gitlab::run(&ctx, *c)),
         Command::Pod(c) => block_on(pods::run(&ctx, c)),
         Command::Bundle(c) => block_on(bundle::run(&ctx, c)),

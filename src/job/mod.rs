@@ -10,6 +10,7 @@ pub mod driver;
 pub mod local;
 pub mod log;
 pub mod plan;
+pub mod project;
 pub mod recovery;
 pub mod run;
 pub mod script;

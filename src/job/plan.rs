@@ -125,7 +125,7 @@ impl JobPlan {
     }
 
     /// The `CI_*` variables that make sense for a local run, the project's
-    /// ([`super::script::project_variables`]) among them; `project_dir` is where the job
+    /// ([`super::project::project_variables`]) among them; `project_dir` is where the job
     /// sees the project.
     pub fn predefined(&self, project_dir: &str) -> Vec<(String, String)> {
         let id = &self.id;
@@ -136,7 +136,7 @@ impl JobPlan {
             ("GITLAB_CI", "true".into()),
             ("CI_SERVER", "yes".into()),
             ("CI_JOB_NAME", job.name.clone()),
-            ("CI_JOB_NAME_SLUG", super::script::slug(&job.name)),
+            ("CI_JOB_NAME_SLUG", super::project::slug(&job.name)),
             ("CI_JOB_STAGE", job.stage.clone()),
             ("CI_JOB_ID", id_number.to_string()),
             (
@@ -149,14 +149,20 @@ impl JobPlan {
             // The runner's: `running` until after_script, which sees how the job ended.
             ("CI_JOB_STATUS", "running".into()),
             ("CI_JOB_TIMEOUT", self.timeout().as_secs().to_string()),
-            ("CI_NODE_TOTAL", "1".into()),
+            (
+                "CI_NODE_TOTAL",
+                job.node.as_ref().map_or(1, |n| n.total).to_string(),
+            ),
             ("CI_BUILDS_DIR", "/builds".into()),
             ("CI_PROJECT_DIR", project_dir.into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        vars.extend(super::script::project_variables(&self.project_dir));
+        if let Some(node) = &job.node {
+            vars.push(("CI_NODE_INDEX".into(), node.index.to_string()));
+        }
+        vars.extend(super::project::project_variables(&self.project_dir));
         vars
     }
 }

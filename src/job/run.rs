@@ -174,7 +174,7 @@ async fn execute(
         .map_err(|source| JobError::Pod { source })?;
     // Where the project is mounted, as the runner would have cloned it; the job's variables
     // as the runner has them, predefined ones first.
-    let (namespace, project) = script::project_path(&plan.project_dir);
+    let (namespace, project) = super::project::project_path(&plan.project_dir);
     let project_dir = format!("/builds/{namespace}/{project}");
     let variables = plan.job.runner_variables(&plan.predefined(&project_dir));
     let services = Services {

@@ -5,6 +5,13 @@
 //! as flat lists, services with GitLab's default aliases, and `timeout`. Keywords skiff does
 //! not act on are named in warnings, never silently misread.
 
+pub mod expression;
+pub mod listing;
+mod only;
+mod parallel;
+pub mod rules;
+
+pub use parallel::Node;
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -60,6 +67,13 @@ const SUPPORTED: &[&str] = &[
     "extends",
     "stage",
     "inherit",
+    "parallel",
+    "rules",
+    "only",
+    "except",
+    "when",
+    "allow_failure",
+    "needs",
 ];
 
 /// Keys `default:` may carry that skiff applies.
@@ -104,11 +118,50 @@ pub struct Job {
     pub after_script: Vec<String>,
     pub timeout: Option<Duration>,
     pub warnings: Vec<String>,
+    /// Which of a parallel job's jobs this is.
+    pub node: Option<Node>,
+    /// `on_success`, `on_failure`, `always`, `manual`, `delayed`, or `never`: not in the
+    /// pipeline.
+    pub when: String,
+    pub allow_failure: bool,
+    /// The jobs it waits for (`needs:`, by name).
+    pub needs: Vec<String>,
+    /// Why it is in the pipeline or not: the rule that matched, or `only:`/`except:`.
+    pub reason: String,
+}
+
+/// What a pipeline is resolved against besides its file.
+pub struct Environment<'a> {
+    /// The predefined variables known before a job runs, lowest precedence first.
+    pub predefined: &'a [(String, String)],
+    /// See [`rules::Facts::changed`].
+    pub changed: &'a dyn Fn(Option<&str>) -> Option<Vec<String>>,
+    /// See [`rules::Facts::files`].
+    pub files: &'a dyn Fn() -> Vec<String>,
+}
+
+fn nothing_to_compare(_: Option<&str>) -> Option<Vec<String>> {
+    None
+}
+
+fn no_files() -> Vec<String> {
+    vec![]
+}
+
+impl Environment<'static> {
+    /// No predefined variables, no project: `changes` holds, `exists` does not.
+    pub const NONE: Environment<'static> = Environment {
+        predefined: &[],
+        changed: &nothing_to_compare,
+        files: &no_files,
+    };
 }
 
 pub struct Pipeline {
     file: String,
     top: Mapping,
+    /// The jobs, as GitLab makes them: (name, the job in the file, its node when parallel).
+    made: Vec<(String, String, Option<Node>)>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -230,6 +283,7 @@ pub fn expand(s: &str, vars: &[(String, String)]) -> String {
 
 /// One entry of a `variables:` mapping: `KEY: value`, or
 /// `KEY: {value, description, expand, options}`.
+#[derive(Clone)]
 struct YamlVariable {
     key: String,
     value: String,
@@ -352,6 +406,83 @@ fn expand_nested(
             ))
         })
         .collect()
+}
+
+/// The job names of a `needs:` list (`- job`, `- job: name`).
+fn needs_of(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_sequence)
+        .map(|list| {
+            list.iter()
+                .filter_map(|n| match n {
+                    Value::Mapping(m) => m.get("job").and_then(text),
+                    other => text(other),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Variables, one per name with nested references expanded, and the raw ones' names.
+type Settled = (Vec<(String, String)>, BTreeSet<String>);
+
+/// Variables in precedence order (later wins) as GitLab has them: one per name, nested
+/// references expanded; and the names declared `expand: false`.
+fn settle(vars: Vec<YamlVariable>) -> Result<Settled, String> {
+    let mut seen = BTreeSet::new();
+    let mut winners: Vec<YamlVariable> = vars
+        .into_iter()
+        .rev()
+        .filter(|v| seen.insert(v.key.clone()))
+        .collect();
+    winners.reverse();
+    let raw: BTreeSet<String> = winners
+        .iter()
+        .filter(|v| v.raw)
+        .map(|v| v.key.clone())
+        .collect();
+    let declared: Vec<(String, String)> = winners.into_iter().map(|v| (v.key, v.value)).collect();
+    Ok((expand_nested(&declared, &raw)?, raw))
+}
+
+/// Whether and how job `m` runs: by its `rules:`, else by `only:`/`except:` (by default
+/// `only: [branches, tags]`), then its own `when:`.
+fn decide(m: &Mapping, facts: &rules::Facts) -> Result<rules::Decision, String> {
+    let when = rules::when_of(m.get("when"), "on_success")?;
+    if let Some(r) = m.get("rules") {
+        if m.contains_key("only") || m.contains_key("except") {
+            return Err("rules: cannot be used with only: or except:".into());
+        }
+        return rules::decide(r, &when, facts);
+    }
+    let default_only = Value::Sequence(vec!["branches".into(), "tags".into()]);
+    let only = m.get("only").unwrap_or(&default_only);
+    let default = match m.contains_key("only") {
+        true => "",
+        false => " (the default)",
+    };
+    let (included, reason) = match only::matches(only, facts).map_err(|e| format!("only: {e}"))? {
+        false => (
+            false,
+            format!("only: {} does not match", only::describe(only)),
+        ),
+        true => match m.get("except") {
+            Some(except) if only::matches(except, facts).map_err(|e| format!("except: {e}"))? => {
+                (false, format!("except: {} matches", only::describe(except)))
+            }
+            _ => (true, format!("only: {}{default}", only::describe(only))),
+        },
+    };
+    Ok(rules::Decision {
+        when: if included { when } else { "never".into() },
+        allow_failure: None,
+        start_in: m
+            .get("start_in")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        variables: vec![],
+        needs: None,
+        reason,
+    })
 }
 
 /// The deepest nesting of lists in a script (`script: [a]` is 1), or an error for anything
@@ -498,6 +629,7 @@ impl Pipeline {
         let raw = Pipeline {
             file: file.into(),
             top: read.config,
+            made: vec![],
         };
         let mut extended = Mapping::new();
         for (k, v) in &raw.top {
@@ -519,20 +651,31 @@ impl Pipeline {
                 });
             }
         };
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             file: file.into(),
             top,
-        })
+            made: vec![],
+        };
+        for (name, job) in pipeline
+            .top
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?, v.as_mapping()?)))
+            .filter(|(k, _)| !GLOBAL_KEYWORDS.contains(k) && !k.starts_with('.'))
+        {
+            let made = parallel::expand(name, job.get("parallel"))
+                .map_err(|e| pipeline.job_error(name, e))?;
+            pipeline.made.extend(
+                made.into_iter()
+                    .map(|(made, node)| (made, name.to_string(), node)),
+            );
+        }
+        Ok(pipeline)
     }
 
-    /// Visible jobs (hidden `.templates` are not jobs).
+    /// The jobs, as GitLab makes them (hidden `.templates` are not jobs; a parallel job is
+    /// one per node).
     pub fn jobs(&self) -> Vec<String> {
-        self.top
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str()?, v)))
-            .filter(|(k, v)| !GLOBAL_KEYWORDS.contains(k) && !k.starts_with('.') && v.is_mapping())
-            .map(|(k, _)| k.to_string())
-            .collect()
+        self.made.iter().map(|(name, _, _)| name.clone()).collect()
     }
 
     fn job_error(&self, job: &str, reason: String) -> PipelineError {
@@ -581,7 +724,137 @@ impl Pipeline {
 
     /// Resolves job `name`; `cli_vars` (`--var K=V`) take precedence over the file's.
     pub fn job(&self, name: &str, cli_vars: &[(String, String)]) -> Result<Job, PipelineError> {
-        self.job_with(name, cli_vars, &[])
+        self.job_with(name, cli_vars, &Environment::NONE)
+    }
+
+    /// Every job, resolved in `env`: in the pipeline or not, and why.
+    pub fn resolve_all(
+        &self,
+        cli_vars: &[(String, String)],
+        env: &Environment,
+    ) -> Result<Vec<Job>, PipelineError> {
+        self.made
+            .iter()
+            .map(|(name, _, _)| self.job_with(name, cli_vars, env))
+            .collect()
+    }
+
+    /// What `skiff pipeline --list` shows.
+    pub fn listing(
+        &self,
+        cli_vars: &[(String, String)],
+        env: &Environment,
+    ) -> Result<listing::Listing, PipelineError> {
+        let workflow = self.workflow(cli_vars, env)?;
+        let jobs = self.resolve_all(cli_vars, env)?;
+        let mut visible: Vec<(String, String)> = env.predefined.to_vec();
+        visible.extend(
+            variables(self.top.get("variables"))
+                .into_iter()
+                .map(|v| (v.key, v.value)),
+        );
+        visible.extend(workflow.variables.iter().cloned());
+        visible.extend(cli_vars.iter().cloned());
+        Ok(listing::Listing::new(
+            self.name(&visible),
+            &workflow,
+            &self.stages(),
+            &jobs,
+        ))
+    }
+
+    /// The configuration as GitLab merges it, after anchors, `extends` and `!reference`,
+    /// with each parallel job made into its jobs (the matrix's values in their `variables`):
+    /// `skiff pipeline --preview`.
+    pub fn merged(&self) -> Mapping {
+        let mut out = Mapping::new();
+        for (k, v) in &self.top {
+            let made: Vec<_> = self
+                .made
+                .iter()
+                .filter(|(_, base, _)| k.as_str() == Some(base.as_str()))
+                .collect();
+            if made.is_empty() {
+                out.insert(k.clone(), v.clone());
+                continue;
+            }
+            for (name, _, node) in made {
+                let mut job = v.as_mapping().cloned().unwrap_or_default();
+                if let Some(node) = node {
+                    job.remove("parallel");
+                    if !node.matrix.is_empty() {
+                        let mut vars = job
+                            .get("variables")
+                            .and_then(Value::as_mapping)
+                            .cloned()
+                            .unwrap_or_default();
+                        for (key, value) in &node.matrix {
+                            vars.insert(Value::from(key.as_str()), Value::from(value.as_str()));
+                        }
+                        job.insert("variables".into(), Value::Mapping(vars));
+                    }
+                }
+                out.insert(Value::from(name.as_str()), Value::Mapping(job));
+            }
+        }
+        out
+    }
+
+    /// `workflow:rules`: whether GitLab makes this pipeline at all (`always` or `never`),
+    /// and the variables it adds; seen with the global variables and `cli_vars`.
+    pub fn workflow(
+        &self,
+        cli_vars: &[(String, String)],
+        env: &Environment,
+    ) -> Result<rules::Decision, PipelineError> {
+        let workflow = self.top.get("workflow").and_then(Value::as_mapping);
+        let Some(r) = workflow.and_then(|w| w.get("rules")) else {
+            return Ok(rules::Decision {
+                when: "always".into(),
+                allow_failure: None,
+                start_in: None,
+                variables: vec![],
+                needs: None,
+                reason: "no workflow:rules".into(),
+            });
+        };
+        let err = |reason: String| PipelineError::Parse {
+            file: self.file.clone(),
+            reason: format!("workflow: {reason}"),
+        };
+        let mut vars = variables(self.top.get("variables"));
+        vars.extend(cli_vars.iter().map(|(key, value)| YamlVariable {
+            key: key.clone(),
+            value: value.clone(),
+            raw: false,
+        }));
+        let (settled, _) = settle(vars).map_err(err)?;
+        let visible: Vec<(String, String)> =
+            env.predefined.iter().chain(&settled).cloned().collect();
+        let lookup = |n: &str| {
+            visible
+                .iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        let facts = rules::Facts {
+            variable: &lookup,
+            changed: env.changed,
+            files: env.files,
+        };
+        let d = rules::decide(r, "always", &facts).map_err(err)?;
+        // Only `always` and `never` mean anything for a pipeline.
+        match d.when.as_str() {
+            "always" | "never" => Ok(d),
+            other => Err(err(format!("when: {other}: expected always or never"))),
+        }
+    }
+
+    /// `workflow:name`, with the pipeline's variables expanded the runner's way.
+    pub fn name(&self, variables: &[(String, String)]) -> Option<String> {
+        let name = self.top.get("workflow")?.get("name").and_then(text)?;
+        Some(super::payload::expand_value(&name, variables))
     }
 
     /// The stages: `stages:` (else build, test, deploy) between `.pre` and `.post`.
@@ -594,14 +867,15 @@ impl Pipeline {
             .collect()
     }
 
-    /// As [`Pipeline::job`], with the predefined variables known before the job runs
-    /// (`CI_PROJECT_*`, `CI_SERVER_*`...): image and service names may use them.
+    /// As [`Pipeline::job`], in an [`Environment`]: the predefined variables (image and
+    /// service names and rules may use them) and the project's files and changes.
     pub fn job_with(
         &self,
         name: &str,
         cli_vars: &[(String, String)],
-        predefined: &[(String, String)],
+        env: &Environment,
     ) -> Result<Job, PipelineError> {
+        let predefined = env.predefined;
         if name.starts_with('.') || GLOBAL_KEYWORDS.contains(&name) {
             return Err(PipelineError::NoJob {
                 file: self.file.clone(),
@@ -609,9 +883,19 @@ impl Pipeline {
                 known: self.jobs().join(", "),
             });
         }
+        let (base, node) = self
+            .made
+            .iter()
+            .find(|(made, _, _)| made == name)
+            .map(|(_, base, node)| (base.as_str(), node.clone()))
+            .ok_or_else(|| PipelineError::NoJob {
+                file: self.file.clone(),
+                job: name.into(),
+                known: self.jobs().join(", "),
+            })?;
         let mut m = self
             .top
-            .get(name)
+            .get(base)
             .and_then(Value::as_mapping)
             .cloned()
             .ok_or_else(|| PipelineError::NoJob {
@@ -754,27 +1038,63 @@ impl Pipeline {
             .into_iter()
             .filter(|v| inherits("variables", &v.key))
             .collect();
-        vars.extend(variables(m.get("variables")));
-        vars.extend(cli_vars.iter().map(|(key, value)| YamlVariable {
+        // workflow:rules decides for the whole pipeline; its variables are above the global
+        // ones.
+        let workflow = self.workflow(cli_vars, env)?;
+        vars.extend(workflow.variables.iter().map(|(key, value)| YamlVariable {
             key: key.clone(),
             value: value.clone(),
             raw: false,
         }));
-        let mut seen = BTreeSet::new();
-        let mut winners: Vec<YamlVariable> = vars
-            .into_iter()
-            .rev()
-            .filter(|v| seen.insert(v.key.clone()))
-            .collect();
-        winners.reverse();
-        let raw: BTreeSet<String> = winners
+        vars.extend(variables(m.get("variables")));
+        // A matrix's values are the job's own variables, above those in `variables:`.
+        let matrix = node.iter().flat_map(|n| &n.matrix);
+        vars.extend(matrix.map(|(key, value)| YamlVariable {
+            key: key.clone(),
+            value: value.clone(),
+            raw: false,
+        }));
+        let given = |list: &[(String, String)]| -> Vec<YamlVariable> {
+            list.iter()
+                .map(|(key, value)| YamlVariable {
+                    key: key.clone(),
+                    value: value.clone(),
+                    raw: false,
+                })
+                .collect()
+        };
+        // Rules see the variables before their own; a rule's variables come above the job's
+        // and below --var.
+        let before_rules = settle(vars.iter().cloned().chain(given(cli_vars)).collect())
+            .map_err(|e| self.job_error(name, e))?;
+        let visible: Vec<(String, String)> = env
+            .predefined
             .iter()
-            .filter(|v| v.raw)
-            .map(|v| v.key.clone())
+            .chain(&before_rules.0)
+            .cloned()
             .collect();
-        let declared: Vec<(String, String)> =
-            winners.into_iter().map(|v| (v.key, v.value)).collect();
-        let ordered = expand_nested(&declared, &raw).map_err(|e| self.job_error(name, e))?;
+        let lookup = |n: &str| {
+            visible
+                .iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        let facts = rules::Facts {
+            variable: &lookup,
+            changed: env.changed,
+            files: env.files,
+        };
+        let decision = match workflow.when.as_str() {
+            "never" => rules::Decision {
+                reason: format!("workflow: {}", workflow.reason),
+                ..workflow.clone()
+            },
+            _ => decide(&m, &facts).map_err(|e| self.job_error(name, e))?,
+        };
+        vars.extend(given(&decision.variables));
+        vars.extend(given(cli_vars));
+        let (ordered, raw) = settle(vars).map_err(|e| self.job_error(name, e))?;
         // Image and service names: as the runner expands them, against every variable
         // (an undefined one is empty).
         let all: Vec<(String, String)> = predefined.iter().chain(&ordered).cloned().collect();
@@ -848,6 +1168,19 @@ impl Pipeline {
             after_script: script(m.get("after_script")),
             timeout,
             warnings,
+            node,
+            allow_failure: decision
+                .allow_failure
+                .unwrap_or(match m.get("allow_failure") {
+                    Some(Value::Bool(b)) => *b,
+                    // `{exit_codes: [...]}`: allowed to fail with those codes.
+                    Some(Value::Mapping(_)) => true,
+                    // A manual job outside rules may fail, as in GitLab.
+                    _ => decision.when == "manual" && !m.contains_key("rules"),
+                }),
+            needs: needs_of(decision.needs.as_ref().or(m.get("needs"))),
+            when: decision.when,
+            reason: decision.reason,
         })
     }
 }
@@ -1041,6 +1374,157 @@ no-defaults:
     }
 
     #[test]
+    fn parallel_jobs_by_their_gitlab_names() {
+        let yaml = r#"
+test: {parallel: 2, script: x}
+deploy:
+  variables: {STACK: from-job, KEEP: k}
+  parallel: {matrix: [{PROVIDER: [aws, gcp], STACK: [app]}]}
+  script: x
+.hidden: {parallel: 3, script: x}
+"#;
+        let p = Pipeline::parse(yaml, "f").unwrap();
+        assert_eq!(
+            p.jobs(),
+            [
+                "test 1/2",
+                "test 2/2",
+                "deploy: [aws, app]",
+                "deploy: [gcp, app]"
+            ]
+        );
+        let j = p.job("test 2/2", &[]).unwrap();
+        assert_eq!(j.name, "test 2/2");
+        assert_eq!(j.node.as_ref().map(|n| (n.index, n.total)), Some((2, 2)));
+        let j = p
+            .job("deploy: [gcp, app]", &[("PROVIDER".into(), "cli".into())])
+            .unwrap();
+        assert_eq!(
+            vars(&j),
+            [("KEEP", "k"), ("STACK", "app"), ("PROVIDER", "cli")],
+            "job < matrix < --var"
+        );
+        assert!(j.warnings.iter().all(|w| !w.contains("parallel")));
+        let e = p.job("test", &[]).unwrap_err().to_string();
+        assert!(e.contains("test 1/2, test 2/2"), "{e}");
+        let e = Pipeline::parse("j: {parallel: 0, script: x}", "f")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("job j: parallel: 0"), "{e}");
+    }
+
+    #[test]
+    fn rules_workflow_and_only_decide_each_job() {
+        let yaml = r#"
+variables: {DEPLOY_TO: staging}
+workflow:
+  rules:
+    - if: $CI_COMMIT_TAG
+      variables: {DEPLOY_TO: production}
+    - if: $CI_COMMIT_BRANCH
+build:
+  stage: build
+  script: x
+test:
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+      when: manual
+      allow_failure: true
+      variables: {FROM_RULE: "for $DEPLOY_TO"}
+  needs: [build]
+  script: x
+docs:
+  only: {refs: [branches], changes: ["docs/**/*"]}
+  script: x
+old:
+  except: [main]
+  script: x
+"#;
+        let p = Pipeline::parse(yaml, "f").unwrap();
+        let on = |branch: Option<&str>, tag: Option<&str>| -> Vec<(String, String)> {
+            let mut v = vec![
+                ("CI_DEFAULT_BRANCH".to_string(), "main".to_string()),
+                ("CI_PIPELINE_SOURCE".to_string(), "push".to_string()),
+            ];
+            if let Some(b) = branch {
+                v.push(("CI_COMMIT_BRANCH".into(), b.into()));
+                v.push(("CI_COMMIT_REF_NAME".into(), b.into()));
+            }
+            if let Some(t) = tag {
+                v.push(("CI_COMMIT_TAG".into(), t.into()));
+                v.push(("CI_COMMIT_REF_NAME".into(), t.into()));
+            }
+            v
+        };
+        let changed = |_: Option<&str>| Some(vec!["src/lib.rs".to_string()]);
+        let main = on(Some("main"), None);
+        let env = Environment {
+            predefined: &main,
+            changed: &changed,
+            ..Environment::NONE
+        };
+        let test = p.job_with("test", &[], &env).unwrap();
+        assert_eq!(test.when, "manual");
+        assert!(test.allow_failure);
+        assert_eq!(test.needs, ["build"]);
+        assert!(test.reason.starts_with("rules[1] if:"), "{}", test.reason);
+        assert!(vars(&test).contains(&("FROM_RULE", "for staging")));
+        let docs = p.job_with("docs", &[], &env).unwrap();
+        assert_eq!(docs.when, "never", "no docs changed: {}", docs.reason);
+        let old = p.job_with("old", &[], &env).unwrap();
+        assert_eq!(old.when, "never");
+        assert_eq!(old.reason, "except: [main] matches");
+        // A feature branch: test's rules leave it out.
+        let feature = on(Some("feature"), None);
+        let env = Environment {
+            predefined: &feature,
+            ..Environment::NONE
+        };
+        let test = p.job_with("test", &[], &env).unwrap();
+        assert_eq!(
+            (test.when.as_str(), test.reason.as_str()),
+            ("never", "no rule matched")
+        );
+        assert_eq!(p.job_with("build", &[], &env).unwrap().when, "on_success");
+        assert_eq!(p.job_with("old", &[], &env).unwrap().when, "on_success");
+        // A merge request pipeline, by --var.
+        let mr = [(
+            "CI_PIPELINE_SOURCE".to_string(),
+            "merge_request_event".to_string(),
+        )];
+        let test = p.job_with("test", &mr, &env).unwrap();
+        assert_eq!(
+            (test.when.as_str(), test.allow_failure),
+            ("on_success", false)
+        );
+        // A tag: workflow's variables above the global ones.
+        let tag = on(None, Some("v1"));
+        let env = Environment {
+            predefined: &tag,
+            ..Environment::NONE
+        };
+        let build = p.job_with("build", &[], &env).unwrap();
+        assert!(vars(&build).contains(&("DEPLOY_TO", "production")));
+        // Neither: workflow makes no pipeline, and says so for every job.
+        let detached = on(None, None);
+        let env = Environment {
+            predefined: &detached,
+            ..Environment::NONE
+        };
+        let build = p.job_with("build", &[], &env).unwrap();
+        assert_eq!(build.when, "never");
+        assert_eq!(build.reason, "workflow: no rule matched");
+        let e = Pipeline::parse("j: {rules: [{if: x}], only: [main], script: x}", "f")
+            .unwrap()
+            .job("j", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rules: cannot be used with only"), "{e}");
+    }
+
+    #[test]
     fn references_resolve_after_extends() {
         // GitLab: includes, then extends, then !reference; a reference sees inherited keys.
         let yaml = r#"
@@ -1079,7 +1563,11 @@ j:
             "CI_TEMPLATE_REGISTRY_HOST".to_string(),
             "registry.gitlab.com".to_string(),
         )];
-        let j = p.job_with("j", &[], &predefined).unwrap();
+        let env = Environment {
+            predefined: &predefined,
+            ..Environment::NONE
+        };
+        let j = p.job_with("j", &[], &env).unwrap();
         assert_eq!(
             j.image.as_ref().unwrap().name,
             "registry.gitlab.com/img:latest",

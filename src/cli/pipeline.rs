@@ -1,0 +1,50 @@
+//! `skiff pipeline [--list|--preview]`: a whole .gitlab-ci.yml resolved as GitLab resolves
+//! it, without running anything.
+
+use super::job::pair;
+use super::{Context, Format};
+use anyhow::Result;
+use clap::Args;
+use skiff::gitlab::pipeline::Pipeline;
+use skiff::job::project::Project;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// The pipeline file
+    #[arg(long, short, default_value = ".gitlab-ci.yml")]
+    pub file: PathBuf,
+    /// KEY=VALUE, above the file's variables (CI_PIPELINE_SOURCE=merge_request_event...)
+    #[arg(long = "var")]
+    pub vars: Vec<String>,
+    /// The project (a git checkout: the commit, the changes, the files rules look at)
+    #[arg(long, default_value = ".")]
+    pub project_dir: PathBuf,
+    /// The jobs by stage: how each runs, and the rule that put it in or left it out (the default)
+    #[arg(long, conflicts_with = "preview")]
+    pub list: bool,
+    /// The configuration as GitLab merges it: anchors, extends, !reference, parallel jobs made
+    #[arg(long)]
+    pub preview: bool,
+}
+
+/// `--format json` (the global flag) prints either as JSON.
+pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
+    let pipeline = Pipeline::load(&a.file)?;
+    if a.preview {
+        let merged = pipeline.merged();
+        match ctx.format {
+            Format::Json => super::print_json(&merged)?,
+            _ => print!("{}", serde_yaml_ng::to_string(&merged)?),
+        }
+        return Ok(());
+    }
+    let vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
+    let project = Project::at(&a.project_dir);
+    let listing = project.with_environment(|env| pipeline.listing(&vars, env))?;
+    match ctx.format {
+        Format::Json => super::print_json(&listing)?,
+        _ => print!("{listing}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! The project a local job runs on, as GitLab would know it: its path and server from the
+//! checkout's `origin` remote, its commit from git, the files a `changes` rule compares.
+
+use crate::gitlab::pipeline::Environment;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// GitLab's slugs (`CI_PROJECT_PATH_SLUG`, `CI_JOB_NAME_SLUG`...): lower case, every
+/// other character than `a-z0-9` a `-`, at most 63 characters, no `-` at either end.
+pub fn slug(s: &str) -> String {
+    let mapped: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    mapped.trim_matches('-').to_string()
+}
+
+/// The host of a git remote URL: `https://host/ns/p.git`, `ssh://git@host:22/ns/p` or
+/// scp-like `git@host:ns/p.git`.
+fn remote_host(url: &str) -> Option<String> {
+    let authority = match url.split_once("://") {
+        Some((_, rest)) => rest.split('/').next()?,
+        None => url.split_once(':')?.0,
+    };
+    let host = authority.rsplit('@').next()?;
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// The predefined variables GitLab gives every job of the project at `dir` that can be
+/// known locally: `CI_PROJECT_*` and `CI_SERVER_*` from the `origin` remote (gitlab.com
+/// without one), the template registry GitLab's own templates name images with, the
+/// commit's ([`commit_variables`]), and `CI_PIPELINE_SOURCE=push` (a `--var` sets another).
+pub fn project_variables(dir: &Path) -> Vec<(String, String)> {
+    let (namespace, project) = project_path(dir);
+    let path = format!("{namespace}/{project}");
+    let host = origin_url(dir)
+        .and_then(|u| remote_host(&u))
+        .unwrap_or_else(|| "gitlab.com".into());
+    let server = format!("https://{host}");
+    let root_namespace = namespace
+        .split('/')
+        .next()
+        .unwrap_or(&namespace)
+        .to_string();
+    [
+        ("CI_SERVER_HOST", host.clone()),
+        ("CI_SERVER_FQDN", host),
+        ("CI_SERVER_PROTOCOL", "https".into()),
+        ("CI_SERVER_PORT", "443".into()),
+        ("CI_SERVER_URL", server.clone()),
+        ("CI_TEMPLATE_REGISTRY_HOST", "registry.gitlab.com".into()),
+        ("CI_PROJECT_NAME", project),
+        ("CI_PROJECT_NAMESPACE", namespace),
+        ("CI_PROJECT_ROOT_NAMESPACE", root_namespace),
+        ("CI_PROJECT_PATH", path.clone()),
+        ("CI_PROJECT_PATH_SLUG", slug(&path)),
+        ("CI_PROJECT_URL", format!("{server}/{path}")),
+        ("CI_PIPELINE_SOURCE", "push".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .chain(commit_variables(dir))
+    .collect()
+}
+
+/// A checkout a pipeline is resolved against: its predefined variables, files and changes.
+pub struct Project {
+    pub dir: PathBuf,
+    pub predefined: Vec<(String, String)>,
+}
+
+impl Project {
+    pub fn at(dir: &Path) -> Project {
+        Project {
+            dir: dir.to_path_buf(),
+            predefined: project_variables(dir),
+        }
+    }
+
+    /// Runs `f` with the pipeline environment this project makes.
+    pub fn with_environment<R>(&self, f: impl FnOnce(&Environment) -> R) -> R {
+        let changed = |base: Option<&str>| changed_files(&self.dir, base);
+        let files = || crate::gitlab::pipeline::rules::project_files(&self.dir);
+        f(&Environment {
+            predefined: &self.predefined,
+            changed: &changed,
+            files: &files,
+        })
+    }
+}
+
+/// `git -C dir ARGS...`'s output, trimmed, when it succeeds. The checkout may belong to
+/// another user (a job as root on someone's project): git's ownership check is not ours.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-c")
+        .arg("safe.directory=*")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
+/// The default branch: `origin/HEAD`'s, else git's `init.defaultBranch`, else `main`.
+pub fn default_branch(dir: &Path) -> String {
+    git(dir, &["symbolic-ref", "-q", "refs/remotes/origin/HEAD"])
+        .and_then(|r| r.strip_prefix("refs/remotes/origin/").map(str::to_string))
+        .or_else(|| git(dir, &["config", "init.defaultBranch"]))
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".into())
+}
+
+/// The commit's predefined variables, from git: `CI_COMMIT_SHA`, `_SHORT_SHA`,
+/// `_REF_NAME`, `_REF_SLUG`, `_BRANCH` (on a branch) or `_TAG` (a detached HEAD at a tag),
+/// `_MESSAGE`, `_TITLE`, `_DESCRIPTION`, `_TIMESTAMP`, `_AUTHOR`, and `CI_DEFAULT_BRANCH`.
+/// Outside a checkout, a push to the default branch.
+pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
+    let default = default_branch(dir);
+    let mut vars = vec![("CI_DEFAULT_BRANCH".to_string(), default.clone())];
+    let Some(sha) = git(dir, &["rev-parse", "-q", "--verify", "HEAD"]) else {
+        // Not a checkout (or no commit yet): a push to the default branch, so that a
+        // directory of files runs as it would there.
+        for k in ["CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME"] {
+            vars.push((k.to_string(), default.clone()));
+        }
+        vars.push(("CI_COMMIT_REF_SLUG".to_string(), slug(&default)));
+        return vars;
+    };
+    let branch = git(dir, &["symbolic-ref", "-q", "--short", "HEAD"]);
+    let tag = match branch {
+        Some(_) => None,
+        None => git(dir, &["describe", "--tags", "--exact-match", "HEAD"]),
+    };
+    let ref_name = branch
+        .clone()
+        .or_else(|| tag.clone())
+        .unwrap_or_else(|| sha.clone());
+    let log = |format: &str| git(dir, &["log", "-1", &format!("--format={format}")]);
+    let message = log("%B").unwrap_or_default();
+    let title = message.lines().next().unwrap_or_default().to_string();
+    let description = message
+        .split_once('\n')
+        .map(|(_, rest)| rest.trim_start_matches('\n').to_string())
+        .unwrap_or_default();
+    let mut add = |k: &str, v: String| vars.push((k.to_string(), v));
+    add("CI_COMMIT_SHORT_SHA", sha.chars().take(8).collect());
+    add("CI_COMMIT_SHA", sha);
+    add("CI_COMMIT_BEFORE_SHA", "0".repeat(40));
+    add("CI_COMMIT_REF_SLUG", slug(&ref_name));
+    add("CI_COMMIT_REF_NAME", ref_name);
+    if let Some(b) = branch {
+        add("CI_COMMIT_BRANCH", b);
+    }
+    if let Some(t) = tag {
+        add("CI_COMMIT_TAG", t);
+    }
+    add("CI_COMMIT_MESSAGE", message);
+    add("CI_COMMIT_TITLE", title);
+    add("CI_COMMIT_DESCRIPTION", description);
+    add("CI_COMMIT_TIMESTAMP", log("%cI").unwrap_or_default());
+    add("CI_COMMIT_AUTHOR", log("%an <%ae>").unwrap_or_default());
+    vars
+}
+
+/// The files that differ between the working tree (untracked files included) and `base`
+/// (the default branch when `None`; tried as given, then as `origin/BASE`), for
+/// `rules:changes`. `None` outside a checkout or when `base` is unknown: GitLab takes
+/// `changes` as true where it has nothing to compare with.
+pub fn changed_files(dir: &Path, base: Option<&str>) -> Option<Vec<String>> {
+    let base = base.map_or_else(|| default_branch(dir), str::to_string);
+    let origin = format!("origin/{base}");
+    let commit = [base.as_str(), origin.as_str()].into_iter().find_map(|r| {
+        git(
+            dir,
+            &["rev-parse", "-q", "--verify", &format!("{r}^{{commit}}")],
+        )
+    })?;
+    let mut files: Vec<String> = git(dir, &["diff", "--name-only", &commit])?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    files.extend(
+        git(dir, &["ls-files", "--others", "--exclude-standard"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string),
+    );
+    Some(files)
+}
+
+/// The `origin` remote's URL of the git checkout at `dir`.
+fn origin_url(dir: &Path) -> Option<String> {
+    let config = std::fs::read_to_string(dir.join(".git/config")).ok()?;
+    config
+        .split("[remote \"origin\"]")
+        .nth(1)
+        .and_then(|section| {
+            section
+                .lines()
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("url")
+                        .map(|r| r.trim_start_matches([' ', '=']).trim().to_string())
+                })
+        })
+}
+
+/// The namespace and project name for `/builds/<namespace>/<project>`: from the `origin`
+/// remote's URL when the directory is a git checkout, else `local/<directory name>`.
+pub fn project_path(dir: &Path) -> (String, String) {
+    if let Some(url) = origin_url(dir) {
+        // https://host/ns/p.git, ssh://git@host:22/ns/p, or scp-like git@host:ns/p.git
+        let path = if url.contains("://") {
+            url_path(&url)
+        } else {
+            let p = url.split_once(':').map(|(_, p)| p).unwrap_or(&url);
+            p.trim_end_matches('/').trim_end_matches(".git").to_string()
+        };
+        if let Some((ns, project)) = path.trim_matches('/').rsplit_once('/') {
+            return (ns.to_string(), project.to_string());
+        }
+    }
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+        .unwrap_or_else(|| "project".into());
+    ("local".into(), name)
+}
+
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+    path.trim_end_matches('/')
+        .trim_end_matches(".git")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_hosts_and_project_variables() {
+        let slugs: &[(&str, &str)] = &[
+            ("group/My Project", "group-my-project"),
+            ("rspec 1/3", "rspec-1-3"),
+            ("--x--", "x"),
+            (&"a".repeat(70), &"a".repeat(63)),
+        ];
+        for (text, want) in slugs {
+            assert_eq!(slug(text), *want, "{text}");
+        }
+        let hosts: &[(&str, Option<&str>)] = &[
+            (
+                "https://gitlab.example.com/g/p.git",
+                Some("gitlab.example.com"),
+            ),
+            (
+                "ssh://git@gitlab.example.com:2222/g/p",
+                Some("gitlab.example.com"),
+            ),
+            ("git@gitlab.com:g/sub/p.git", Some("gitlab.com")),
+            ("https://user:pw@host:8443/g/p", Some("host")),
+            ("no-remote", None),
+        ];
+        for (url, want) in hosts {
+            assert_eq!(remote_host(url).as_deref(), *want, "{url}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join(".git")).unwrap();
+        std::fs::write(
+            d.path().join(".git/config"),
+            "[remote \"origin\"]\n\turl = git@gitlab.example.com:Group/Sub/My.Project.git\n",
+        )
+        .unwrap();
+        let vars = project_variables(d.path());
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).unwrap().1.as_str();
+        assert_eq!(get("CI_PROJECT_PATH"), "Group/Sub/My.Project");
+        assert_eq!(get("CI_PROJECT_PATH_SLUG"), "group-sub-my-project");
+        assert_eq!(get("CI_PROJECT_ROOT_NAMESPACE"), "Group");
+        assert_eq!(get("CI_SERVER_URL"), "https://gitlab.example.com");
+        assert_eq!(
+            get("CI_PROJECT_URL"),
+            "https://gitlab.example.com/Group/Sub/My.Project"
+        );
+        assert_eq!(get("CI_TEMPLATE_REGISTRY_HOST"), "registry.gitlab.com");
+    }
+
+    #[test]
+    fn project_paths_table() {
+        let cases: &[(&str, (&str, &str))] = &[
+            (
+                "https://gitlab.example.com/group/sub/proj.git",
+                ("group/sub", "proj"),
+            ),
+            ("git@gitlab.example.com:group/proj.git", ("group", "proj")),
+            ("ssh://git@host:2222/ns/p", ("ns", "p")),
+        ];
+        for (url, (ns, p)) in cases {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir(d.path().join(".git")).unwrap();
+            std::fs::write(
+                d.path().join(".git/config"),
+                format!(
+                    "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = {url}\n\tfetch = x\n"
+                ),
+            )
+            .unwrap();
+            assert_eq!(
+                project_path(d.path()),
+                (ns.to_string(), p.to_string()),
+                "{url}"
+            );
+        }
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(project_path(d.path()).0, "local");
+    }
+}

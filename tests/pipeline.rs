@@ -1,0 +1,198 @@
+//! `skiff pipeline` on a real git checkout: the job list with rules decided against the
+//! commit, its branch or tag and its changes; the merged YAML; and `skiff job` refusing a
+//! job the rules leave out, before anything is pulled.
+
+mod common;
+
+use common::{Env, require, run};
+use std::path::Path;
+
+const PIPELINE: &str = r#"
+workflow:
+  name: "Pipeline for $CI_COMMIT_REF_NAME"
+  rules:
+    - if: $CI_COMMIT_TAG
+      variables: {DEPLOY_TO: production}
+    - if: $CI_COMMIT_BRANCH
+variables: {DEPLOY_TO: staging}
+stages: [build, test, deploy]
+.base: {image: "$CI_TEMPLATE_REGISTRY_HOST/alpine:3"}
+build:
+  extends: .base
+  stage: build
+  script: make
+test:
+  extends: .base
+  parallel:
+    matrix:
+      - OS: [linux, mac]
+  needs: [build]
+  script: [!reference [build, script], make test]
+docs:
+  rules:
+    - changes: [docs/**/*]
+  script: mkdocs
+deploy:
+  stage: deploy
+  rules:
+    - if: $CI_COMMIT_TAG
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+      when: manual
+  script: echo "to $DEPLOY_TO"
+"#;
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = run(std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=T"])
+        .args(args));
+    assert!(o.status.success(), "git {args:?}: {:?}", o);
+}
+
+/// `skiff pipeline ARGS` in `dir`, as JSON.
+fn listing(env: &Env, dir: &Path, args: &[&str]) -> serde_json::Value {
+    let o = run(env
+        .skiff()
+        .current_dir(dir)
+        .args(["--format", "json", "pipeline"])
+        .args(args));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `name: when (reason)` for every job.
+fn jobs(l: &serde_json::Value) -> Vec<String> {
+    l["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["jobs"].as_array().unwrap())
+        .map(|j| {
+            format!(
+                "{}: {}",
+                j["name"].as_str().unwrap(),
+                j["when"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pipelines_listed_as_gitlab_would_make_them() {
+    if !require(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".gitlab-ci.yml"), PIPELINE).unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(
+        &dir,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/group/app.git",
+        ],
+    );
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "first"]);
+
+    // On the default branch, nothing changed against it.
+    let l = listing(&env, &dir, &[]);
+    assert_eq!(l["name"], "Pipeline for main");
+    assert_eq!(
+        jobs(&l),
+        [
+            "build: on_success",
+            "test: [linux]: on_success",
+            "test: [mac]: on_success",
+            "docs: never",
+            "deploy: manual",
+        ]
+    );
+    let test = &l["stages"][1]["jobs"][0];
+    assert_eq!(test["needs"], serde_json::json!(["build"]));
+    assert_eq!(test["image"], "registry.gitlab.com/alpine:3");
+    assert_eq!(l["stages"][1]["jobs"][2]["reason"], "no rule matched");
+
+    // A branch with a docs change: docs in, deploy out.
+    git(&dir, &["checkout", "-q", "-b", "feature"]);
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::write(dir.join("docs/index.md"), "# docs\n").unwrap();
+    let l = listing(&env, &dir, &[]);
+    assert!(
+        jobs(&l).contains(&"docs: on_success".to_string()),
+        "untracked files count"
+    );
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "docs"]);
+    let l = listing(&env, &dir, &[]);
+    let listed = jobs(&l);
+    assert!(
+        listed.contains(&"docs: on_success".to_string()),
+        "{listed:?}"
+    );
+    assert!(listed.contains(&"deploy: never".to_string()), "{listed:?}");
+
+    // A tag (detached): deploy runs, with workflow's variables.
+    git(&dir, &["checkout", "-q", "main"]);
+    git(&dir, &["tag", "v1.0"]);
+    git(&dir, &["checkout", "-q", "v1.0"]);
+    let l = listing(&env, &dir, &[]);
+    assert!(jobs(&l).contains(&"deploy: on_success".to_string()), "{l}");
+    let preview = run(env
+        .skiff()
+        .current_dir(&dir)
+        .args(["pipeline", "--preview"]));
+    let merged: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&preview.stdout).unwrap();
+    assert_eq!(merged["test: [mac]"]["variables"]["OS"], "mac");
+    assert_eq!(
+        merged["test: [mac]"]["script"],
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[make, make test]").unwrap()
+    );
+    assert!(merged["build"].get("extends").is_none());
+
+    // Not a branch or a tag: workflow makes no pipeline.
+    let sha = String::from_utf8(
+        run(std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["rev-parse", "HEAD"]))
+        .stdout,
+    )
+    .unwrap();
+    git(&dir, &["tag", "-d", "v1.0"]);
+    git(&dir, &["checkout", "-q", sha.trim()]);
+    let l = listing(&env, &dir, &[]);
+    assert_eq!(l["created"], false, "{l}");
+
+    // skiff job refuses what the rules leave out, naming the rule, before any pull.
+    git(&dir, &["checkout", "-q", "main"]);
+    let o = run(env
+        .skiff()
+        .current_dir(&dir)
+        .args(["job", "--network", "private", "docs"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(
+            "job \"docs\" is not in this pipeline (no rule matched); --force runs it anyway"
+        ),
+        "{err}"
+    );
+    // A bad rule names the file and job.
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        "bad:\n  rules: [{if: '$A =~ /(/'}]\n  script: x\n",
+    )
+    .unwrap();
+    let o = run(env.skiff().current_dir(&dir).args(["pipeline"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(".gitlab-ci.yml: job bad: rules[0]: if: $A =~ /(/"),
+        "{err}"
+    );
+}
