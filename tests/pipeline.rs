@@ -196,3 +196,81 @@ fn pipelines_listed_as_gitlab_would_make_them() {
         "{err}"
     );
 }
+
+#[test]
+fn includes_from_the_project_and_from_other_checkouts() {
+    if !require(&["git"]) {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("app");
+    let tools = env.path("tools");
+    for d in [&dir, &tools] {
+        std::fs::create_dir_all(d.join("ci/jobs")).unwrap();
+        git(d, &["init", "-q", "-b", "main"]);
+    }
+    // The other project: the file as it was at v1 is the one included.
+    std::fs::write(tools.join("ci/lint.yml"), "lint: {script: lint-v1}\n").unwrap();
+    git(&tools, &["add", "-A"]);
+    git(&tools, &["commit", "-qm", "v1"]);
+    git(&tools, &["tag", "v1"]);
+    std::fs::write(tools.join("ci/lint.yml"), "lint: {script: lint-v2}\n").unwrap();
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        "include:\n  - local: ci/base.yml\n  - 'ci/jobs/*.yml'\n  - {project: group/tools, ref: v1, file: /ci/lint.yml}\nvariables: {WHO: main}\nunit: {script: [echo unit]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ci/base.yml"),
+        "variables: {WHO: base, FROM_BASE: yes}\n.tpl: {image: alpine:3}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ci/jobs/build.yml"),
+        "build: {extends: .tpl, stage: build, script: make}\n",
+    )
+    .unwrap();
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "first"]);
+    let tools_map = format!("group/tools={}", tools.display());
+    let l = listing(&env, &dir, &["--include-project", &tools_map]);
+    assert_eq!(
+        jobs(&l),
+        // Included jobs first, in include order, then the main file's.
+        ["build: on_success", "lint: on_success", "unit: on_success"]
+    );
+    assert_eq!(l["stages"][0]["jobs"][0]["image"], "alpine:3");
+    let preview = run(env.skiff().current_dir(&dir).args([
+        "pipeline",
+        "--preview",
+        "--include-project",
+        &tools_map,
+    ]));
+    let merged: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&preview.stdout).unwrap();
+    assert_eq!(merged["lint"]["script"], "lint-v1", "the file at ref v1");
+    assert_eq!(merged["variables"]["WHO"], "main", "the main file wins");
+    assert_eq!(merged["variables"]["FROM_BASE"], "yes");
+    // Missing: the including file and the entry are named; nothing is guessed.
+    let o = run(env.skiff().current_dir(&dir).args(["pipeline"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(".gitlab-ci.yml: include[2]: project: group/tools, file: ci/lint.yml, ref: v1: no checkout of group/tools"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        "include: ci/nope.yml\nj: {script: x}\n",
+    )
+    .unwrap();
+    let o = run(env.skiff().current_dir(&dir).args(["pipeline"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("include[0]: local: ci/nope.yml"), "{err}");
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        "include: ../tools/ci/lint.yml\n",
+    )
+    .unwrap();
+    let o = run(env.skiff().current_dir(&dir).args(["pipeline"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("outside"), "{err}");
+}

@@ -11,7 +11,7 @@ use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::plan::LocalOptions;
-use skiff::job::project::Project;
+use skiff::job::project::{IncludeFiles, Project};
 use skiff::job::{self as jobs, JobLog, JobPlan, Stream};
 use skiff::oci::manifest::PlatformSpec;
 use std::path::PathBuf;
@@ -41,6 +41,9 @@ pub struct JobArgs {
     /// pull policies, volumes, limits... (read only when given)
     #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// GROUP/PROJECT=DIR: a checkout `include: project:` reads from (its `ref:` through git)
+    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
+    pub include_projects: Vec<String>,
     /// Run the job even when its rules (or workflow:rules, only, except) leave it out
     #[arg(long)]
     pub force: bool,
@@ -58,8 +61,26 @@ pub(super) fn pair(kv: &str) -> Result<(String, String)> {
         .with_context(|| format!("{kv:?}: expected KEY=VALUE"))
 }
 
+/// The pipeline at `file` with its includes, for the project at `project`.
+pub(super) fn load(
+    file: &std::path::Path,
+    project: &Project,
+    vars: &[(String, String)],
+    include_projects: &[String],
+) -> Result<Pipeline> {
+    let projects = include_projects
+        .iter()
+        .map(|p| pair(p).map(|(name, dir)| (name, PathBuf::from(dir))))
+        .collect::<Result<Vec<_>>>()?;
+    let sources = IncludeFiles {
+        project,
+        vars,
+        projects: &projects,
+    };
+    Ok(Pipeline::load_with(file, &sources)?)
+}
+
 pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
-    let pipeline = Pipeline::load(&a.file)?;
     let mut cli_vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
     let masked_vars = a
         .masked_vars
@@ -68,6 +89,7 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
     let project = Project::at(&a.project_dir);
+    let pipeline = load(&a.file, &project, &cli_vars, &a.include_projects)?;
     let job = project.with_environment(|env| pipeline.job_with(&a.job, &cli_vars, env))?;
     if job.when == "never" && !a.force {
         anyhow::bail!(

@@ -5,7 +5,6 @@ use super::job::pair;
 use super::{Context, Format};
 use anyhow::Result;
 use clap::Args;
-use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::project::Project;
 use std::path::PathBuf;
 
@@ -20,6 +19,9 @@ pub struct PipelineArgs {
     /// The project (a git checkout: the commit, the changes, the files rules look at)
     #[arg(long, default_value = ".")]
     pub project_dir: PathBuf,
+    /// GROUP/PROJECT=DIR: a checkout `include: project:` reads from (its `ref:` through git)
+    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
+    pub include_projects: Vec<String>,
     /// The jobs by stage: how each runs, and the rule that put it in or left it out (the default)
     #[arg(long, conflicts_with = "preview")]
     pub list: bool,
@@ -30,7 +32,9 @@ pub struct PipelineArgs {
 
 /// `--format json` (the global flag) prints either as JSON.
 pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
-    let pipeline = Pipeline::load(&a.file)?;
+    let vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
+    let project = Project::at(&a.project_dir);
+    let pipeline = super::job::load(&a.file, &project, &vars, &a.include_projects)?;
     if a.preview {
         let merged = pipeline.merged();
         match ctx.format {
@@ -39,8 +43,6 @@ pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
-    let project = Project::at(&a.project_dir);
     let listing = project.with_environment(|env| pipeline.listing(&vars, env))?;
     match ctx.format {
         Format::Json => super::print_json(&listing)?,

@@ -1,7 +1,7 @@
 //! The project a local job runs on, as GitLab would know it: its path and server from the
 //! checkout's `origin` remote, its commit from git, the files a `changes` rule compares.
 
-use crate::gitlab::pipeline::Environment;
+use crate::gitlab::pipeline::{Environment, include};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -89,6 +89,92 @@ impl Project {
             changed: &changed,
             files: &files,
         })
+    }
+}
+
+/// The files a pipeline of `project` includes: its own, and other projects' from local
+/// checkouts (`--include-project GROUP/PROJECT=DIR`, `ref:` read through git).
+pub struct IncludeFiles<'a> {
+    pub project: &'a Project,
+    /// `--var`s: what `include:rules` see besides the predefined variables.
+    pub vars: &'a [(String, String)],
+    pub projects: &'a [(String, PathBuf)],
+}
+
+impl IncludeFiles<'_> {
+    /// `dir/file`, refused when it leads out of `dir`.
+    fn read_in(dir: &Path, file: &str) -> Result<String, String> {
+        let root = dir
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = root
+            .join(file)
+            .canonicalize()
+            .map_err(|e| format!("{file}: {e}"))?;
+        if !path.starts_with(&root) {
+            return Err(format!("{file}: outside {}", root.display()));
+        }
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
+    fn read(&self, source: &include::Source) -> Result<String, String> {
+        match source {
+            include::Source::Local(p) => Self::read_in(&self.project.dir, p),
+            include::Source::Project {
+                project,
+                file,
+                reference,
+            } => {
+                let dir = self
+                    .projects
+                    .iter()
+                    .rev()
+                    .find(|(name, _)| name == project)
+                    .map(|(_, dir)| dir.as_path())
+                    .ok_or_else(|| {
+                        format!(
+                            "no checkout of {project}: give it with --include-project {project}=DIR"
+                        )
+                    })?;
+                match reference {
+                    // At the ref, when the checkout is a git repository.
+                    Some(r) if git(dir, &["rev-parse", "--git-dir"]).is_some() => {
+                        git(dir, &["show", &format!("{r}:{file}")])
+                            .ok_or_else(|| format!("{file} at {r}: not in {}", dir.display()))
+                    }
+                    _ => Self::read_in(dir, file),
+                }
+            }
+            include::Source::Remote(_) | include::Source::Template(_) => {
+                Err("fetching remote and template includes is not supported yet".into())
+            }
+        }
+    }
+    fn glob(&self, pattern: &str) -> Vec<String> {
+        let mut found: Vec<String> =
+            crate::gitlab::pipeline::rules::project_files(&self.project.dir)
+                .into_iter()
+                .filter(|f| include::glob_matches(pattern, f))
+                .collect();
+        found.sort();
+        found
+    }
+    fn variable(&self, name: &str) -> Option<String> {
+        self.project
+            .predefined
+            .iter()
+            .chain(self.vars)
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn changed(&self, base: Option<&str>) -> Option<Vec<String>> {
+        changed_files(&self.project.dir, base)
+    }
+    fn files(&self) -> Vec<String> {
+        crate::gitlab::pipeline::rules::project_files(&self.project.dir)
     }
 }
 

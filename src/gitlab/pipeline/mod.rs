@@ -6,6 +6,7 @@
 //! not act on are named in warnings, never silently misread.
 
 pub mod expression;
+pub mod include;
 pub mod listing;
 mod only;
 mod parallel;
@@ -611,24 +612,47 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 impl Pipeline {
     /// Reads and parses the pipeline file `file`.
     pub fn load(file: &std::path::Path) -> Result<Pipeline, PipelineError> {
+        Pipeline::load_with(file, &include::NoSources)
+    }
+
+    /// Reads and parses the pipeline file `file`, with `include:` read from `sources`.
+    pub fn load_with(
+        file: &std::path::Path,
+        sources: &dyn include::Sources,
+    ) -> Result<Pipeline, PipelineError> {
         let text = std::fs::read_to_string(file).map_err(|source| PipelineError::Read {
             file: file.to_path_buf(),
             source,
         })?;
-        Pipeline::parse(&text, &file.display().to_string())
+        Pipeline::parse_with(&text, &file.display().to_string(), sources)
     }
 
     /// Parses a pipeline in GitLab's order: the YAML (anchors, `<<`, repeated keys), then
     /// `extends` for every job and template, then `!reference` against the extended jobs.
     /// An invalid job makes the whole file invalid, as in GitLab.
     pub fn parse(yaml: &str, file: &str) -> Result<Pipeline, PipelineError> {
+        Pipeline::parse_with(yaml, file, &include::NoSources)
+    }
+
+    /// As [`Pipeline::parse`], with `include:` read from `sources` (merged first).
+    pub fn parse_with(
+        yaml: &str,
+        file: &str,
+        sources: &dyn include::Sources,
+    ) -> Result<Pipeline, PipelineError> {
         let read = super::yaml::read(yaml, file).map_err(|e| PipelineError::Parse {
             file: e.file,
             reason: e.reason,
         })?;
+        let config = include::merge(read.config, file, sources, &mut 0, 0).map_err(|reason| {
+            PipelineError::Parse {
+                file: file.into(),
+                reason,
+            }
+        })?;
         let raw = Pipeline {
             file: file.into(),
-            top: read.config,
+            top: config,
             made: vec![],
         };
         let mut extended = Mapping::new();
@@ -939,9 +963,6 @@ impl Pipeline {
                     ignored.join(", ")
                 ));
             }
-        }
-        if self.top.contains_key("include") {
-            warnings.push("include: not supported; included files are not read".into());
         }
         let unsupported: Vec<&str> = m
             .keys()
