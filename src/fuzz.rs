@@ -95,7 +95,6 @@ pub fn gitlab_ci(data: &[u8]) {
             let _ = pipeline.job(job, &[]);
         }
     }
-    let _ = crate::gitlab::ci::pipeline_images(s, "fuzz.yml");
 }
 
 /// Unpacks into `<scratch>/rootfs` (both formats, by the first byte): afterwards the scratch

@@ -162,6 +162,11 @@ gitlab-variables:
     - echo "price=$PRICE raw=$RAW nested=$NESTED status=$CI_JOB_STATUS total=$CI_NODE_TOTAL slug=$CI_JOB_NAME_SLUG"
     - exit 4
   after_script: [echo "after status=$CI_JOB_STATUS"]
+project-variables:
+  script:
+    - echo "cert at $CERT holds $(cat $CERT) token=$TOKEN where=$WHERE"
+  variables:
+    WHERE: "file $CERT"
 matrix:
   parallel: {{ matrix: [{{ V: [a, b] }}] }}
   script: [echo "node=$CI_NODE_INDEX/$CI_NODE_TOTAL v=$V"]
@@ -212,6 +217,21 @@ fn pipelines_run_as_the_runner_runs_them() {
             "{log}"
         );
         assert!(log.contains("after status=failed"), "{log}");
+        let vars = who.write(
+            "variables.yml",
+            "CERT: {value: pem-text, type: file}\nTOKEN: {value: hunter2-secret-value, masked: true}\n",
+        );
+        let o = who.job(&[
+            "--variables-file",
+            vars.to_str().unwrap(),
+            "project-variables",
+        ]);
+        let log = out(&o);
+        assert!(
+            log.contains("cert at /builds/local/project.tmp/CERT holds pem-text token=[MASKED] where=file /builds/local/project.tmp/CERT"),
+            "{log}"
+        );
+        assert!(!log.contains("hunter2"), "{log}");
         let o = who.job(&["matrix: [b]"]);
         assert!(out(&o).contains("node=2/2 v=b"), "{}", out(&o));
 

@@ -1,30 +1,11 @@
 //! `skiff bundle create`: every image a pipeline needs (job images, services, the helper) in
 //! one docker-archive, to carry into an air-gapped network; `skiff load` reads it back.
 
+use super::ArchiveError;
 use super::save::{ArchiveFormat, save};
-use super::{ArchiveError, io_err};
 use crate::helper::HelperSpec;
 use crate::image::{Policy, Puller};
 use std::path::Path;
-
-/// `images`, then those `ci_file` names (image and services, everywhere); a name with an
-/// undefined variable is left out with a warning.
-pub fn wanted_images(
-    ci_file: Option<&Path>,
-    images: &[String],
-) -> Result<Vec<String>, ArchiveError> {
-    let mut wanted = images.to_vec();
-    if let Some(file) = ci_file {
-        let text = std::fs::read_to_string(file).map_err(|e| io_err("reading", file, e))?;
-        let found = crate::gitlab::ci::pipeline_images(&text, &file.display().to_string())?;
-        for u in &found.unresolved {
-            let file = file.display();
-            tracing::warn!("{file}: image name with an undefined variable, left out: {u}");
-        }
-        wanted.extend(found.images);
-    }
-    Ok(wanted)
-}
 
 /// Writes `images` (pulled when missing) and the helper image of `helper` (which must be in
 /// the store already) to `output`; returns the names bundled, in archive order.

@@ -68,8 +68,6 @@ pub enum ArchiveError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Pipeline(#[from] crate::gitlab::ci::CiError),
     #[error("bundling {image}")]
     Bundling {
         image: String,

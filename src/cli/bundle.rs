@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use skiff::archive::bundle;
 use skiff::helper::{self, HelperSpec};
+use skiff::job::project::Project;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -19,9 +20,16 @@ pub enum BundleCommand {
 pub struct CreateArgs {
     #[arg(long, short)]
     pub output: PathBuf,
-    /// Take the images from this pipeline (image and services, everywhere)
+    /// Take the images of this pipeline's jobs (with its includes), resolved as skiff job
+    /// resolves them for the checkout it is in: the jobs its rules run there
     #[arg(long)]
     pub ci_file: Option<PathBuf>,
+    /// With --ci-file: every job's images, whatever its rules say here
+    #[arg(long)]
+    pub all_jobs: bool,
+    /// With --ci-file: GROUP/PROJECT=DIR, a checkout `include: project:` reads from
+    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
+    pub include_projects: Vec<String>,
     /// Include the GitLab Runner helper image for this runner version (from the store)
     #[arg(long)]
     pub helper_version: Option<String>,
@@ -35,7 +43,31 @@ pub struct CreateArgs {
 
 pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<()> {
     let BundleCommand::Create(a) = cmd;
-    let wanted = bundle::wanted_images(a.ci_file.as_deref(), &a.images)?;
+    let mut wanted = a.images.clone();
+    if let Some(file) = &a.ci_file {
+        // The project is the checkout the file is in.
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let project = Project::at(&dir);
+        let pipeline = super::job::load(file, &project, &[], &a.include_projects)?;
+        let found = skiff::job::project::pipeline_images(&pipeline, &project, a.all_jobs)?;
+        for u in &found.undefined {
+            eprintln!(
+                "WARNING: {}: image name with an undefined variable, left out: {u}",
+                file.display()
+            );
+        }
+        for j in &found.left_out {
+            eprintln!("Left out (not in this pipeline; --all-jobs takes it): {j}");
+        }
+        for image in found.images {
+            if !wanted.contains(&image) {
+                wanted.push(image);
+            }
+        }
+    }
     if wanted.is_empty() && a.helper_version.is_none() {
         bail!("nothing to bundle: give --ci-file, images or --helper-version");
     }

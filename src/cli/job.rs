@@ -41,6 +41,10 @@ pub struct JobArgs {
     /// pull policies, volumes, limits... (read only when given)
     #[arg(long, value_name = "FILE", env = "SKIFF_GITLAB_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The project's CI/CD variables (YAML: NAME: value, or NAME: {value, masked, type: file, expand}),
+    /// above the file's and below --var
+    #[arg(long, value_name = "FILE")]
+    pub variables_file: Option<PathBuf>,
     /// GROUP/PROJECT=DIR: a checkout `include: project:` reads from (its `ref:` through git)
     #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
     pub include_projects: Vec<String>,
@@ -88,7 +92,10 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .map(|v| pair(v))
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
-    let project = Project::at(&a.project_dir);
+    let mut project = Project::at(&a.project_dir);
+    if let Some(file) = &a.variables_file {
+        project = project.with_variables_file(file)?;
+    }
     let pipeline = load(&a.file, &project, &cli_vars, &a.include_projects)?;
     let job = project.with_environment(|env| pipeline.job_with(&a.job, &cli_vars, env))?;
     if job.when == "never" && !a.force {

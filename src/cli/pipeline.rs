@@ -19,6 +19,10 @@ pub struct PipelineArgs {
     /// The project (a git checkout: the commit, the changes, the files rules look at)
     #[arg(long, default_value = ".")]
     pub project_dir: PathBuf,
+    /// The project's CI/CD variables (YAML: NAME: value, or NAME: {value, masked, type: file, expand}),
+    /// above the file's and below --var
+    #[arg(long, value_name = "FILE")]
+    pub variables_file: Option<PathBuf>,
     /// GROUP/PROJECT=DIR: a checkout `include: project:` reads from (its `ref:` through git)
     #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
     pub include_projects: Vec<String>,
@@ -33,7 +37,10 @@ pub struct PipelineArgs {
 /// `--format json` (the global flag) prints either as JSON.
 pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
     let vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
-    let project = Project::at(&a.project_dir);
+    let mut project = Project::at(&a.project_dir);
+    if let Some(file) = &a.variables_file {
+        project = project.with_variables_file(file)?;
+    }
     let pipeline = super::job::load(&a.file, &project, &vars, &a.include_projects)?;
     if a.preview {
         let merged = pipeline.merged();

@@ -3,7 +3,6 @@
 //! configuration (the runner's `[runners.docker]` keys, with its pull-policy and allow-list
 //! rules).
 
-pub mod ci;
 pub mod config;
 pub mod executor;
 pub mod payload;

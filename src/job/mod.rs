@@ -32,6 +32,11 @@ pub use seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
 /// job's own script.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    #[error("variables file {}: {reason}", file.display())]
+    VariablesFile {
+        file: std::path::PathBuf,
+        reason: String,
+    },
     #[error("service {service}: invalid health check tcp port: {value}")]
     HealthPort { service: String, value: String },
     #[error("service {service:?} has no exposed ports")]

@@ -91,7 +91,11 @@ impl JobPlan {
         let masked = job
             .variables
             .iter()
-            .filter(|(k, _)| opts.masked_keys.contains(k) || k == "DOCKER_AUTH_CONFIG")
+            .filter(|(k, _)| {
+                opts.masked_keys.contains(k)
+                    || job.masked_variables.contains(k)
+                    || k == "DOCKER_AUTH_CONFIG"
+            })
             .map(|(_, v)| v.clone())
             .collect();
         Ok(JobPlan {
@@ -155,6 +159,8 @@ impl JobPlan {
             ),
             ("CI_BUILDS_DIR", "/builds".into()),
             ("CI_PROJECT_DIR", project_dir.into()),
+            // Where the runner writes file variables.
+            ("RUNNER_TEMP_PROJECT_DIR", format!("{project_dir}.tmp")),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

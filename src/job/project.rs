@@ -1,7 +1,7 @@
 //! The project a local job runs on, as GitLab would know it: its path and server from the
 //! checkout's `origin` remote, its commit from git, the files a `changes` rule compares.
 
-use crate::gitlab::pipeline::{Environment, include};
+use crate::gitlab::pipeline::{Environment, ProjectVariable, include};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,6 +70,8 @@ pub fn project_variables(dir: &Path) -> Vec<(String, String)> {
 pub struct Project {
     pub dir: PathBuf,
     pub predefined: Vec<(String, String)>,
+    /// Its CI/CD settings' variables (`--variables-file`).
+    pub variables: Vec<ProjectVariable>,
 }
 
 impl Project {
@@ -77,7 +79,15 @@ impl Project {
         Project {
             dir: dir.to_path_buf(),
             predefined: project_variables(dir),
+            variables: vec![],
         }
+    }
+
+    /// The project's CI/CD variables from `file` (YAML: `NAME: value`, or
+    /// `NAME: {value, masked, type: file|env_var, expand}`).
+    pub fn with_variables_file(mut self, file: &Path) -> Result<Project, super::JobError> {
+        self.variables = read_variables_file(file)?;
+        Ok(self)
     }
 
     /// Runs `f` with the pipeline environment this project makes.
@@ -86,10 +96,132 @@ impl Project {
         let files = || crate::gitlab::pipeline::rules::project_files(&self.dir);
         f(&Environment {
             predefined: &self.predefined,
+            project: &self.variables,
             changed: &changed,
             files: &files,
         })
     }
+}
+
+/// The images a pipeline needs, for a bundle.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PipelineImages {
+    /// Job and service images, each once, in job order.
+    pub images: Vec<String>,
+    /// Names with a variable nothing defines, as `job: name`: left out.
+    pub undefined: Vec<String>,
+    /// Jobs left out: their rules (or workflow, only, except) say never, with why.
+    pub left_out: Vec<String>,
+}
+
+/// The images of `pipeline`'s jobs (with their includes), resolved for `project` as
+/// `skiff job` resolves them: the jobs its rules run here, or every job with `all_jobs`.
+pub fn pipeline_images(
+    pipeline: &crate::gitlab::pipeline::Pipeline,
+    project: &Project,
+    all_jobs: bool,
+) -> Result<PipelineImages, crate::gitlab::pipeline::PipelineError> {
+    let jobs = project.with_environment(|env| pipeline.resolve_all(&[], env))?;
+    let mut found = PipelineImages::default();
+    for job in jobs {
+        if job.when == "never" && !all_jobs {
+            found
+                .left_out
+                .push(format!("{} ({})", job.name, job.reason));
+            continue;
+        }
+        if !job.undefined_in_images.is_empty() {
+            for raw in &job.undefined_in_images {
+                found.undefined.push(format!("{}: {raw}", job.name));
+            }
+            continue;
+        }
+        let names = job
+            .image
+            .iter()
+            .chain(job.services.iter().map(|s| &s.image))
+            .map(|i| i.name.clone());
+        for name in names {
+            if !found.images.contains(&name) {
+                found.images.push(name);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A variables file: what GitLab's Settings > CI/CD > Variables would hold.
+pub fn read_variables_file(file: &Path) -> Result<Vec<ProjectVariable>, super::JobError> {
+    let bad = |reason: String| super::JobError::VariablesFile {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let read =
+        crate::gitlab::yaml::read(&text, &file.display().to_string()).map_err(|e| bad(e.reason))?;
+    let scalar = |v: &serde_yaml_ng::Value| match v {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    read.config
+        .iter()
+        .map(|(k, v)| {
+            let key = k
+                .as_str()
+                .filter(|k| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .ok_or_else(|| bad(format!("{k:?}: a variable name is letters, digits and _")))?
+                .to_string();
+            let variable = |value: String| ProjectVariable {
+                key: key.clone(),
+                value,
+                masked: false,
+                file: false,
+                raw: false,
+            };
+            match v {
+                serde_yaml_ng::Value::Mapping(m) => {
+                    if let Some(unknown) = m
+                        .keys()
+                        .filter_map(|k| k.as_str())
+                        .find(|k| !["value", "masked", "type", "expand", "description"].contains(k))
+                    {
+                        return Err(bad(format!("{key}: unknown key {unknown:?}")));
+                    }
+                    let flag = |name: &str, default: bool| match m.get(name) {
+                        None => Ok(default),
+                        Some(serde_yaml_ng::Value::Bool(b)) => Ok(*b),
+                        Some(_) => Err(bad(format!("{key}: {name}: expected true or false"))),
+                    };
+                    let file = match m.get("type").and_then(|t| t.as_str()) {
+                        None | Some("env_var") => false,
+                        Some("file") => true,
+                        Some(other) => {
+                            return Err(bad(format!(
+                                "{key}: type: {other:?}: expected env_var or file"
+                            )));
+                        }
+                    };
+                    Ok(ProjectVariable {
+                        masked: flag("masked", false)?,
+                        raw: !flag("expand", true)?,
+                        file,
+                        ..variable(
+                            m.get("value")
+                                .and_then(scalar)
+                                .ok_or_else(|| bad(format!("{key}: value: expected a string")))?,
+                        )
+                    })
+                }
+                other => scalar(other)
+                    .map(variable)
+                    .ok_or_else(|| bad(format!("{key}: expected a value or a mapping"))),
+            }
+        })
+        .collect()
 }
 
 /// The files a pipeline of `project` includes: its own, and other projects' from local
@@ -334,6 +466,78 @@ fn url_path(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_a_pipeline_needs() {
+        let d = tempfile::tempdir().unwrap();
+        let yaml = r#"
+variables: {PG: "15"}
+image: alpine:3.20
+default:
+  services: [redis:7]
+build:
+  services: ["postgres:${PG}", redis:7]
+  script: make
+deploy:
+  image: deployer:1
+  rules: [{if: $CI_COMMIT_TAG}]
+  script: deploy
+broken:
+  image: $UNDEFINED/x:1
+  script: x
+"#;
+        let pipeline = crate::gitlab::pipeline::Pipeline::parse(yaml, "f").unwrap();
+        let project = Project::at(d.path());
+        let found = pipeline_images(&pipeline, &project, false).unwrap();
+        assert_eq!(found.images, ["alpine:3.20", "postgres:15", "redis:7"]);
+        assert_eq!(found.undefined, ["broken: $UNDEFINED/x:1"]);
+        assert_eq!(found.left_out, ["deploy (no rule matched)"]);
+        let all = pipeline_images(&pipeline, &project, true).unwrap();
+        assert!(all.images.contains(&"deployer:1".to_string()));
+    }
+
+    #[test]
+    fn variables_files_table() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("vars.yml");
+        std::fs::write(
+            &file,
+            "PLAIN: text\nNUMBER: 5\nKEY: {value: \"-----BEGIN\", type: file, masked: true}\nRAW: {value: $KEEP, expand: false, description: kept}\n",
+        )
+        .unwrap();
+        let vars = read_variables_file(&file).unwrap();
+        let get = |k: &str| vars.iter().find(|v| v.key == k).unwrap().clone();
+        assert_eq!(get("PLAIN").value, "text");
+        assert_eq!(get("NUMBER").value, "5");
+        let key = get("KEY");
+        assert!(key.file && key.masked && !key.raw && key.value == "-----BEGIN");
+        assert!(get("RAW").raw);
+        let errors: &[(&str, &str)] = &[
+            (
+                "A: {value: x, type: secret}\n",
+                "A: type: \"secret\": expected env_var or file",
+            ),
+            (
+                "A: {value: x, masked: yes-please}\n",
+                "A: masked: expected true or false",
+            ),
+            ("A: {valeu: x}\n", "A: unknown key \"valeu\""),
+            ("A: {masked: true}\n", "A: value: expected a string"),
+            ("A: [x]\n", "A: expected a value or a mapping"),
+            ("a-b: x\n", "a variable name is letters"),
+            ("A: [\n", "line 2"),
+        ];
+        for (text, want) in errors {
+            std::fs::write(&file, text).unwrap();
+            let e = read_variables_file(&file).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("variables file {}: ", file.display())),
+                "{e}"
+            );
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        assert!(read_variables_file(&d.path().join("none.yml")).is_err());
+    }
 
     #[test]
     fn slugs_hosts_and_project_variables() {

@@ -269,7 +269,12 @@ async fn execute(
         container: build.clone(),
         name,
         header,
-        script: script::stdin_script(&script::stage_script(variables, &project_dir, commands)),
+        script: script::stdin_script(&script::stage_script(
+            variables,
+            &job.file_variables,
+            &project_dir,
+            commands,
+        )),
     };
     let mut status = "success";
     let code = match run_stage(

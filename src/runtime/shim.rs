@@ -200,13 +200,23 @@ pub fn shim_main(dir: &Path) -> i32 {
     {
         linux.set_cgroups_path(Some(cgroup_path(&plan.id)));
     }
-    // The working directory is created if the image lacks it (in the upper layer).
+    // The working directory is created if the image lacks it (in the upper layer), owned
+    // by the container's root: in ids of its own, a directory of host root's would be
+    // nobody's inside, and the job could not write beside its project (`/builds/g/p.tmp`).
     let cwd = spec
         .process()
         .as_ref()
         .map(|p| p.cwd().clone())
         .unwrap_or_else(|| "/".into());
-    let _ = std::fs::create_dir_all(dirs.merged.join(cwd.strip_prefix("/").unwrap_or(&cwd)));
+    let mut made = dirs.merged.clone();
+    for part in cwd.components().skip(1) {
+        made.push(part);
+        if std::fs::create_dir(&made).is_ok()
+            && let Some(ids) = own_ids
+        {
+            let _ = std::os::unix::fs::chown(&made, Some(ids.uid), Some(ids.gid));
+        }
+    }
     let bundle = dir.join("bundle");
     if let Err(e) = std::fs::create_dir_all(&bundle) {
         return fail("writing config.json", &e);

@@ -19,7 +19,7 @@ pub struct TestImages {
 const MTIME: u64 = 1_700_000_000;
 const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "id", "true", "false", "sleep", "env", "mkdir", "rm", "touch", "wc",
-    "nc",
+    "nc", "printf",
 ];
 
 /// What the stand-in helper (gitlab-runner-helper.sh) needs beyond the base applets, and `ln`

@@ -41,7 +41,7 @@ pub enum PipelineError {
     },
 }
 
-/// Keywords that are not jobs at the top level (also used by gitlab::ci).
+/// Keywords that are not jobs at the top level.
 pub const GLOBAL_KEYWORDS: &[&str] = &[
     "image",
     "services",
@@ -114,6 +114,10 @@ pub struct Job {
     pub variables: Vec<(String, String)>,
     /// The variables declared `expand: false`: the runner takes their values as written.
     pub raw_variables: Vec<String>,
+    /// File variables (of the project's): the job sees a path to a file holding the value.
+    pub file_variables: Vec<String>,
+    /// Variables whose values never show in the log.
+    pub masked_variables: Vec<String>,
     pub before_script: Vec<String>,
     pub script: Vec<String>,
     pub after_script: Vec<String>,
@@ -129,12 +133,30 @@ pub struct Job {
     pub needs: Vec<String>,
     /// Why it is in the pipeline or not: the rule that matched, or `only:`/`except:`.
     pub reason: String,
+    /// Image and service names that use a variable nothing defines (`image: $NOPE/x`):
+    /// the runner would expand it to nothing.
+    pub undefined_in_images: Vec<String>,
+}
+
+/// A CI/CD variable of the project's settings (GitLab's Settings > CI/CD > Variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectVariable {
+    pub key: String,
+    pub value: String,
+    /// Shown as `[MASKED]` in the job log.
+    pub masked: bool,
+    /// A file variable: the job sees a path to a file holding the value.
+    pub file: bool,
+    /// Not expanded (`expand: false`).
+    pub raw: bool,
 }
 
 /// What a pipeline is resolved against besides its file.
 pub struct Environment<'a> {
     /// The predefined variables known before a job runs, lowest precedence first.
     pub predefined: &'a [(String, String)],
+    /// The project's own CI/CD variables (its settings): above the file's, below `--var`.
+    pub project: &'a [ProjectVariable],
     /// See [`rules::Facts::changed`].
     pub changed: &'a dyn Fn(Option<&str>) -> Option<Vec<String>>,
     /// See [`rules::Facts::files`].
@@ -153,6 +175,7 @@ impl Environment<'static> {
     /// No predefined variables, no project: `changes` holds, `exists` does not.
     pub const NONE: Environment<'static> = Environment {
         predefined: &[],
+        project: &[],
         changed: &nothing_to_compare,
         files: &no_files,
     };
@@ -353,11 +376,13 @@ fn references(value: &str) -> Vec<(usize, usize, &str)> {
 
 /// Variables in variables, as GitLab expands them before a runner sees them: a reference to
 /// another defined variable (not `expand: false`) is replaced by its expanded value, in
-/// dependency order; undefined names, references to `expand: false` variables and `$$`
-/// stay for the runner. A circle is an error naming it.
+/// dependency order; undefined names, references to `expand: false` variables and to
+/// `kept_refs` (file variables, whose paths only the runner knows) and `$$` stay for the
+/// runner. A circle is an error naming it.
 fn expand_nested(
     vars: &[(String, String)],
     raw: &BTreeSet<String>,
+    kept_refs: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>, String> {
     let defined: std::collections::HashMap<&str, &str> =
         vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -365,6 +390,7 @@ fn expand_nested(
         key: &str,
         defined: &std::collections::HashMap<&str, &str>,
         raw: &BTreeSet<String>,
+        kept_refs: &BTreeSet<String>,
         done: &mut std::collections::HashMap<String, String>,
         chain: &mut Vec<String>,
     ) -> Result<String, String> {
@@ -386,11 +412,11 @@ fn expand_nested(
         let mut out = String::new();
         let mut copied = 0;
         for (start, end, name) in references(value) {
-            if !defined.contains_key(name) || raw.contains(name) {
+            if !defined.contains_key(name) || raw.contains(name) || kept_refs.contains(name) {
                 continue;
             }
             out.push_str(&value[copied..start]);
-            out.push_str(&resolve(name, defined, raw, done, chain)?);
+            out.push_str(&resolve(name, defined, raw, kept_refs, done, chain)?);
             copied = end;
         }
         out.push_str(&value[copied..]);
@@ -403,7 +429,7 @@ fn expand_nested(
         .map(|(k, _)| {
             Ok((
                 k.clone(),
-                resolve(k, &defined, raw, &mut done, &mut vec![])?,
+                resolve(k, &defined, raw, kept_refs, &mut done, &mut vec![])?,
             ))
         })
         .collect()
@@ -428,7 +454,8 @@ type Settled = (Vec<(String, String)>, BTreeSet<String>);
 
 /// Variables in precedence order (later wins) as GitLab has them: one per name, nested
 /// references expanded; and the names declared `expand: false`.
-fn settle(vars: Vec<YamlVariable>) -> Result<Settled, String> {
+/// References to `kept` variables stay for the runner.
+fn settle(vars: Vec<YamlVariable>, kept: &BTreeSet<String>) -> Result<Settled, String> {
     let mut seen = BTreeSet::new();
     let mut winners: Vec<YamlVariable> = vars
         .into_iter()
@@ -442,7 +469,7 @@ fn settle(vars: Vec<YamlVariable>) -> Result<Settled, String> {
         .map(|v| v.key.clone())
         .collect();
     let declared: Vec<(String, String)> = winners.into_iter().map(|v| (v.key, v.value)).collect();
-    Ok((expand_nested(&declared, &raw)?, raw))
+    Ok((expand_nested(&declared, &raw, kept)?, raw))
 }
 
 /// Whether and how job `m` runs: by its `rules:`, else by `only:`/`except:` (by default
@@ -531,11 +558,30 @@ fn runner_expanded(vars: &[(String, String)], raw: &BTreeSet<String>) -> Vec<(St
 impl Job {
     /// The job's variables after `predefined` (the runner's own, lowest first), expanded as
     /// the runner expands them: what its scripts and services see.
+    ///
+    /// A reference to a file variable gives its file's path, in `RUNNER_TEMP_PROJECT_DIR`
+    /// as the runner writes it; the file variable's own value stays its content.
     pub fn runner_variables(&self, predefined: &[(String, String)]) -> Vec<(String, String)> {
         let all: Vec<(String, String)> =
             predefined.iter().chain(&self.variables).cloned().collect();
-        let raw = self.raw_variables.iter().cloned().collect();
-        runner_expanded(&all, &raw)
+        let tmp = all
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "RUNNER_TEMP_PROJECT_DIR")
+            .map_or(String::new(), |(_, v)| v.clone());
+        let source: Vec<(String, String)> = all
+            .iter()
+            .map(|(k, v)| match self.file_variables.contains(k) {
+                true => (k.clone(), format!("{tmp}/{k}")),
+                false => (k.clone(), v.clone()),
+            })
+            .collect();
+        all.iter()
+            .map(|(k, v)| match self.raw_variables.contains(k) {
+                true => (k.clone(), v.clone()),
+                false => (k.clone(), super::payload::expand_value(v, &source)),
+            })
+            .collect()
     }
 }
 
@@ -852,7 +898,7 @@ impl Pipeline {
             value: value.clone(),
             raw: false,
         }));
-        let (settled, _) = settle(vars).map_err(err)?;
+        let (settled, _) = settle(vars, &BTreeSet::new()).map_err(err)?;
         let visible: Vec<(String, String)> =
             env.predefined.iter().chain(&settled).cloned().collect();
         let lookup = |n: &str| {
@@ -1086,8 +1132,31 @@ impl Pipeline {
         };
         // Rules see the variables before their own; a rule's variables come above the job's
         // and below --var.
-        let before_rules = settle(vars.iter().cloned().chain(given(cli_vars)).collect())
-            .map_err(|e| self.job_error(name, e))?;
+        let project: Vec<YamlVariable> = env
+            .project
+            .iter()
+            .map(|v| YamlVariable {
+                key: v.key.clone(),
+                value: v.value.clone(),
+                raw: v.raw,
+            })
+            .collect();
+        // GitLab leaves references to file variables for the runner (their paths).
+        let file_keys: BTreeSet<String> = env
+            .project
+            .iter()
+            .filter(|v| v.file && !cli_vars.iter().any(|(k, _)| *k == v.key))
+            .map(|v| v.key.clone())
+            .collect();
+        let before_rules = settle(
+            vars.iter()
+                .cloned()
+                .chain(project.iter().cloned())
+                .chain(given(cli_vars))
+                .collect(),
+            &file_keys,
+        )
+        .map_err(|e| self.job_error(name, e))?;
         let visible: Vec<(String, String)> = env
             .predefined
             .iter()
@@ -1114,13 +1183,42 @@ impl Pipeline {
             _ => decide(&m, &facts).map_err(|e| self.job_error(name, e))?,
         };
         vars.extend(given(&decision.variables));
+        vars.extend(project.iter().cloned());
         vars.extend(given(cli_vars));
-        let (ordered, raw) = settle(vars).map_err(|e| self.job_error(name, e))?;
+        let (ordered, raw) = settle(vars, &file_keys).map_err(|e| self.job_error(name, e))?;
+        // The project's file and masked variables, unless a --var replaces them.
+        let project_kind = |kind: fn(&ProjectVariable) -> bool| -> Vec<String> {
+            env.project
+                .iter()
+                .filter(|v| kind(v) && !cli_vars.iter().any(|(k, _)| *k == v.key))
+                .map(|v| v.key.clone())
+                .collect()
+        };
         // Image and service names: as the runner expands them, against every variable
         // (an undefined one is empty).
         let all: Vec<(String, String)> = predefined.iter().chain(&ordered).cloned().collect();
         let naming = runner_expanded(&all, &raw);
         let image = m.get("image").and_then(|v| image_spec(v, &naming));
+        let raw_names = m
+            .get("image")
+            .into_iter()
+            .chain(
+                m.get("services")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten(),
+            )
+            .filter_map(|v| match v {
+                Value::Mapping(m) => m.get("name").and_then(text),
+                other => text(other),
+            });
+        let undefined_in_images = raw_names
+            .filter(|raw| {
+                references(raw)
+                    .iter()
+                    .any(|(_, _, n)| !naming.iter().any(|(k, _)| k == n))
+            })
+            .collect();
         let mut taken: BTreeSet<String> = BTreeSet::new();
         let mut services = vec![];
         for (i, s) in m
@@ -1184,6 +1282,8 @@ impl Pipeline {
             services,
             variables: ordered,
             raw_variables: raw.into_iter().collect(),
+            file_variables: project_kind(|v| v.file),
+            masked_variables: project_kind(|v| v.masked),
             before_script: script(m.get("before_script")),
             script: script(m.get("script")),
             after_script: script(m.get("after_script")),
@@ -1202,6 +1302,7 @@ impl Pipeline {
             needs: needs_of(decision.needs.as_ref().or(m.get("needs"))),
             when: decision.when,
             reason: decision.reason,
+            undefined_in_images,
         })
     }
 }
@@ -1543,6 +1644,66 @@ old:
             .unwrap_err()
             .to_string();
         assert!(e.contains("rules: cannot be used with only"), "{e}");
+    }
+
+    #[test]
+    fn project_variables_sit_between_the_file_and_var() {
+        let p = Pipeline::parse(
+            "variables: {A: file, B: file}\nj: {variables: {C: job}, script: x}\n",
+            "f",
+        )
+        .unwrap();
+        let project = [
+            ProjectVariable {
+                key: "B".into(),
+                value: "project".into(),
+                masked: true,
+                file: false,
+                raw: false,
+            },
+            ProjectVariable {
+                key: "CERT".into(),
+                value: "pem for $B".into(),
+                masked: false,
+                file: true,
+                raw: false,
+            },
+            ProjectVariable {
+                key: "C".into(),
+                value: "project".into(),
+                masked: true,
+                file: false,
+                raw: false,
+            },
+        ];
+        let env = Environment {
+            project: &project,
+            ..Environment::NONE
+        };
+        let j = p
+            .job_with("j", &[("C".into(), "cli".into())], &env)
+            .unwrap();
+        assert_eq!(
+            vars(&j),
+            [
+                ("A", "file"),
+                ("B", "project"),
+                ("CERT", "pem for project"),
+                ("C", "cli")
+            ]
+        );
+        assert_eq!(j.file_variables, ["CERT"]);
+        assert_eq!(j.masked_variables, ["B"], "C is --var's now");
+        // A reference to a file variable is its path, as from the runner.
+        let predefined = [(
+            "RUNNER_TEMP_PROJECT_DIR".to_string(),
+            "/builds/p.tmp".to_string(),
+        )];
+        let mut j = j;
+        j.variables.push(("WHERE".into(), "$CERT".into()));
+        let runner = j.runner_variables(&predefined);
+        assert!(runner.contains(&("WHERE".into(), "/builds/p.tmp/CERT".into())));
+        assert!(runner.contains(&("CERT".into(), "pem for project".into())));
     }
 
     #[test]
