@@ -124,6 +124,15 @@ pub enum Command {
     Logout(login::LogoutArgs),
 }
 
+/// `text` on stdout; a reader that went away (`| head`) ends the output quietly.
+pub fn print_text(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())

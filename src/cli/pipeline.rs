@@ -46,14 +46,14 @@ pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
         let merged = pipeline.merged();
         match ctx.format {
             Format::Json => super::print_json(&merged)?,
-            _ => print!("{}", serde_yaml_ng::to_string(&merged)?),
+            _ => super::print_text(&serde_yaml_ng::to_string(&merged)?)?,
         }
         return Ok(());
     }
     let listing = project.with_environment(|env| pipeline.listing(&vars, env))?;
     match ctx.format {
         Format::Json => super::print_json(&listing)?,
-        _ => print!("{listing}"),
+        _ => super::print_text(&listing.to_string())?,
     }
     Ok(())
 }

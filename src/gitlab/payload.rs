@@ -745,11 +745,8 @@ fn expand_with(variables: &[Variable], source: &[Variable]) -> Vec<Variable> {
 /// common/spec/variables.go::Variables.Get: `$$` is `$`, the shell's special parameters
 /// are empty, otherwise the last variable of that name, a file variable as its path.
 fn lookup(variables: &[Variable], name: &str) -> String {
-    match name {
-        "$" => return "$".into(),
-        "*" | "#" | "@" | "!" | "?" => return String::new(),
-        n if n.len() == 1 && n.as_bytes()[0].is_ascii_digit() => return String::new(),
-        _ => {}
+    if let Some(v) = special(name) {
+        return v;
     }
     let last = |key: &str| variables.iter().rev().find(|v| v.key == key);
     match last(name) {
@@ -791,15 +788,28 @@ fn join_path(dir: &str, name: &str) -> String {
 /// `value` expanded as the runner expands a value against its variables (later ones win,
 /// `$$` is `$`, an undefined name is empty): for names and variables not from a payload.
 pub fn expand_value(value: &str, variables: &[(String, String)]) -> String {
-    let all: Vec<Variable> = variables
-        .iter()
-        .map(|(key, value)| Variable {
-            key: key.clone(),
-            value: value.clone(),
-            ..Variable::default()
-        })
-        .collect();
-    go_expand(value, |name| lookup(&all, name))
+    if !value.contains('$') {
+        return value.to_string();
+    }
+    go_expand(value, |name| match special(name) {
+        Some(v) => v,
+        None => variables
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map_or(String::new(), |(_, v)| v.clone()),
+    })
+}
+
+/// The shell's special parameters as the runner answers them: `$$` is `$`, the others
+/// empty; `None` for a name.
+fn special(name: &str) -> Option<String> {
+    match name {
+        "$" => Some("$".into()),
+        "*" | "#" | "@" | "!" | "?" => Some(String::new()),
+        n if n.len() == 1 && n.as_bytes()[0].is_ascii_digit() => Some(String::new()),
+        _ => None,
+    }
 }
 
 /// Go's `os.Expand`: `$NAME`, `${NAME}` and the special `$$`, `$1`, `${*}`...; an

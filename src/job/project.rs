@@ -72,6 +72,10 @@ pub struct Project {
     pub predefined: Vec<(String, String)>,
     /// Its CI/CD settings' variables (`--variables-file`).
     pub variables: Vec<ProjectVariable>,
+    /// Asked once per pipeline, whatever the number of jobs asking: git's answer for each
+    /// base, and the checkout's files.
+    changed: std::cell::RefCell<std::collections::HashMap<Option<String>, Option<Vec<String>>>>,
+    files: std::cell::OnceCell<Vec<String>>,
 }
 
 impl Project {
@@ -80,7 +84,32 @@ impl Project {
             dir: dir.to_path_buf(),
             predefined: project_variables(dir),
             variables: vec![],
+            changed: Default::default(),
+            files: Default::default(),
         }
+    }
+
+    /// [`changed_files`], asked once per base.
+    pub fn changed(&self, base: Option<&str>) -> Option<Vec<String>> {
+        let key = base.map(str::to_string);
+        if let Some(known) = self.changed.borrow().get(&key) {
+            return known.clone();
+        }
+        let default = self
+            .predefined
+            .iter()
+            .find(|(k, _)| k == "CI_DEFAULT_BRANCH")
+            .map(|(_, v)| v.as_str());
+        let found = changed_files(&self.dir, base.or(default));
+        self.changed.borrow_mut().insert(key, found.clone());
+        found
+    }
+
+    /// The checkout's files (for `exists` and include globs), read once.
+    pub fn files(&self) -> Vec<String> {
+        self.files
+            .get_or_init(|| crate::gitlab::pipeline::rules::project_files(&self.dir))
+            .clone()
     }
 
     /// The project's CI/CD variables from `file` (YAML: `NAME: value`, or
@@ -92,8 +121,8 @@ impl Project {
 
     /// Runs `f` with the pipeline environment this project makes.
     pub fn with_environment<R>(&self, f: impl FnOnce(&Environment) -> R) -> R {
-        let changed = |base: Option<&str>| changed_files(&self.dir, base);
-        let files = || crate::gitlab::pipeline::rules::project_files(&self.dir);
+        let changed = |base: Option<&str>| self.changed(base);
+        let files = || self.files();
         f(&Environment {
             predefined: &self.predefined,
             project: &self.variables,
@@ -285,11 +314,12 @@ impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
         }
     }
     fn glob(&self, pattern: &str) -> Vec<String> {
-        let mut found: Vec<String> =
-            crate::gitlab::pipeline::rules::project_files(&self.project.dir)
-                .into_iter()
-                .filter(|f| include::glob_matches(pattern, f))
-                .collect();
+        let mut found: Vec<String> = self
+            .project
+            .files()
+            .into_iter()
+            .filter(|f| include::glob_matches(pattern, f))
+            .collect();
         found.sort();
         found
     }
@@ -303,10 +333,10 @@ impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
             .map(|(_, v)| v.clone())
     }
     fn changed(&self, base: Option<&str>) -> Option<Vec<String>> {
-        changed_files(&self.project.dir, base)
+        self.project.changed(base)
     }
     fn files(&self) -> Vec<String> {
-        crate::gitlab::pipeline::rules::project_files(&self.project.dir)
+        self.project.files()
     }
 }
 
@@ -343,7 +373,16 @@ pub fn default_branch(dir: &Path) -> String {
 pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
     let default = default_branch(dir);
     let mut vars = vec![("CI_DEFAULT_BRANCH".to_string(), default.clone())];
-    let Some(sha) = git(dir, &["rev-parse", "-q", "--verify", "HEAD"]) else {
+    // One git for the commit: its hash, the refs at it, timestamp, author and message.
+    let Some(entry) = git(
+        dir,
+        &[
+            "log",
+            "-1",
+            "--format=%H%x00%D%x00%cI%x00%an <%ae>%x00%B",
+            "HEAD",
+        ],
+    ) else {
         // Not a checkout (or no commit yet): a push to the default branch, so that a
         // directory of files runs as it would there.
         for k in ["CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME"] {
@@ -352,17 +391,26 @@ pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
         vars.push(("CI_COMMIT_REF_SLUG".to_string(), slug(&default)));
         return vars;
     };
-    let branch = git(dir, &["symbolic-ref", "-q", "--short", "HEAD"]);
+    let mut fields = entry.splitn(5, '\0').map(str::to_string);
+    let mut next = || fields.next().unwrap_or_default();
+    let (sha, refs, timestamp, author, message) = (next(), next(), next(), next(), next());
+    // `HEAD -> main, tag: v1, origin/main`: on a branch; `HEAD, tag: v1`: detached at a tag.
+    let refs: Vec<&str> = refs.split(", ").collect();
+    let branch = refs
+        .iter()
+        .find_map(|r| r.strip_prefix("HEAD -> "))
+        .map(str::to_string);
     let tag = match branch {
         Some(_) => None,
-        None => git(dir, &["describe", "--tags", "--exact-match", "HEAD"]),
+        None => refs
+            .iter()
+            .find_map(|r| r.strip_prefix("tag: "))
+            .map(str::to_string),
     };
     let ref_name = branch
         .clone()
         .or_else(|| tag.clone())
         .unwrap_or_else(|| sha.clone());
-    let log = |format: &str| git(dir, &["log", "-1", &format!("--format={format}")]);
-    let message = log("%B").unwrap_or_default();
     let title = message.lines().next().unwrap_or_default().to_string();
     let description = message
         .split_once('\n')
@@ -383,8 +431,8 @@ pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
     add("CI_COMMIT_MESSAGE", message);
     add("CI_COMMIT_TITLE", title);
     add("CI_COMMIT_DESCRIPTION", description);
-    add("CI_COMMIT_TIMESTAMP", log("%cI").unwrap_or_default());
-    add("CI_COMMIT_AUTHOR", log("%an <%ae>").unwrap_or_default());
+    add("CI_COMMIT_TIMESTAMP", timestamp);
+    add("CI_COMMIT_AUTHOR", author);
     vars
 }
 
@@ -395,16 +443,14 @@ pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
 pub fn changed_files(dir: &Path, base: Option<&str>) -> Option<Vec<String>> {
     let base = base.map_or_else(|| default_branch(dir), str::to_string);
     let origin = format!("origin/{base}");
-    let commit = [base.as_str(), origin.as_str()].into_iter().find_map(|r| {
+    let diff = [base.as_str(), origin.as_str()].into_iter().find_map(|r| {
+        // `REF^{commit}` never reads as a path, so an unknown ref is an error, not a file.
         git(
             dir,
-            &["rev-parse", "-q", "--verify", &format!("{r}^{{commit}}")],
+            &["diff", "--name-only", &format!("{r}^{{commit}}"), "--"],
         )
     })?;
-    let mut files: Vec<String> = git(dir, &["diff", "--name-only", &commit])?
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let mut files: Vec<String> = diff.lines().map(str::to_string).collect();
     files.extend(
         git(dir, &["ls-files", "--others", "--exclude-standard"])
             .unwrap_or_default()
