@@ -250,6 +250,69 @@ fn includes_from_the_project_and_from_other_checkouts() {
     assert_eq!(merged["lint"]["script"], "lint-v1", "the file at ref v1");
     assert_eq!(merged["variables"]["WHO"], "main", "the main file wins");
     assert_eq!(merged["variables"]["FROM_BASE"], "yes");
+    // Components: the project's templates at a version, ~latest the highest tag, inputs
+    // checked and interpolated.
+    std::fs::create_dir_all(tools.join("templates")).unwrap();
+    for (version, image) in [("1.2.0", "scanner:1.2"), ("1.10.0", "scanner:1.10")] {
+        std::fs::write(
+            tools.join("templates/scan.yml"),
+            format!(
+                "spec:\n  inputs:\n    stage: {{default: test}}\n    target: {{options: [fs, image]}}\n---\n\"scan-$[[ inputs.target ]]\":\n  image: {image}\n  stage: $[[ inputs.stage ]]\n  script: scan\n"
+            ),
+        )
+        .unwrap();
+        git(&tools, &["add", "-A"]);
+        git(&tools, &["commit", "-qm", version]);
+        git(&tools, &["tag", version]);
+    }
+    std::fs::write(
+        dir.join("components.yml"),
+        "include:\n  - component: gitlab.example.com/group/tools/scan@1.2.0\n    inputs: {target: fs}\n  - component: gitlab.example.com/group/tools/scan@~latest\n    inputs: {target: image, stage: build}\n",
+    )
+    .unwrap();
+    let l = listing(
+        &env,
+        &dir,
+        &["-f", "components.yml", "--include-project", &tools_map],
+    );
+    let rows: Vec<(String, String, String)> = l["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["jobs"].as_array().unwrap().iter().map(move |j| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    j["name"].as_str().unwrap().to_string(),
+                    j["image"].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("build".into(), "scan-image".into(), "scanner:1.10".into()),
+            ("test".into(), "scan-fs".into(), "scanner:1.2".into()),
+        ]
+    );
+    std::fs::write(
+        dir.join("components.yml"),
+        "include:\n  - component: gitlab.example.com/group/tools/scan@1.2.0\n    inputs: {target: vm}\n",
+    )
+    .unwrap();
+    let o = run(env.skiff().current_dir(&dir).args([
+        "pipeline",
+        "-f",
+        "components.yml",
+        "--include-project",
+        &tools_map,
+    ]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("components.yml: include[0]: component: group/tools/scan@1.2.0: `target` input: `vm` cannot be used"),
+        "{err}"
+    );
     // Missing: the including file and the entry are named; nothing is guessed.
     let o = run(env.skiff().current_dir(&dir).args(["pipeline"]));
     let err = String::from_utf8_lossy(&o.stderr);

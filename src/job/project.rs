@@ -263,6 +263,18 @@ pub struct IncludeFiles<'a> {
 }
 
 impl IncludeFiles<'_> {
+    /// The checkout given for `project`.
+    fn checkout(&self, project: &str) -> Result<&Path, String> {
+        self.projects
+            .iter()
+            .rev()
+            .find(|(name, _)| name == project)
+            .map(|(_, dir)| dir.as_path())
+            .ok_or_else(|| {
+                format!("no checkout of {project}: give it with --include-project {project}=DIR")
+            })
+    }
+
     /// `dir/file`, refused when it leads out of `dir`.
     fn read_in(dir: &Path, file: &str) -> Result<String, String> {
         let root = dir
@@ -288,17 +300,7 @@ impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
                 file,
                 reference,
             } => {
-                let dir = self
-                    .projects
-                    .iter()
-                    .rev()
-                    .find(|(name, _)| name == project)
-                    .map(|(_, dir)| dir.as_path())
-                    .ok_or_else(|| {
-                        format!(
-                            "no checkout of {project}: give it with --include-project {project}=DIR"
-                        )
-                    })?;
+                let dir = self.checkout(project)?;
                 match reference {
                     // At the ref, when the checkout is a git repository.
                     Some(r) if git(dir, &["rev-parse", "--git-dir"]).is_some() => {
@@ -307,6 +309,52 @@ impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
                     }
                     _ => Self::read_in(dir, file),
                 }
+            }
+            include::Source::Component {
+                project,
+                name,
+                version,
+            } => {
+                let dir = self.checkout(project)?;
+                let repository = git(dir, &["rev-parse", "--git-dir"]).is_some();
+                let reference = match version.as_str() {
+                    // The highest release: tags sorted as versions.
+                    // GitLab's components are released as semantic versions.
+                    "~latest" if repository => git(dir, &["tag", "--sort=-v:refname"])
+                        .and_then(|tags| {
+                            tags.lines()
+                                .find(|t| {
+                                    let parts: Vec<&str> = t.split('.').collect();
+                                    parts.len() == 3
+                                        && parts.iter().all(|p| {
+                                            !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())
+                                        })
+                                })
+                                .map(str::to_string)
+                        })
+                        .ok_or_else(|| {
+                            format!("~latest: {} has no release tag (1.2.3)", dir.display())
+                        })?,
+                    v => v.to_string(),
+                };
+                let files = [
+                    format!("templates/{name}.yml"),
+                    format!("templates/{name}/template.yml"),
+                ];
+                files
+                    .iter()
+                    .find_map(|f| match repository {
+                        true => git(dir, &["show", &format!("{reference}:{f}")]),
+                        false => Self::read_in(dir, f).ok(),
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "neither {} nor {} at {reference} in {}",
+                            files[0],
+                            files[1],
+                            dir.display()
+                        )
+                    })
             }
             include::Source::Remote(_) | include::Source::Template(_) => {
                 Err("fetching remote and template includes is not supported yet".into())

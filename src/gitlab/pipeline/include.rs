@@ -23,6 +23,13 @@ pub enum Source {
     },
     Remote(String),
     Template(String),
+    /// `HOST/GROUP/PROJECT/NAME@VERSION`: `templates/NAME.yml` or `templates/NAME/template.yml`
+    /// of that project at that version (`~latest`: its highest release tag).
+    Component {
+        project: String,
+        name: String,
+        version: String,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -39,6 +46,11 @@ impl std::fmt::Display for Source {
             },
             Source::Remote(u) => write!(f, "remote: {u}"),
             Source::Template(t) => write!(f, "template: {t}"),
+            Source::Component {
+                project,
+                name,
+                version,
+            } => write!(f, "component: {project}/{name}@{version}"),
         }
     }
 }
@@ -170,8 +182,24 @@ fn sources_of(entry: &Value, sources: &dyn Sources) -> Result<Vec<Source>, Strin
     if let Some(t) = text("template") {
         return Ok(vec![Source::Template(expand(t, &facts))]);
     }
-    if m.contains_key("component") {
-        return Err("component: not supported yet".into());
+    if let Some(c) = text("component") {
+        let c = expand(c, &facts);
+        let (path, version) = c
+            .rsplit_once('@')
+            .ok_or_else(|| format!("component: {c}: expected HOST/GROUP/PROJECT/NAME@VERSION"))?;
+        // The first segment is the GitLab host; the last, the component's name.
+        let mut segments: Vec<&str> = path.split('/').collect();
+        if segments.len() < 4 {
+            return Err(format!(
+                "component: {c}: expected HOST/GROUP/PROJECT/NAME@VERSION"
+            ));
+        }
+        let name = segments.pop().unwrap_or_default().to_string();
+        return Ok(vec![Source::Component {
+            project: segments[1..].join("/"),
+            name,
+            version: version.to_string(),
+        }]);
     }
     Err("expected local:, project:, remote: or template:".into())
 }
@@ -208,7 +236,26 @@ pub fn merge(
                 .map_err(|e| at(format!("{source}: {e}")))?;
             let name = source.to_string();
             let read = crate::gitlab::yaml::read(&text, &name).map_err(|e| at(e.to_string()))?;
-            let included = merge(read.config, &name, sources, count, depth + 1)?;
+            let given = entry.get("inputs").and_then(Value::as_mapping);
+            let config = match (&read.spec, given) {
+                (None, None) => read.config,
+                (spec, given) => {
+                    let values = super::inputs::resolve(spec.as_ref(), given)
+                        .map_err(|e| at(format!("{source}: {e}")))?;
+                    let variable = |n: &str| sources.variable(n);
+                    match super::inputs::interpolate(
+                        &Value::Mapping(read.config),
+                        &values,
+                        &variable,
+                    )
+                    .map_err(|e| at(format!("{source}: {e}")))?
+                    {
+                        Value::Mapping(m) => m,
+                        _ => unreachable!("a mapping interpolates to a mapping"),
+                    }
+                }
+            };
+            let included = merge(config, &name, sources, count, depth + 1)?;
             merged = super::deep_merge(&merged, &included);
         }
     }
@@ -274,6 +321,11 @@ mod tests {
             ("ci/a/x.yml", "x: {script: x}\n"),
             ("ci/a/b/y.yml", "y: {script: y}\n"),
             ("group/tools:templates/lint.yml", "lint: {script: lint}\n"),
+            (
+                "component: group/tools/scan@1.2.0",
+                "spec:\n  inputs:\n    stage: {default: test}\n    tool: {options: [trivy, grype]}\n---\n\"scan-$[[ inputs.tool ]]\":\n  stage: $[[ inputs.stage ]]\n  script: scan\n",
+            ),
+            ("ci/plain.yml", "plain: {script: x}\n"),
         ];
         let m = merged(
             "include:\n  - local: /ci/more.yml\n  - {project: group/tools, file: [/templates/lint.yml], ref: v1}\nvariables: {A: main}\njob: {script: main}\n",
@@ -323,10 +375,36 @@ mod tests {
             ),
             (
                 "include: [{component: x}]\n",
-                "component: not supported yet",
+                "expected HOST/GROUP/PROJECT/NAME@VERSION",
             ),
             ("include: [{nope: x}]\n", "expected local:, project:"),
             ("include: [{project: g/p}]\n", "needs a file:"),
+        ];
+        for (main, want) in errors {
+            let e = merged(main, &files).unwrap_err();
+            assert!(e.contains(want), "{main}: {e}");
+        }
+        // A component with inputs, interpolated before it is merged.
+        let m = merged(
+            "include:\n  - component: gitlab.example.com/group/tools/scan@1.2.0\n    inputs: {tool: grype}\n",
+            &files,
+        )
+        .unwrap();
+        let scan = m.get("scan-grype").expect("the job named by its input");
+        assert_eq!(scan.get("stage"), Some(&Value::from("test")));
+        let errors: &[(&str, &str)] = &[
+            (
+                "include: [{component: gitlab.example.com/group/tools/scan@1.2.0}]\n",
+                "include[0]: component: group/tools/scan@1.2.0: `tool` input: required value has not been provided",
+            ),
+            (
+                "include: [{component: gitlab.example.com/group/tools/scan@1.2.0, inputs: {tool: x}}]\n",
+                "not in the list of allowed options",
+            ),
+            (
+                "include: [{local: ci/plain.yml, inputs: {a: 1}}]\n",
+                "declares none in `spec:inputs`",
+            ),
         ];
         for (main, want) in errors {
             let e = merged(main, &files).unwrap_err();

@@ -7,6 +7,7 @@
 
 pub mod expression;
 pub mod include;
+mod inputs;
 pub mod listing;
 mod only;
 mod parallel;
@@ -27,6 +28,9 @@ pub enum PipelineError {
     },
     #[error("{file}: {reason}")]
     Parse { file: String, reason: String },
+    /// Names the including file and the entry itself.
+    #[error("{0}")]
+    Include(String),
     #[error("{file}: no job {job:?} (jobs: {known})")]
     NoJob {
         file: String,
@@ -690,12 +694,8 @@ impl Pipeline {
             file: e.file,
             reason: e.reason,
         })?;
-        let config = include::merge(read.config, file, sources, &mut 0, 0).map_err(|reason| {
-            PipelineError::Parse {
-                file: file.into(),
-                reason,
-            }
-        })?;
+        let config = include::merge(read.config, file, sources, &mut 0, 0)
+            .map_err(PipelineError::Include)?;
         let raw = Pipeline {
             file: file.into(),
             top: config,
