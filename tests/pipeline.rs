@@ -337,3 +337,75 @@ fn includes_from_the_project_and_from_other_checkouts() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("outside"), "{err}");
 }
+
+#[test]
+fn remote_and_template_includes_fetched_once_then_offline() {
+    use common::http::{Server, respond};
+    let env = Env::new();
+    let dir = env.path("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    // GitLab's templates API and a remote file; no GitLab instance runs here.
+    let server = Server::start(|req, stream| match req.path.as_str() {
+        "/ci/remote.yml" => respond(stream, 200, &[], b"remote-job: {script: remote}\n"),
+        "/api/v4/templates/gitlab_ci_ymls/Jobs%2FLint" => respond(
+            stream,
+            200,
+            &[("Content-Type", "application/json".into())],
+            br#"{"name":"Jobs/Lint","content":"lint-template: {stage: test, script: lint}\n"}"#,
+        ),
+        _ => respond(stream, 404, &[], b"not found"),
+    });
+    let base = format!("http://{}", server.addr());
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        format!(
+            "include:\n  - remote: {base}/ci/remote.yml\n  - template: Jobs/Lint.gitlab-ci.yml\nmain-job: {{script: x}}\n"
+        ),
+    )
+    .unwrap();
+    let pipeline = |extra: &[&str]| {
+        run(env
+            .skiff()
+            .current_dir(&dir)
+            .args(["--format", "json", "pipeline"])
+            .args(extra))
+    };
+    // Offline first: nothing is fetched without an instance.
+    let o = pipeline(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "include[0]: remote: {base}/ci/remote.yml: remote: {base}/ci/remote.yml is not in the cache"
+        )) && err.contains("give --gitlab-url to fetch it"),
+        "{err}"
+    );
+    let o = pipeline(&["--gitlab-url", &base]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        jobs(&l),
+        [
+            "remote-job: on_success",
+            "lint-template: on_success",
+            "main-job: on_success"
+        ]
+    );
+    // The server is gone: the store's copies serve.
+    drop(server);
+    let o = pipeline(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A file the instance does not have: its URL and status.
+    let server = Server::start(|_, stream| respond(stream, 404, &[], b"no"));
+    let base = format!("http://{}", server.addr());
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        format!("include: {base}/ci/none.yml\nj: {{script: x}}\n"),
+    )
+    .unwrap();
+    let o = pipeline(&["--gitlab-url", &base]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{base}/ci/none.yml: HTTP 404")),
+        "{err}"
+    );
+}

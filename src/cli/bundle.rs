@@ -27,9 +27,8 @@ pub struct CreateArgs {
     /// With --ci-file: every job's images, whatever its rules say here
     #[arg(long)]
     pub all_jobs: bool,
-    /// With --ci-file: GROUP/PROJECT=DIR, a checkout `include: project:` reads from
-    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
-    pub include_projects: Vec<String>,
+    #[command(flatten)]
+    pub includes: super::job::IncludeArgs,
     /// Include the GitLab Runner helper image for this runner version (from the store)
     #[arg(long)]
     pub helper_version: Option<String>,
@@ -51,7 +50,7 @@ pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<()> {
             _ => PathBuf::from("."),
         };
         let project = Project::at(&dir);
-        let pipeline = super::job::load(file, &project, &[], &a.include_projects)?;
+        let pipeline = super::job::load(ctx, file, &project, &[], &a.includes)?;
         let found = skiff::job::project::pipeline_images(&pipeline, &project, a.all_jobs)?;
         for u in &found.undefined {
             eprintln!(

@@ -11,7 +11,7 @@ use skiff::gitlab::config::AdminConfig;
 use skiff::gitlab::pipeline::Pipeline;
 use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::job::plan::LocalOptions;
-use skiff::job::project::{IncludeFiles, Project};
+use skiff::job::project::{Fetching, IncludeFiles, Project};
 use skiff::job::{self as jobs, JobLog, JobPlan, Stream};
 use skiff::oci::manifest::PlatformSpec;
 use std::path::PathBuf;
@@ -45,9 +45,8 @@ pub struct JobArgs {
     /// above the file's and below --var
     #[arg(long, value_name = "FILE")]
     pub variables_file: Option<PathBuf>,
-    /// GROUP/PROJECT=DIR: a checkout `include: project:` reads from (its `ref:` through git)
-    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
-    pub include_projects: Vec<String>,
+    #[command(flatten)]
+    pub includes: IncludeArgs,
     /// Run the job even when its rules (or workflow:rules, only, except) leave it out
     #[arg(long)]
     pub force: bool,
@@ -65,14 +64,29 @@ pub(super) fn pair(kv: &str) -> Result<(String, String)> {
         .with_context(|| format!("{kv:?}: expected KEY=VALUE"))
 }
 
+/// Where a pipeline's included files come from.
+#[derive(Args, Debug, Default)]
+pub struct IncludeArgs {
+    /// GROUP/PROJECT=DIR: a checkout `include: project:` and `component:` read from (their
+    /// version through git)
+    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
+    pub include_projects: Vec<String>,
+    /// A GitLab instance: `remote:` and `template:` includes are fetched (and kept in the
+    /// store); without it they come from what the store kept
+    #[arg(long, value_name = "URL")]
+    pub gitlab_url: Option<url::Url>,
+}
+
 /// The pipeline at `file` with its includes, for the project at `project`.
 pub(super) fn load(
+    ctx: &Context,
     file: &std::path::Path,
     project: &Project,
     vars: &[(String, String)],
-    include_projects: &[String],
+    includes: &IncludeArgs,
 ) -> Result<Pipeline> {
-    let projects = include_projects
+    let projects = includes
+        .include_projects
         .iter()
         .map(|p| pair(p).map(|(name, dir)| (name, PathBuf::from(dir))))
         .collect::<Result<Vec<_>>>()?;
@@ -80,6 +94,10 @@ pub(super) fn load(
         project,
         vars,
         projects: &projects,
+        fetching: Fetching {
+            gitlab_url: includes.gitlab_url.clone(),
+            cache: ctx.root.join("cache/includes"),
+        },
     };
     Ok(Pipeline::load_with(file, &sources)?)
 }
@@ -96,7 +114,7 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     if let Some(file) = &a.variables_file {
         project = project.with_variables_file(file)?;
     }
-    let pipeline = load(&a.file, &project, &cli_vars, &a.include_projects)?;
+    let pipeline = load(ctx, &a.file, &project, &cli_vars, &a.includes)?;
     let job = project.with_environment(|env| pipeline.job_with(&a.job, &cli_vars, env))?;
     if job.when == "never" && !a.force {
         anyhow::bail!(

@@ -23,9 +23,8 @@ pub struct PipelineArgs {
     /// above the file's and below --var
     #[arg(long, value_name = "FILE")]
     pub variables_file: Option<PathBuf>,
-    /// GROUP/PROJECT=DIR: a checkout `include: project:` reads from (its `ref:` through git)
-    #[arg(long = "include-project", value_name = "GROUP/PROJECT=DIR")]
-    pub include_projects: Vec<String>,
+    #[command(flatten)]
+    pub includes: super::job::IncludeArgs,
     /// The jobs by stage: how each runs, and the rule that put it in or left it out (the default)
     #[arg(long, conflicts_with = "preview")]
     pub list: bool,
@@ -41,7 +40,7 @@ pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
     if let Some(file) = &a.variables_file {
         project = project.with_variables_file(file)?;
     }
-    let pipeline = super::job::load(&a.file, &project, &vars, &a.include_projects)?;
+    let pipeline = super::job::load(ctx, &a.file, &project, &vars, &a.includes)?;
     if a.preview {
         let merged = pipeline.merged();
         match ctx.format {

@@ -260,6 +260,81 @@ pub struct IncludeFiles<'a> {
     /// `--var`s: what `include:rules` see besides the predefined variables.
     pub vars: &'a [(String, String)],
     pub projects: &'a [(String, PathBuf)],
+    pub fetching: Fetching,
+}
+
+/// How `remote:` and `template:` includes are had: fetched when a GitLab instance is
+/// configured (and kept in the store's cache), else from that cache: offline first.
+pub struct Fetching {
+    /// `--gitlab-url`: its templates API, and leave to fetch remote files.
+    pub gitlab_url: Option<url::Url>,
+    /// `STORE/cache/includes`.
+    pub cache: PathBuf,
+}
+
+impl Fetching {
+    /// `url`'s text: fetched (and cached under `key`) when allowed, else the cached copy.
+    fn get(&self, url: &str, key: &str, what: &dyn std::fmt::Display) -> Result<String, String> {
+        use sha2::Digest;
+        let cached = self.cache.join(format!(
+            "{}.yml",
+            hex::encode(sha2::Sha256::digest(key.as_bytes()))
+        ));
+        if self.gitlab_url.is_none() {
+            return std::fs::read_to_string(&cached).map_err(|_| {
+                format!(
+                    "{what} is not in the cache ({}); give --gitlab-url to fetch it",
+                    self.cache.display()
+                )
+            });
+        }
+        let text = http_get(url)?;
+        std::fs::create_dir_all(&self.cache)
+            .and_then(|()| {
+                crate::proc::write_atomic(
+                    &cached,
+                    text.as_bytes(),
+                    crate::proc::Durability::Replace,
+                )
+            })
+            .map_err(|e| format!("caching {url} in {}: {e}", cached.display()))?;
+        Ok(text)
+    }
+}
+
+/// A GET of `url`'s text, from a synchronous caller inside or outside a tokio runtime. The
+/// token variables are sent to the instance's API (never printed).
+fn http_get(url: &str) -> Result<String, String> {
+    let fetch = async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut request = client.get(url);
+        for (var, header) in [
+            ("GITLAB_TOKEN", "PRIVATE-TOKEN"),
+            ("CI_JOB_TOKEN", "JOB-TOKEN"),
+        ] {
+            if let Ok(token) = std::env::var(var) {
+                request = request.header(header, token);
+                break;
+            }
+        }
+        let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        response.text().await.map_err(|e| format!("{url}: {e}"))
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => tokio::task::block_in_place(|| h.block_on(fetch)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(fetch),
+    }
 }
 
 impl IncludeFiles<'_> {
@@ -356,8 +431,27 @@ impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
                         )
                     })
             }
-            include::Source::Remote(_) | include::Source::Template(_) => {
-                Err("fetching remote and template includes is not supported yet".into())
+            include::Source::Remote(url) => self.fetching.get(url, url, source),
+            include::Source::Template(name) => {
+                // GitLab's templates API: `Jobs/SAST.gitlab-ci.yml` is the key `Jobs/SAST`.
+                let base = match &self.fetching.gitlab_url {
+                    Some(u) => u.as_str().trim_end_matches('/').to_string(),
+                    None => "https://gitlab.com".into(),
+                };
+                let key = name.trim_end_matches(".gitlab-ci.yml");
+                let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+                let api = format!("{base}/api/v4/templates/gitlab_ci_ymls/{key}");
+                // Kept by name: an offline run finds it whichever instance it came from.
+                let body = self
+                    .fetching
+                    .get(&api, &format!("template:{name}"), source)?;
+                #[derive(serde::Deserialize)]
+                struct Template {
+                    content: String,
+                }
+                serde_json::from_str::<Template>(&body)
+                    .map(|t| t.content)
+                    .map_err(|e| format!("{api}: not a template: {e}"))
             }
         }
     }
