@@ -183,6 +183,18 @@ fn pipelines_listed_as_gitlab_would_make_them() {
         ),
         "{err}"
     );
+    // Any invalid job stops every job, before anything is pulled, as in GitLab.
+    std::fs::write(
+        dir.join(".gitlab-ci.yml"),
+        "good: {script: x}\nbad: {stage: lint, script: x}\n",
+    )
+    .unwrap();
+    let o = run(env.skiff().current_dir(&dir).args(["job", "good"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("job bad: chosen stage \"lint\" does not exist"),
+        "{err}"
+    );
     // A bad rule names the file and job.
     std::fs::write(
         dir.join(".gitlab-ci.yml"),

@@ -7,7 +7,6 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use skiff::archive::bundle;
 use skiff::helper::{self, HelperSpec};
-use skiff::job::project::Project;
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
@@ -49,7 +48,7 @@ pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<()> {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let project = Project::at(&dir);
+        let project = super::job::project(&dir, None, &a.includes)?;
         let pipeline = super::job::load(ctx, file, &project, &[], &a.includes)?;
         let found = skiff::job::project::pipeline_images(&pipeline, &project, a.all_jobs)?;
         for u in &found.undefined {

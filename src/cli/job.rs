@@ -77,6 +77,23 @@ pub struct IncludeArgs {
     pub gitlab_url: Option<url::Url>,
 }
 
+/// The project at `dir` as `skiff job`, `pipeline` and `bundle create` see it: its
+/// variables file, and the instance `--gitlab-url` names.
+pub(super) fn project(
+    dir: &std::path::Path,
+    variables_file: Option<&std::path::Path>,
+    includes: &IncludeArgs,
+) -> Result<Project> {
+    let mut project = Project::at(dir);
+    if let Some(file) = variables_file {
+        project = project.with_variables_file(file)?;
+    }
+    if let Some(url) = &includes.gitlab_url {
+        project = project.served_by(url);
+    }
+    Ok(project)
+}
+
 /// The pipeline at `file` with its includes, for the project at `project`.
 pub(super) fn load(
     ctx: &Context,
@@ -110,12 +127,15 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
         .map(|v| pair(v))
         .collect::<Result<Vec<_>>>()?;
     cli_vars.extend(masked_vars.iter().cloned());
-    let mut project = Project::at(&a.project_dir);
-    if let Some(file) = &a.variables_file {
-        project = project.with_variables_file(file)?;
-    }
+    let project = project(&a.project_dir, a.variables_file.as_deref(), &a.includes)?;
     let pipeline = load(ctx, &a.file, &project, &cli_vars, &a.includes)?;
-    let job = project.with_environment(|env| pipeline.job_with(&a.job, &cli_vars, env))?;
+    // The whole pipeline resolves before anything is pulled or run, as in GitLab: an error
+    // in any job stops this one too.
+    let jobs = project.with_environment(|env| pipeline.resolve_all(&cli_vars, env))?;
+    let job = match jobs.into_iter().find(|j| j.name == a.job) {
+        Some(job) => job,
+        None => project.with_environment(|env| pipeline.job_with(&a.job, &cli_vars, env))?,
+    };
     if job.when == "never" && !a.force {
         anyhow::bail!(
             "job {:?} is not in this pipeline ({}); --force runs it anyway",

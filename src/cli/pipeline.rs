@@ -5,7 +5,6 @@ use super::job::pair;
 use super::{Context, Format};
 use anyhow::Result;
 use clap::Args;
-use skiff::job::project::Project;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -36,10 +35,7 @@ pub struct PipelineArgs {
 /// `--format json` (the global flag) prints either as JSON.
 pub fn run(ctx: &Context, a: PipelineArgs) -> Result<()> {
     let vars = a.vars.iter().map(|v| pair(v)).collect::<Result<Vec<_>>>()?;
-    let mut project = Project::at(&a.project_dir);
-    if let Some(file) = &a.variables_file {
-        project = project.with_variables_file(file)?;
-    }
+    let project = super::job::project(&a.project_dir, a.variables_file.as_deref(), &a.includes)?;
     let pipeline = super::job::load(ctx, &a.file, &project, &vars, &a.includes)?;
     if a.preview {
         let merged = pipeline.merged();

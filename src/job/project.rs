@@ -89,6 +89,36 @@ impl Project {
         }
     }
 
+    /// The instance the project lives on, as `--gitlab-url` names it: `CI_SERVER_*` and
+    /// `CI_PROJECT_URL` from it rather than from the remote.
+    pub fn served_by(mut self, url: &url::Url) -> Project {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let server = url.as_str().trim_end_matches('/').to_string();
+        let path = self
+            .predefined
+            .iter()
+            .find(|(k, _)| k == "CI_PROJECT_PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let fqdn = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        for (k, v) in [
+            ("CI_SERVER_HOST", host),
+            ("CI_SERVER_FQDN", fqdn),
+            ("CI_SERVER_PROTOCOL", url.scheme().to_string()),
+            ("CI_SERVER_PORT", port.to_string()),
+            ("CI_PROJECT_URL", format!("{server}/{path}")),
+            ("CI_SERVER_URL", server),
+        ] {
+            self.predefined.retain(|(name, _)| name != k);
+            self.predefined.push((k.to_string(), v));
+        }
+        self
+    }
+
     /// [`changed_files`], asked once per base.
     pub fn changed(&self, base: Option<&str>) -> Option<Vec<String>> {
         let key = base.map(str::to_string);
@@ -682,6 +712,28 @@ broken:
         assert_eq!(found.left_out, ["deploy (no rule matched)"]);
         let all = pipeline_images(&pipeline, &project, true).unwrap();
         assert!(all.images.contains(&"deployer:1".to_string()));
+    }
+
+    #[test]
+    fn an_instance_names_the_server() {
+        let d = tempfile::tempdir().unwrap();
+        let url = url::Url::parse("http://gitlab.internal:8080/").unwrap();
+        let p = Project::at(d.path()).served_by(&url);
+        let get = |k: &str| {
+            p.predefined
+                .iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_eq!(get("CI_SERVER_URL"), "http://gitlab.internal:8080");
+        assert_eq!(get("CI_SERVER_HOST"), "gitlab.internal");
+        assert_eq!(get("CI_SERVER_FQDN"), "gitlab.internal:8080");
+        assert_eq!(get("CI_SERVER_PORT"), "8080");
+        assert_eq!(get("CI_SERVER_PROTOCOL"), "http");
+        assert!(get("CI_PROJECT_URL").starts_with("http://gitlab.internal:8080/local/"));
     }
 
     #[test]
