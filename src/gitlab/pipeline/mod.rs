@@ -5,6 +5,8 @@
 //! as flat lists, services with GitLab's default aliases, and `timeout`. Keywords skiff does
 //! not act on are named in warnings, never silently misread.
 
+#[cfg(test)]
+mod corpus;
 pub mod expression;
 pub mod include;
 mod inputs;
@@ -478,7 +480,14 @@ fn settle(vars: Vec<YamlVariable>, kept: &BTreeSet<String>) -> Result<Settled, S
 
 /// Whether and how job `m` runs: by its `rules:`, else by `only:`/`except:` (by default
 /// `only: [branches, tags]`), then its own `when:`.
-fn decide(m: &Mapping, facts: &rules::Facts) -> Result<rules::Decision, String> {
+///
+/// With `workflow:rules`, a job without `only:` has no default (GitLab drops the default
+/// then): it runs in every pipeline the workflow makes, merge request pipelines included.
+fn decide(
+    m: &Mapping,
+    facts: &rules::Facts,
+    workflow_rules: bool,
+) -> Result<rules::Decision, String> {
     let when = rules::when_of(m.get("when"), "on_success")?;
     if let Some(r) = m.get("rules") {
         if m.contains_key("only") || m.contains_key("except") {
@@ -486,11 +495,18 @@ fn decide(m: &Mapping, facts: &rules::Facts) -> Result<rules::Decision, String> 
         }
         return rules::decide(r, &when, facts);
     }
+    // Without workflow:rules a job lacking `only:` has GitLab's default.
     let default_only = Value::Sequence(vec!["branches".into(), "tags".into()]);
-    let only = m.get("only").unwrap_or(&default_only);
-    let default = match m.contains_key("only") {
-        true => "",
-        false => " (the default)",
+    let everything = Value::Mapping(Mapping::new());
+    let only = match (m.get("only"), workflow_rules) {
+        (Some(only), _) => only,
+        (None, false) => &default_only,
+        (None, true) => &everything,
+    };
+    let default = match (m.contains_key("only"), workflow_rules) {
+        (true, _) => "",
+        (false, false) => " (the default)",
+        (false, true) => " (none: workflow:rules)",
     };
     let (included, reason) = match only::matches(only, facts).map_err(|e| format!("only: {e}"))? {
         false => (
@@ -694,8 +710,27 @@ impl Pipeline {
             file: e.file,
             reason: e.reason,
         })?;
-        let config = include::merge(read.config, file, sources, &mut 0, 0)
-            .map_err(PipelineError::Include)?;
+        // A main file with a `spec:` header takes its inputs' defaults (no pipeline inputs
+        // are given locally).
+        let config = match &read.spec {
+            None => read.config,
+            Some(spec) => {
+                let err = |reason: String| PipelineError::Parse {
+                    file: file.into(),
+                    reason,
+                };
+                let values = inputs::resolve(Some(spec), None).map_err(err)?;
+                let variable = |n: &str| sources.variable(n);
+                match inputs::interpolate(&Value::Mapping(read.config), &values, &variable)
+                    .map_err(err)?
+                {
+                    Value::Mapping(m) => m,
+                    _ => unreachable!("a mapping interpolates to a mapping"),
+                }
+            }
+        };
+        let config =
+            include::merge(config, file, sources, &mut 0, 0).map_err(PipelineError::Include)?;
         let raw = Pipeline {
             file: file.into(),
             top: config,
@@ -1180,7 +1215,14 @@ impl Pipeline {
                 reason: format!("workflow: {}", workflow.reason),
                 ..workflow.clone()
             },
-            _ => decide(&m, &facts).map_err(|e| self.job_error(name, e))?,
+            _ => {
+                let workflow_rules = self
+                    .top
+                    .get("workflow")
+                    .and_then(|w| w.get("rules"))
+                    .is_some();
+                decide(&m, &facts, workflow_rules).map_err(|e| self.job_error(name, e))?
+            }
         };
         vars.extend(given(&decision.variables));
         vars.extend(project.iter().cloned());
