@@ -21,6 +21,7 @@ build:
   extends: .base
   stage: build
   script: make
+  artifacts: {paths: [out]}
 test:
   extends: .base
   parallel:
@@ -112,6 +113,10 @@ fn pipelines_listed_as_gitlab_would_make_them() {
             "docs: never",
             "deploy: manual",
         ]
+    );
+    assert_eq!(
+        l["stages"][0]["jobs"][0]["warnings"],
+        serde_json::json!(["job build: ignored (not supported): artifacts"])
     );
     let test = &l["stages"][1]["jobs"][0];
     assert_eq!(test["needs"], serde_json::json!(["build"]));

@@ -28,6 +28,8 @@ pub struct JobRow {
     pub needs: Vec<String>,
     pub image: Option<String>,
     pub reason: String,
+    /// What skiff does not act on in the job, one line each (as `skiff job` warns).
+    pub warnings: Vec<String>,
 }
 
 impl Listing {
@@ -56,6 +58,7 @@ impl Listing {
                             needs: j.needs.clone(),
                             image: j.image.as_ref().map(|i| i.name.clone()),
                             reason: j.reason.clone(),
+                            warnings: j.warnings.clone(),
                         })
                         .collect(),
                 })
@@ -95,6 +98,9 @@ impl std::fmt::Display for Listing {
                     how.push_str(&format!(", needs: {}", j.needs.join(" ")));
                 }
                 writeln!(f, "  {:width$}  {how}  ({})", j.name, j.reason)?;
+                for w in &j.warnings {
+                    writeln!(f, "  {:width$}    WARNING: {w}", "")?;
+                }
             }
         }
         Ok(())
