@@ -4,7 +4,7 @@
 //! checkouts, fetched templates. A missing file is an error naming the including file and
 //! the entry.
 
-use super::rules::{self, Facts};
+use super::rules::{self, Facts, expand_path as expand};
 use serde_yaml_ng::{Mapping, Value};
 
 /// GitLab's limits: included files per pipeline, and how deep includes nest.
@@ -107,15 +107,6 @@ pub fn glob_matches(pattern: &str, path: &str) -> bool {
     }
     re.push('$');
     regex::Regex::new(&re).is_ok_and(|r| r.is_match(path))
-}
-
-/// `$VAR` and `${VAR}` in an include entry, from what the sources say is visible.
-fn expand(s: &str, facts: &Facts) -> String {
-    let vars: Vec<(String, String)> = super::references(s)
-        .into_iter()
-        .filter_map(|(_, _, name)| Some((name.to_string(), (facts.variable)(name)?)))
-        .collect();
-    crate::gitlab::payload::expand_value(s, &vars)
 }
 
 /// The files one `include:` entry names, after its `rules:`.

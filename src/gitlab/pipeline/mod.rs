@@ -276,41 +276,6 @@ fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
-/// `$VAR` and `${VAR}` from `vars`; unknown variables stay as written.
-pub fn expand(s: &str, vars: &[(String, String)]) -> String {
-    let lookup = |name: &str| vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, tail) = match after.strip_prefix('{') {
-            Some(b) => match b.find('}') {
-                Some(e) => (&b[..e], &b[e + 1..]),
-                None => ("", after),
-            },
-            None => {
-                let e = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..e], &after[e..])
-            }
-        };
-        match lookup(name) {
-            Some(v) if !name.is_empty() => {
-                out.push_str(v);
-                rest = tail;
-            }
-            _ => {
-                out.push('$');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// One entry of a `variables:` mapping: `KEY: value`, or
 /// `KEY: {value, description, expand, options}`.
 #[derive(Clone)]

@@ -72,35 +72,14 @@ fn paths(v: &Value, what: &str) -> Result<(Vec<String>, Option<String>), String>
     }
 }
 
-/// `$VAR` in a path, as GitLab expands it there (undefined: empty).
-fn expand_path(p: &str, facts: &Facts) -> String {
-    let mut out = String::new();
-    let mut rest = p;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, tail) = match after.strip_prefix('{') {
-            Some(b) => match b.find('}') {
-                Some(e) => (&b[..e], &b[e + 1..]),
-                None => ("", after),
-            },
-            None => {
-                let e = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..e], &after[e..])
-            }
-        };
-        if name.is_empty() {
-            out.push('$');
-            rest = after;
-        } else {
-            out.push_str(&(facts.variable)(name).unwrap_or_default());
-            rest = tail;
-        }
-    }
-    out.push_str(rest);
-    out
+/// `$VAR` and `${VAR}` in a path or an include entry, from the facts' variables; an
+/// undefined one is empty, as the runner expands it.
+pub(super) fn expand_path(p: &str, facts: &Facts) -> String {
+    let known: Vec<(String, String)> = super::references(p)
+        .into_iter()
+        .filter_map(|(_, _, name)| Some((name.to_string(), (facts.variable)(name)?)))
+        .collect();
+    crate::gitlab::payload::expand_value(p, &known)
 }
 
 fn any_matches(patterns: &[String], files: &[String], facts: &Facts) -> bool {
