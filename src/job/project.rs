@@ -712,6 +712,31 @@ broken:
         assert_eq!(found.left_out, ["deploy (no rule matched)"]);
         let all = pipeline_images(&pipeline, &project, true).unwrap();
         assert!(all.images.contains(&"deployer:1".to_string()));
+        // Included jobs' images too.
+        std::fs::create_dir_all(d.path().join("ci")).unwrap();
+        std::fs::write(
+            d.path().join("ci/db.yml"),
+            "migrate: {image: flyway:10, services: [\"postgres:${PG}\"], script: migrate}\n",
+        )
+        .unwrap();
+        let main = d.path().join(".gitlab-ci.yml");
+        std::fs::write(&main, format!("include: ci/db.yml\n{yaml}")).unwrap();
+        let sources = IncludeFiles {
+            project: &project,
+            vars: &[],
+            projects: &[],
+            fetching: Fetching {
+                gitlab_url: None,
+                cache: d.path().join("cache"),
+            },
+        };
+        let pipeline = crate::gitlab::pipeline::Pipeline::load_with(&main, &sources).unwrap();
+        let found = pipeline_images(&pipeline, &project, false).unwrap();
+        assert_eq!(
+            found.images,
+            ["flyway:10", "postgres:15", "alpine:3.20", "redis:7"],
+            "an included job's image and services, included jobs first"
+        );
     }
 
     #[test]
