@@ -228,24 +228,9 @@ pub fn merge(
             let name = source.to_string();
             let read = crate::gitlab::yaml::read(&text, &name).map_err(|e| at(e.to_string()))?;
             let given = entry.get("inputs").and_then(Value::as_mapping);
-            let config = match (&read.spec, given) {
-                (None, None) => read.config,
-                (spec, given) => {
-                    let values = super::inputs::resolve(spec.as_ref(), given)
-                        .map_err(|e| at(format!("{source}: {e}")))?;
-                    let variable = |n: &str| sources.variable(n);
-                    match super::inputs::interpolate(
-                        &Value::Mapping(read.config),
-                        &values,
-                        &variable,
-                    )
-                    .map_err(|e| at(format!("{source}: {e}")))?
-                    {
-                        Value::Mapping(m) => m,
-                        _ => unreachable!("a mapping interpolates to a mapping"),
-                    }
-                }
-            };
+            let variable = |n: &str| sources.variable(n);
+            let config = super::inputs::apply(read.config, read.spec.as_ref(), given, &variable)
+                .map_err(|e| at(format!("{source}: {e}")))?;
             let included = merge(config, &name, sources, count, depth + 1)?;
             merged = super::deep_merge(&merged, &included);
         }

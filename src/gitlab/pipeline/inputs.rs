@@ -161,6 +161,24 @@ fn interpolate_text(
     Ok(Value::String(out))
 }
 
+/// A file's configuration with its inputs applied: `given` checked against `spec` and
+/// interpolated. Unchanged when the file declares none and none are given.
+pub fn apply(
+    config: Mapping,
+    spec: Option<&Mapping>,
+    given: Option<&Mapping>,
+    variable: &dyn Fn(&str) -> Option<String>,
+) -> Result<Mapping, String> {
+    if spec.is_none() && given.is_none() {
+        return Ok(config);
+    }
+    let values = resolve(spec, given)?;
+    match interpolate(&Value::Mapping(config), &values, variable)? {
+        Value::Mapping(m) => Ok(m),
+        _ => unreachable!("a mapping interpolates to a mapping"),
+    }
+}
+
 /// `config` with every `$[[ inputs.NAME ]]` (in keys and values) replaced.
 pub fn interpolate(
     config: &Value,

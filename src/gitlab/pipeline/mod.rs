@@ -177,6 +177,37 @@ fn no_files() -> Vec<String> {
     vec![]
 }
 
+impl Environment<'_> {
+    /// Runs `f` with what rules see: the predefined variables, then `vars` (later wins), and
+    /// this environment's files and changes.
+    fn with_facts<R>(&self, vars: &[(String, String)], f: impl FnOnce(&rules::Facts) -> R) -> R {
+        let visible: Vec<(String, String)> = self.predefined.iter().chain(vars).cloned().collect();
+        let lookup = |n: &str| {
+            visible
+                .iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        f(&rules::Facts {
+            variable: &lookup,
+            changed: self.changed,
+            files: self.files,
+        })
+    }
+}
+
+/// Variables given as pairs (`--var`, a matrix, rules), as the file's kind: expanded.
+fn given(list: &[(String, String)]) -> Vec<YamlVariable> {
+    list.iter()
+        .map(|(key, value)| YamlVariable {
+            key: key.clone(),
+            value: value.clone(),
+            raw: false,
+        })
+        .collect()
+}
+
 impl Environment<'static> {
     /// No predefined variables, no project: `changes` holds, `exists` does not.
     pub const NONE: Environment<'static> = Environment {
@@ -677,23 +708,14 @@ impl Pipeline {
         })?;
         // A main file with a `spec:` header takes its inputs' defaults (no pipeline inputs
         // are given locally).
-        let config = match &read.spec {
-            None => read.config,
-            Some(spec) => {
-                let err = |reason: String| PipelineError::Parse {
+        let variable = |n: &str| sources.variable(n);
+        let config =
+            inputs::apply(read.config, read.spec.as_ref(), None, &variable).map_err(|reason| {
+                PipelineError::Parse {
                     file: file.into(),
                     reason,
-                };
-                let values = inputs::resolve(Some(spec), None).map_err(err)?;
-                let variable = |n: &str| sources.variable(n);
-                match inputs::interpolate(&Value::Mapping(read.config), &values, &variable)
-                    .map_err(err)?
-                {
-                    Value::Mapping(m) => m,
-                    _ => unreachable!("a mapping interpolates to a mapping"),
                 }
-            }
-        };
+            })?;
         let config =
             include::merge(config, file, sources, &mut 0, 0).map_err(PipelineError::Include)?;
         let raw = Pipeline {
@@ -893,27 +915,11 @@ impl Pipeline {
             reason: format!("workflow: {reason}"),
         };
         let mut vars = variables(self.top.get("variables"));
-        vars.extend(cli_vars.iter().map(|(key, value)| YamlVariable {
-            key: key.clone(),
-            value: value.clone(),
-            raw: false,
-        }));
+        vars.extend(given(cli_vars));
         let (settled, _) = settle(vars, &BTreeSet::new()).map_err(err)?;
-        let visible: Vec<(String, String)> =
-            env.predefined.iter().chain(&settled).cloned().collect();
-        let lookup = |n: &str| {
-            visible
-                .iter()
-                .rev()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-        };
-        let facts = rules::Facts {
-            variable: &lookup,
-            changed: env.changed,
-            files: env.files,
-        };
-        let d = rules::decide(r, "always", &facts).map_err(err)?;
+        let d = env
+            .with_facts(&settled, |facts| rules::decide(r, "always", facts))
+            .map_err(err)?;
         // Only `always` and `never` mean anything for a pipeline.
         match d.when.as_str() {
             "always" | "never" => Ok(d),
@@ -1108,28 +1114,12 @@ impl Pipeline {
         // workflow:rules decides for the whole pipeline; its variables are above the global
         // ones.
         let workflow = self.workflow(cli_vars, env)?;
-        vars.extend(workflow.variables.iter().map(|(key, value)| YamlVariable {
-            key: key.clone(),
-            value: value.clone(),
-            raw: false,
-        }));
+        vars.extend(given(&workflow.variables));
         vars.extend(variables(m.get("variables")));
         // A matrix's values are the job's own variables, above those in `variables:`.
-        let matrix = node.iter().flat_map(|n| &n.matrix);
-        vars.extend(matrix.map(|(key, value)| YamlVariable {
-            key: key.clone(),
-            value: value.clone(),
-            raw: false,
-        }));
-        let given = |list: &[(String, String)]| -> Vec<YamlVariable> {
-            list.iter()
-                .map(|(key, value)| YamlVariable {
-                    key: key.clone(),
-                    value: value.clone(),
-                    raw: false,
-                })
-                .collect()
-        };
+        if let Some(node) = &node {
+            vars.extend(given(&node.matrix));
+        }
         // Rules see the variables before their own; a rule's variables come above the job's
         // and below --var.
         let project: Vec<YamlVariable> = env
@@ -1157,24 +1147,6 @@ impl Pipeline {
             &file_keys,
         )
         .map_err(|e| self.job_error(name, e))?;
-        let visible: Vec<(String, String)> = env
-            .predefined
-            .iter()
-            .chain(&before_rules.0)
-            .cloned()
-            .collect();
-        let lookup = |n: &str| {
-            visible
-                .iter()
-                .rev()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-        };
-        let facts = rules::Facts {
-            variable: &lookup,
-            changed: env.changed,
-            files: env.files,
-        };
         let decision = match workflow.when.as_str() {
             "never" => rules::Decision {
                 reason: format!("workflow: {}", workflow.reason),
@@ -1186,7 +1158,8 @@ impl Pipeline {
                     .get("workflow")
                     .and_then(|w| w.get("rules"))
                     .is_some();
-                decide(&m, &facts, workflow_rules).map_err(|e| self.job_error(name, e))?
+                env.with_facts(&before_rules.0, |facts| decide(&m, facts, workflow_rules))
+                    .map_err(|e| self.job_error(name, e))?
             }
         };
         vars.extend(given(&decision.variables));
