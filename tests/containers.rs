@@ -488,7 +488,7 @@ fn stdin_with_interactive() {
 #[test]
 fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
     for_each_runner(|who, image| {
-        let _cleanup = Cleanup(who, &["crash", "crash-rm", "fg"]);
+        let _cleanup = Cleanup(who, &["crash", "crash-rm", "fg", "window", "rmcg"]);
         let containers = who.store.join("containers");
         // A detached container whose shim is SIGKILLed: its guardian kills the container.
         for (name, extra) in [("crash", None), ("crash-rm", Some("--rm"))] {
@@ -543,6 +543,47 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         assert!(!ps.contains("shim died"), "{ps}");
         assert_eq!(who.ok(&["system", "cleanup"]), "nothing to clean up");
         who.ok(&["rm", "-f", "crash", "fg"]);
+        // A finished --rm container leaves no cgroup (its state is deleted after the report).
+        who.ok(&["run", "--rm", "--name", "rmcg", image, "true"]);
+        let left = common::cgroups_named(|n| n == "skiff-rmcg");
+        assert!(left.is_empty(), "run --rm left the cgroups {left:?}");
+        // An --rm container's shim killed after its report, while removing the container: the
+        // directory is set aside (`.removing-ID-PID`) with the runtime's cgroup still there,
+        // named after the id. Cleanup removes both.
+        if !who.rootless {
+            who.ok(&[
+                "run", "-d", "--rm", "--name", "window", image, "sleep", "300",
+            ]);
+            let dir = containers.join("window");
+            let mut state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let init = read_pid(&dir.join("container.pid")).unwrap();
+            let cgroups = container_cgroups(init, "skiff-window");
+            assert!(
+                !cgroups.is_empty(),
+                "the runtime made no cgroup skiff-window"
+            );
+            let shim = state["shim_pid"].as_i64().unwrap() as i32;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(shim),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            wait_until("the container outlived its shim", 5, || !alive(init));
+            state["status"] = "exited".into();
+            std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
+            let aside = containers.join(format!(".removing-window-{shim}"));
+            std::fs::rename(&dir, &aside).unwrap();
+            assert!(cgroups.iter().all(|c| c.exists()));
+            let report = who.ok(&["system", "cleanup"]);
+            assert!(
+                report.contains("removed container .removing-window"),
+                "{report}"
+            );
+            assert!(!aside.exists());
+            let left: Vec<_> = cgroups.iter().filter(|c| c.exists()).collect();
+            assert!(left.is_empty(), "cleanup left the cgroups {left:?}");
+        }
         // A pod whose infra process died is removed with its members.
         who.ok(&["pod", "create", "gone"]);
         let pod: serde_json::Value =
@@ -579,6 +620,31 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         assert!(!half(dead).exists() && half(std::process::id()).exists());
         std::fs::remove_dir(half(std::process::id())).unwrap();
     });
+}
+
+/// The directories of the cgroups of process `pid` named `name`, in every hierarchy.
+fn container_cgroups(pid: i32, name: &str) -> Vec<std::path::PathBuf> {
+    let listed = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mut dirs = vec![];
+    for line in listed.lines() {
+        let mut fields = line.splitn(3, ':').skip(1);
+        let (controllers, path) = (fields.next().unwrap(), fields.next().unwrap());
+        if !path.contains(name) {
+            continue;
+        }
+        let path = path.trim_start_matches('/');
+        let mounts = match controllers {
+            "" => vec!["unified".to_string(), String::new()],
+            c => vec![c.trim_start_matches("name=").to_string()],
+        };
+        dirs.extend(
+            mounts
+                .iter()
+                .map(|m| std::path::Path::new("/sys/fs/cgroup").join(m).join(path))
+                .filter(|d| d.join("cgroup.procs").exists()),
+        );
+    }
+    dirs
 }
 
 /// `skiff ARGS` in a process group of its own, as the runner (root, or the test user).

@@ -372,7 +372,9 @@ fn interrupted_terminated_or_killed_job_cleans_up() {
                 assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0);
             }
             // Mid-job, the job's directory (stage scripts with its variables) is private.
+            let mut ids = vec![];
             for e in std::fs::read_dir(who.store.join("jobs")).unwrap().flatten() {
+                ids.push(e.file_name().to_string_lossy().to_string());
                 use std::os::unix::fs::PermissionsExt;
                 let mode = e.metadata().unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o700, "{}", e.path().display());
@@ -413,6 +415,9 @@ fn interrupted_terminated_or_killed_job_cleans_up() {
                 Vec::<String>::new(),
                 "{signal} still cleans up"
             );
+            // Nor does the runtime's cgroup of a container whose shim the job killed.
+            let cgroups = common::cgroups_named(|n| ids.iter().any(|id| n.contains(id.as_str())));
+            assert!(cgroups.is_empty(), "{signal} left the cgroups {cgroups:?}");
         }
     });
 }

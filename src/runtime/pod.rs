@@ -210,6 +210,10 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<(), PodError> {
             && process_alive(*p)
             && user_ns(&p.to_string()).is_some_and(|ns| Some(ns) != user_ns("self"))
     });
+    // A member whose shim was killed (a job's run dropped midway) left its runtime's cgroup.
+    for id in containers.iter().filter_map(|d| d.file_name()) {
+        super::recovery::remove_cgroup(&id.to_string_lossy());
+    }
     remove_paths_in(infra, &containers)?;
     stop_infra(&state);
     std::fs::remove_dir_all(&dir).map_err(|source| PodError::Io {

@@ -56,7 +56,8 @@ pub fn cleanup(root: &Path) -> Result<Vec<String>, RecoveryError> {
         if container::kill_shim_processes(&d, &[std::process::id()]) > 0 {
             report.push(format!("killed the unstarted init of container {id}"));
         }
-        remove_cgroup(&id);
+        // A set-aside directory (`.removing-ID-PID`) is named apart from its cgroup.
+        remove_cgroup(plan.as_ref().map_or(id.as_str(), |p| p.id.as_str()));
         if remove_on_exit {
             remove.push(d);
             report.push(format!("removed container {id}"));
@@ -127,7 +128,7 @@ pub fn cleanup(root: &Path) -> Result<Vec<String>, RecoveryError> {
 }
 
 /// The empty cgroup a root container's runtime made (it could not delete it after a crash).
-fn remove_cgroup(id: &str) {
+pub(super) fn remove_cgroup(id: &str) {
     if !nix::unistd::geteuid().is_root() {
         return;
     }

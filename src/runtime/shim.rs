@@ -311,7 +311,10 @@ pub fn shim_main(dir: &Path) -> i32 {
         .filter(|_| std::io::IsTerminal::is_terminal(&std::io::stdin()))
         .map(|_| super::tty::RawMode::enter());
     let code = wait_and_relay(pid, &signals, pty_master, discard);
-    backend.delete(&plan.id, &paths);
+    let late_delete = plan.remove && plan.runtime == super::backend::RuntimeChoice::Libcontainer;
+    if !late_delete {
+        backend.delete(&plan.id, &paths);
+    }
     guardian.dismiss();
     record(Status::Exited, Some(code));
     // An --rm container's name is free from here on: its files move aside, to be removed
@@ -326,6 +329,21 @@ pub fn shim_main(dir: &Path) -> i32 {
         crate::proc::report_exit(pipe, code);
     }
     if let Some(dir) = leftover {
+        if late_delete {
+            let (bundle, state, pid_file) = (
+                dir.join("bundle"),
+                dir.join("runtime"),
+                dir.join("container.pid"),
+            );
+            backend.delete(
+                &plan.id,
+                &Paths {
+                    bundle: &bundle,
+                    state: &state,
+                    pid_file: &pid_file,
+                },
+            );
+        }
         let _ = nix::mount::umount2(&dir.join("merged"), nix::mount::MntFlags::MNT_DETACH);
         rootfs::detach_idmapped(&dir.join(IDMAPPED_LAYERS));
         rootfs::detach_idmapped(&dir.join(IDMAPPED_VOLUMES));

@@ -192,3 +192,29 @@ pub fn settled_containers(store: &Path) -> usize {
 pub fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
 }
+
+/// Every cgroup directory whose name `wanted` accepts, under this process's cgroup (v2,
+/// hybrid or not) or at the top of a v1 hierarchy: where a root container's runtime makes its
+/// cgroup.
+pub fn cgroups_named(wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let listed = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/")
+        .trim_start_matches('/');
+    let cgroup = Path::new("/sys/fs/cgroup");
+    let v2 = [cgroup.join("unified"), cgroup.to_path_buf()]
+        .into_iter()
+        .map(|base| base.join(own));
+    let v1 = std::fs::read_dir(cgroup)
+        .unwrap()
+        .flatten()
+        .map(|h| h.path());
+    v2.chain(v1)
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+        .filter(|e| wanted(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .filter(|d| d.join("cgroup.procs").exists())
+        .collect()
+}

@@ -84,10 +84,14 @@ impl Backend for Libcontainer {
         Ok(pid)
     }
 
-    fn delete(&mut self, id: &str, _paths: &Paths) {
-        if let Some(mut c) = self.container.take()
-            && let Err(e) = c.delete(true)
-        {
+    fn delete(&mut self, id: &str, paths: &Paths) {
+        let Some(mut c) = self.container.take() else {
+            return;
+        };
+        // An --rm container's state is deleted where it was set aside; libcontainer skips a
+        // state directory that is not there, so a stale path would leave the cgroup behind.
+        c.root = paths.state.join(id);
+        if let Err(e) = c.delete(true) {
             tracing::debug!("libcontainer delete {id}: {e}");
         }
     }
