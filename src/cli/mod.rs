@@ -9,6 +9,7 @@ mod info;
 pub mod internal;
 mod job;
 mod login;
+mod manual;
 mod pipeline;
 mod pods;
 mod progress;
@@ -122,6 +123,9 @@ pub enum Command {
     Login(login::LoginArgs),
     /// Remove stored credentials for a registry
     Logout(login::LogoutArgs),
+    /// Print the shell completion script for bash, zsh or fish
+    #[command(after_help = manual::COMPLETION_PLACES)]
+    Completion(manual::CompletionArgs),
 }
 
 /// `text` on stdout; a reader that went away (`| head`) ends the output quietly.
@@ -204,6 +208,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tag(a) => images::tag(&ctx, a),
         Command::Fsck => images::fsck(&ctx),
         Command::Logout(a) => login::logout(&ctx, a),
+        Command::Completion(a) => manual::completion(a),
         Command::Pull(a) => block_on(pull::run(&ctx, a)),
         Command::Push(a) => block_on(push::run(&ctx, a)),
         Command::Run(a) => block_on(run::run(&ctx, *a)),

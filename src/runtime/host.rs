@@ -160,8 +160,16 @@ impl HostReport {
         if !user_namespaces {
             hints.push("user namespaces are disabled: set user.max_user_namespaces > 0 (and kernel.unprivileged_userns_clone=1 where it exists)".into());
         }
-        if let Mapping::Single { why, .. } = &f.mapping {
-            hints.push(format!("only a single-id user namespace: {why}; add a range with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER` and install uidmap"));
+        const ADD_RANGE: &str =
+            "`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`";
+        // Root writes its maps itself: only rootless users need the set-uid helpers.
+        let id_helpers_missing = f.newuidmap.is_none() || f.newgidmap.is_none();
+        match &f.mapping {
+            Mapping::Single { .. } if id_helpers_missing => hints.push(format!("newuidmap/newgidmap are not installed (Debian package uidmap): rootless containers get a single id; they also need a range in /etc/subuid and /etc/subgid ({ADD_RANGE})")),
+            Mapping::Single { why, .. } => hints.push(format!(
+                "only a single-id user namespace: {why}; add a range with {ADD_RANGE}"
+            )),
+            _ => {}
         }
         let containers_ids = match (&f.containers_ids, f.mapping.is_root()) {
             (_, false) => "rootless: your own user namespace".to_string(),
@@ -191,8 +199,13 @@ impl HostReport {
         if !f.dev_net_tun {
             hints.push("/dev/net/tun is not accessible to you: slirp4netns and pasta cannot work (chmod 0666 /dev/net/tun, the usual mode)".into());
         }
-        if f.network_helpers.is_empty() {
-            hints.push("neither pasta (package passt) nor slirp4netns is installed: containers with a private network have no outbound access".into());
+        let has_helper = |name: &str| f.network_helpers.iter().any(|h| h == name);
+        match (has_helper("slirp4netns"), has_helper("pasta")) {
+            (false, false) => hints.push("neither slirp4netns (Debian package slirp4netns) nor pasta (Debian package passt) is installed: containers with a private network have no outbound access".into()),
+            // A job's network is slirp4netns unless it asks for another.
+            (false, true) => hints.push("slirp4netns is not installed (Debian package slirp4netns): jobs have no outbound access unless their network is pasta".into()),
+            (true, false) => hints.push("pasta is not installed (Debian package passt): only `--network pasta` needs it".into()),
+            (true, true) => {}
         }
         let native = kernel_at_least(&f.kernel, 5, 11);
         let overlay = if native {
@@ -203,7 +216,16 @@ impl HostReport {
             "copy (no overlay available)"
         };
         if !native && f.fuse_overlayfs.is_none() {
-            hints.push("no rootless overlay: install fuse-overlayfs (kernel < 5.11)".into());
+            hints.push(
+                "no rootless overlay (kernel < 5.11): install fuse-overlayfs (Debian package fuse-overlayfs)"
+                    .into(),
+            );
+        }
+        // Optional: the embedded runtime is the default and needs neither.
+        for runtime in ["crun", "runc"] {
+            if !f.runtimes.iter().any(|(name, _)| name == runtime) {
+                hints.push(format!("{runtime} is not installed (Debian package {runtime}): only `skiff run --runtime {runtime}` needs it"));
+            }
         }
         HostReport {
             kernel: f.kernel,
@@ -288,9 +310,12 @@ mod tests {
             v2_controllers: String::new(),
             cgroup_delegated: true,
             limits_unenforced: None,
-            runtimes: vec![("crun".into(), "/usr/bin/crun".into())],
+            runtimes: vec![
+                ("crun".into(), "/usr/bin/crun".into()),
+                ("runc".into(), "/usr/bin/runc".into()),
+            ],
             dev_net_tun: true,
-            network_helpers: vec!["pasta".into()],
+            network_helpers: vec!["pasta".into(), "slirp4netns".into()],
             fuse_overlayfs: None,
             dev_fuse: true,
         }
@@ -336,7 +361,11 @@ mod tests {
         );
         assert_eq!(
             v["runtimes"],
-            serde_json::json!(["libcontainer (embedded, default)", "crun (/usr/bin/crun)"])
+            serde_json::json!([
+                "libcontainer (embedded, default)",
+                "crun (/usr/bin/crun)",
+                "runc (/usr/bin/runc)"
+            ])
         );
     }
 
@@ -351,28 +380,46 @@ mod tests {
     #[test]
     fn each_shortfall_gives_its_hint() {
         type Change = fn(&mut HostFacts);
-        let cases: [(Change, &str); 8] = [
+        fn single(f: &mut HostFacts) {
+            f.mapping = Mapping::Single {
+                uid: 1000,
+                gid: 1000,
+                why: "no range".into(),
+            }
+        }
+        // (change, how its hint starts, the Debian packages it names)
+        let cases: [(Change, &str, &[&str]); 17] = [
             (
                 |f| f.containers_ids = Err("no `containers` range".into()),
                 "containers of root cannot get ids of their own: no `containers` range",
+                &[],
             ),
             (
                 |f| f.max_user_namespaces = "0".into(),
                 "user namespaces are disabled",
+                &[],
             ),
             (
                 |f| f.unprivileged_userns_clone = "0".into(),
                 "user namespaces are disabled",
+                &[],
+            ),
+            (single, "only a single-id user namespace: no range;", &[]),
+            (
+                |f| {
+                    single(f);
+                    f.newuidmap = None;
+                },
+                "newuidmap/newgidmap are not installed",
+                &["uidmap"],
             ),
             (
                 |f| {
-                    f.mapping = Mapping::Single {
-                        uid: 1000,
-                        gid: 1000,
-                        why: "no range".into(),
-                    }
+                    single(f);
+                    f.newgidmap = None;
                 },
-                "only a single-id user namespace: no range;",
+                "newuidmap/newgidmap are not installed",
+                &["uidmap"],
             ),
             (
                 |f| {
@@ -380,20 +427,69 @@ mod tests {
                     f.v2_controllers = "memory pids".into();
                 },
                 "controllers memory pids sit on the v2 side",
+                &[],
             ),
             (
                 |f| f.limits_unenforced = Some("no cgroup v2 hierarchy".into()),
                 "--memory/--cpus/--pids-limit and a job's limits",
+                &[],
             ),
-            (|f| f.dev_net_tun = false, "/dev/net/tun is not accessible"),
-            (|f| f.network_helpers.clear(), "neither pasta"),
+            (
+                |f| f.dev_net_tun = false,
+                "/dev/net/tun is not accessible",
+                &[],
+            ),
+            (
+                |f| f.network_helpers.clear(),
+                "neither slirp4netns",
+                &["slirp4netns", "passt"],
+            ),
+            (
+                |f| f.network_helpers.retain(|h| h != "slirp4netns"),
+                "slirp4netns is not installed",
+                &["slirp4netns"],
+            ),
+            (
+                |f| f.network_helpers.retain(|h| h != "pasta"),
+                "pasta is not installed",
+                &["passt"],
+            ),
+            (
+                |f| {
+                    f.kernel = "5.10.0".into();
+                    f.fuse_overlayfs = None;
+                },
+                "no rootless overlay",
+                &["fuse-overlayfs"],
+            ),
+            (
+                |f| f.runtimes.retain(|(r, _)| r != "crun"),
+                "crun is not installed",
+                &["crun"],
+            ),
+            (
+                |f| f.runtimes.retain(|(r, _)| r != "runc"),
+                "runc is not installed",
+                &["runc"],
+            ),
+            // Root maps ids itself: the set-uid helpers are no shortfall.
+            (|f| f.newuidmap = None, "", &[]),
+            (|f| f.newgidmap = None, "", &[]),
         ];
-        for (change, hint) in cases {
+        for (change, hint, packages) in cases {
             let mut f = facts();
             change(&mut f);
             let r = HostReport::from_facts(f, Path::new("/s"));
+            if hint.is_empty() {
+                assert!(r.hints.is_empty(), "{:?}", r.hints);
+                continue;
+            }
             assert_eq!(r.hints.len(), 1, "{hint}: {:?}", r.hints);
             assert!(r.hints[0].starts_with(hint), "{hint}: {:?}", r.hints);
+            for package in packages {
+                let named = format!("(Debian package {package})");
+                assert!(r.hints[0].contains(&named), "{named}: {:?}", r.hints);
+            }
         }
     }
 
@@ -411,7 +507,9 @@ mod tests {
         assert_eq!(r.overlay, "copy (no overlay available)");
         assert_eq!(
             r.hints,
-            ["no rootless overlay: install fuse-overlayfs (kernel < 5.11)"]
+            [
+                "no rootless overlay (kernel < 5.11): install fuse-overlayfs (Debian package fuse-overlayfs)"
+            ]
         );
     }
 }
