@@ -27,6 +27,8 @@ pub struct HostReport {
     /// Where limits are enforced, or why they are not.
     pub limits: String,
     pub runtimes: Vec<String>,
+    /// The default seccomp profile's file, or the built-in copy.
+    pub seccomp_profile: String,
     pub network_helpers: Vec<String>,
     pub dev_net_tun_accessible: bool,
     pub store: String,
@@ -59,6 +61,8 @@ pub struct HostFacts {
     pub network_helpers: Vec<String>,
     pub fuse_overlayfs: Option<String>,
     pub dev_fuse: bool,
+    /// The first of podman's default seccomp profile files that exists.
+    pub seccomp_profile: Option<String>,
 }
 
 const CGROUP2_MAGIC: u64 = 0x63677270;
@@ -138,6 +142,10 @@ impl HostFacts {
                 .collect(),
             fuse_overlayfs: found("fuse-overlayfs"),
             dev_fuse: accessible("/dev/fuse"),
+            seccomp_profile: super::seccomp::SYSTEM_PROFILES
+                .iter()
+                .find(|p| Path::new(p).is_file())
+                .map(|p| p.to_string()),
         }
     }
 }
@@ -227,6 +235,10 @@ impl HostReport {
                 hints.push(format!("{runtime} is not installed (Debian package {runtime}): only `skiff run --runtime {runtime}` needs it"));
             }
         }
+        // Optional too: skiff carries a copy of the package's default profile.
+        if f.seccomp_profile.is_none() {
+            hints.push("no seccomp profile file (Debian package golang-github-containers-common): containers get skiff's built-in copy of its default; install it only to edit the profile in /etc/containers/seccomp.json".into());
+        }
         HostReport {
             kernel: f.kernel,
             user_namespaces,
@@ -245,6 +257,9 @@ impl HostReport {
                 Some(why) => format!("not enforced: {why}"),
             },
             runtimes,
+            seccomp_profile: f
+                .seccomp_profile
+                .unwrap_or_else(|| "built-in (containers-common's default)".into()),
             network_helpers: f.network_helpers,
             dev_net_tun_accessible: f.dev_net_tun,
             store: store_root.display().to_string(),
@@ -318,6 +333,7 @@ mod tests {
             network_helpers: vec!["pasta".into(), "slirp4netns".into()],
             fuse_overlayfs: None,
             dev_fuse: true,
+            seccomp_profile: Some("/usr/share/containers/seccomp.json".into()),
         }
     }
 
@@ -348,6 +364,7 @@ mod tests {
                 "newuidmap",
                 "overlay",
                 "runtimes",
+                "seccomp_profile",
                 "store",
                 "user_namespaces",
             ]
@@ -388,7 +405,7 @@ mod tests {
             }
         }
         // (change, how its hint starts, the Debian packages it names)
-        let cases: [(Change, &str, &[&str]); 17] = [
+        let cases: [(Change, &str, &[&str]); 18] = [
             (
                 |f| f.containers_ids = Err("no `containers` range".into()),
                 "containers of root cannot get ids of their own: no `containers` range",
@@ -471,6 +488,11 @@ mod tests {
                 |f| f.runtimes.retain(|(r, _)| r != "runc"),
                 "runc is not installed",
                 &["runc"],
+            ),
+            (
+                |f| f.seccomp_profile = None,
+                "no seccomp profile file",
+                &["golang-github-containers-common"],
             ),
             // Root maps ids itself: the set-uid helpers are no shortfall.
             (|f| f.newuidmap = None, "", &[]),
