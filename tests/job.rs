@@ -235,6 +235,26 @@ fn pipelines_run_as_the_runner_runs_them() {
         let o = who.job(&["matrix: [b]"]);
         assert!(out(&o).contains("node=2/2 v=b"), "{}", out(&o));
 
+        // A reader that goes away after the first line (`| head -1`) ends nothing: the job
+        // runs to its end and teardown, and its status is the script's.
+        let mut c = (who.skiff)();
+        let mut child = c
+            .current_dir(&who.project)
+            .args(["job", "--tls-verify=false", "failing"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        drop(reader);
+        let o = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{first}{said}");
+        assert!(!said.contains("panicked"), "{said}");
+        assert_eq!(who.leftovers(), Vec::<String>::new());
+
         let o = who.job(&["failing"]);
         let log = out(&o);
         assert_eq!(o.status.code(), Some(3), "{log}");

@@ -187,8 +187,11 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
 pub(super) struct ConsoleLog;
 
 impl JobLog for ConsoleLog {
+    // A reader that went away (`skiff job x | head`) ends nothing: the job runs on to its end
+    // and teardown, as the runner's job goes on when nobody follows its trace.
     fn line(&self, text: &str) {
-        println!("{text}");
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
     fn output(&self, stream: Stream, text: &str) {
         use std::io::Write;
