@@ -543,8 +543,10 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         assert!(!ps.contains("shim died"), "{ps}");
         assert_eq!(who.ok(&["system", "cleanup"]), "nothing to clean up");
         who.ok(&["rm", "-f", "crash", "fg"]);
-        // A finished --rm container leaves no cgroup (its state is deleted after the report).
+        // A finished --rm container leaves no cgroup. Its state is deleted after the report,
+        // by the shim, before it removes the directory it set aside.
         who.ok(&["run", "--rm", "--name", "rmcg", image, "true"]);
+        common::settled_containers(&who.store);
         let left = common::cgroups_named(|n| n == "skiff-rmcg");
         assert!(left.is_empty(), "run --rm left the cgroups {left:?}");
         // An --rm container's shim killed after its report, while removing the container: the

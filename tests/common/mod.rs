@@ -211,10 +211,15 @@ pub fn cgroups_named(wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         .unwrap()
         .flatten()
         .map(|h| h.path());
-    v2.chain(v1)
+    let mut found: Vec<PathBuf> = v2
+        .chain(v1)
         .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
         .filter(|e| wanted(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
         .filter(|d| d.join("cgroup.procs").exists())
-        .collect()
+        .collect();
+    // The v2 hierarchy of a hybrid host is also one of /sys/fs/cgroup's directories.
+    found.sort();
+    found.dedup();
+    found
 }
