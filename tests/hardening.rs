@@ -214,6 +214,70 @@ fn seccomp_profile_files_and_their_errors() {
     });
 }
 
+/// A filter is compiled once and kept in the store's cache; libcontainer and crun load that
+/// program (crun through its annotation), runc compiles the spec's filter itself. Shown by
+/// swapping the kept program for another one: the backends that load it answer the other way.
+#[test]
+fn the_kept_program_is_what_libcontainer_and_crun_load() {
+    use skiff::runtime::seccomp::bpf;
+    for_each_runner(TOOLS, |who| {
+        let image = probe_image(who);
+        let profile = |errno: i32| {
+            format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {{"names":["getpid"],"action":"SCMP_ACT_ERRNO","errnoRet":{errno}}}]}}"#
+            )
+        };
+        let own = who.scratch.join("kept.json");
+        std::fs::write(&own, profile(13)).unwrap();
+        who.give(&own);
+        let opt = format!("seccomp={}", own.display());
+        let getpid = |runtime: &str| {
+            let args = [
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                "--security-opt",
+                &opt,
+                image,
+                "/probe",
+                "getpid",
+            ];
+            errnos(&who.ok(&args))["getpid"]
+        };
+        let cache = who.store.join("cache/seccomp");
+        let kept = || -> std::collections::BTreeSet<PathBuf> {
+            std::fs::read_dir(&cache)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect()
+        };
+        let before = kept();
+        assert_eq!(getpid("libcontainer"), 13);
+        let made: Vec<_> = kept().difference(&before).cloned().collect();
+        assert_eq!(
+            made.len(),
+            1,
+            "one program kept for the new filter: {made:?}"
+        );
+        // The same program, under the same name, for the others: nothing compiled again.
+        for runtime in ["crun", "runc"] {
+            assert_eq!(getpid(runtime), 13, "{runtime}");
+        }
+        assert_eq!(kept().difference(&before).count(), 1);
+        let other: oci_spec::runtime::LinuxSeccomp = serde_json::from_str(&profile(9)).unwrap();
+        bpf::compile(&other).unwrap().write(&made[0]).unwrap();
+        who.give(&made[0]);
+        for (runtime, want) in [("libcontainer", 9), ("crun", 9), ("runc", 13)] {
+            assert_eq!(getpid(runtime), want, "{runtime} with the swapped program");
+        }
+        std::fs::remove_file(&made[0]).unwrap();
+    });
+}
+
 /// What a process holds open, as the host sees it: descriptor to target.
 fn descriptors(pid: &str) -> BTreeMap<u32, String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -345,7 +345,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .readonly_paths(get_default_readonly_paths())
         .build()
         .map_err(build_err)?;
-    if let Some(profile) = plan.seccomp.load()? {
+    if let Some(profile) = plan.seccomp.load_unchecked()? {
         let name = match &plan.seccomp {
             super::seccomp::SeccompPolicy::File(path) => path.display().to_string(),
             _ => "default".to_string(),

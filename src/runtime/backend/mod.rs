@@ -138,28 +138,57 @@ impl RuntimeChoice {
             .ok_or_else(|| BackendError::NotFound { name: name.into() })
     }
 
-    /// The spec as this runtime must read it to apply what the OCI spec means. For the
-    /// embedded runtime, a filter that can be is compiled (or found compiled in `cache`)
-    /// and written beside the spec, which then has none: the container's init loads the
-    /// program instead of compiling the filter on every start.
+    /// The spec as this runtime must read it to apply what the OCI spec means. A filter
+    /// that can be is compiled once (or found compiled in `cache`), so that no start
+    /// compiles it again: libseccomp spends some 20 ms on the default profile. For the
+    /// embedded runtime the program is written beside the spec, which then has none: the
+    /// container's init loads it. An external runtime is given it in crun's annotation
+    /// (`run.oci.seccomp_bpf_data`, base64) with the filter kept in the spec, so that a
+    /// runtime that does not know the annotation (runc) still applies the filter itself.
     pub fn adapt_spec(&self, spec: &mut oci_spec::runtime::Spec, bundle: &Path, cache: &Path) {
-        if *self != Self::Libcontainer {
-            return;
-        }
         // Only this start's filter may be found there.
         let _ = std::fs::remove_file(bundle.join(bpf::IN_BUNDLE));
-        if let Some(linux) = spec.linux_mut()
-            && let Some(filter) = linux.seccomp().as_ref().filter(|f| bpf::loadable(f))
-        {
-            match bpf::cached(cache, filter).and_then(|p| p.write(&bundle.join(bpf::IN_BUNDLE))) {
-                Ok(()) => {
-                    linux.set_seccomp(None);
+        let compiled = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .filter(|f| bpf::loadable(f))
+            .map(|filter| bpf::cached(cache, filter));
+        let program = match compiled {
+            Some(Ok(p)) => Some(p),
+            // The runtime compiles it itself, as it would anyway.
+            Some(Err(e)) => {
+                tracing::debug!("compiling the seccomp filter: {e}");
+                None
+            }
+            None => None,
+        };
+        match self {
+            Self::Libcontainer => {
+                let written = program.map(|p| p.write(&bundle.join(bpf::IN_BUNDLE)));
+                match written {
+                    Some(Ok(())) => {
+                        if let Some(linux) = spec.linux_mut() {
+                            linux.set_seccomp(None);
+                        }
+                    }
+                    Some(Err(e)) => tracing::debug!("writing the seccomp program: {e}"),
+                    None => {}
                 }
-                // libcontainer compiles it itself, as it would anyway.
-                Err(e) => tracing::debug!("compiling the seccomp filter: {e}"),
+                libcontainer::swap_masked_eq_operands(spec);
+            }
+            Self::External { .. } => {
+                if let Some(p) = program {
+                    use base64::Engine;
+                    let mut annotations = spec.annotations().clone().unwrap_or_default();
+                    annotations.insert(
+                        bpf::CRUN_ANNOTATION.into(),
+                        base64::engine::general_purpose::STANDARD.encode(p.as_bytes()),
+                    );
+                    spec.set_annotations(Some(annotations));
+                }
             }
         }
-        libcontainer::swap_masked_eq_operands(spec);
     }
 
     pub fn backend(&self) -> Box<dyn Backend> {

@@ -64,19 +64,16 @@ impl Backend for External {
             .map_err(|e| self.spawn_error(e))?;
         // Started means the runtime has recorded the container (an `exec` right after
         // `run -d` must find it): wait for its pid file, or for the runtime to give up.
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_secs(30) {
-            let written =
-                std::fs::read_to_string(paths.pid_file).is_ok_and(|p| !p.trim().is_empty());
-            if written || !crate::proc::process_alive(child.id()) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_for_pid_file(&child, paths.pid_file, std::time::Duration::from_secs(30));
         Ok(Pid::from_raw(child.id() as i32))
     }
 
+    /// `run` removes the container's state when the container ends (crun and runc keep it
+    /// only with `--keep`); a runtime that left its state (it was killed) has it deleted.
     fn delete(&mut self, id: &str, paths: &Paths) {
+        if !paths.state.join(id).exists() {
+            return;
+        }
         let _ = self
             .command(paths.state)
             .args(["delete", "--force", id])
@@ -110,5 +107,54 @@ impl Backend for External {
         cmd.arg(id).args(&request.args);
         let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         Ok(wait_for(Pid::from_raw(child.id() as i32)))
+    }
+}
+
+/// Waits until `runtime` has written the container's pid file, or has ended, at most
+/// `timeout`: woken by the file's writing (inotify) or the runtime's end (its pidfd), never
+/// by a poll interval.
+fn wait_for_pid_file(
+    runtime: &std::process::Child,
+    pid_file: &std::path::Path,
+    timeout: std::time::Duration,
+) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::fs::inotify;
+    let written = || std::fs::read_to_string(pid_file).is_ok_and(|p| !p.trim().is_empty());
+    let dir = pid_file.parent().unwrap_or(std::path::Path::new("."));
+    let changes = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        .and_then(|fd| {
+            let watched = inotify::WatchFlags::CLOSE_WRITE | inotify::WatchFlags::MOVED_TO;
+            inotify::add_watch(&fd, dir, watched).map(|_| fd)
+        });
+    let ended = rustix::process::Pid::from_child(runtime);
+    let ended = rustix::process::pidfd_open(ended, rustix::process::PidfdFlags::empty());
+    let (Ok(changes), Ok(ended)) = (changes, ended) else {
+        // Only kernels older than skiff needs (pidfds came with 5.3): the caller waits for
+        // the runtime's end instead.
+        return;
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    while !written() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(left) = Timespec::try_from(left) else {
+            return;
+        };
+        if left == Timespec::default() {
+            return;
+        }
+        let mut fds = [
+            PollFd::new(&changes, PollFlags::IN),
+            PollFd::new(&ended, PollFlags::IN),
+        ];
+        match poll(&mut fds, Some(&left)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+            Ok(_) if !fds[1].revents().is_empty() => return,
+            Ok(_) => {}
+        }
+        // The events only wake us: the file is read again.
+        let mut events = [0u8; 1024];
+        while rustix::io::read(&changes, &mut events).is_ok_and(|n| n > 0) {}
     }
 }

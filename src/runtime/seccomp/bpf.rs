@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 /// The name of the compiled program in a container's bundle, beside `config.json`.
 pub const IN_BUNDLE: &str = "seccomp.bpf";
 
+/// crun's annotation for a compiled program (base64): it loads that instead of compiling
+/// the spec's filter.
+pub const CRUN_ANNOTATION: &str = "run.oci.seccomp_bpf_data";
+
 /// One instruction's size in the kernel's `struct sock_filter`.
 const INSTRUCTION: usize = 8;
 

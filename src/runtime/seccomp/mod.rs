@@ -58,7 +58,7 @@ pub enum SeccompError {
 }
 
 /// Which filter a container gets (`--security-opt seccomp=...`, the runner's `security_opt`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SeccompPolicy {
     /// containers-common's profile where the system has it, else the built-in copy of it.
@@ -101,18 +101,49 @@ impl SeccompPolicy {
         Ok(policy)
     }
 
-    /// The profile this policy names, read and checked (`None`: unconfined).
+    /// The profile this policy names, read and checked (`None`: unconfined). A process
+    /// checks each policy once: creating a container checks what `run` checked before
+    /// pulling, and a job creates several containers with the same policy.
     pub fn load(&self) -> Result<Option<Profile>, SeccompError> {
+        type Checked = std::collections::HashMap<SeccompPolicy, Option<Profile>>;
+        static CHECKED: std::sync::Mutex<Option<Checked>> = std::sync::Mutex::new(None);
+        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        let checked = checked.get_or_insert_with(Default::default);
+        if let Some(profile) = checked.get(self) {
+            return Ok(profile.clone());
+        }
+        let profile = self.read(Profile::parse)?;
+        checked.insert(self.clone(), profile.clone());
+        Ok(profile)
+    }
+
+    /// The profile, read but not checked: for the shim, which converts it for its container
+    /// right away (a profile changed since it was checked fails there, named).
+    pub fn load_unchecked(&self) -> Result<Option<Profile>, SeccompError> {
+        self.read(Profile::parse_unchecked)
+    }
+
+    fn read(
+        &self,
+        parse: fn(&[u8], &str) -> Result<Profile, SeccompError>,
+    ) -> Result<Option<Profile>, SeccompError> {
+        let file = |path: &Path| {
+            let bytes = std::fs::read(path).map_err(|source| SeccompError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            parse(&bytes, &path.display().to_string())
+        };
         match self {
             SeccompPolicy::Unconfined => Ok(None),
             SeccompPolicy::Default => {
                 match SYSTEM_PROFILES.iter().map(Path::new).find(|p| p.exists()) {
-                    Some(path) => Profile::read(path).map(Some),
+                    Some(path) => file(path).map(Some),
                     None => Ok(Some(builtin::profile())),
                 }
             }
-            SeccompPolicy::File(path) => Profile::read(path).map(Some),
-            SeccompPolicy::Inline(json) => Profile::parse(json.as_bytes(), "(inline)").map(Some),
+            SeccompPolicy::File(path) => file(path).map(Some),
+            SeccompPolicy::Inline(json) => parse(json.as_bytes(), "(inline)").map(Some),
         }
     }
 }
@@ -252,14 +283,17 @@ impl Profile {
         Profile::parse(&bytes, &path.display().to_string())
     }
 
+    fn parse_unchecked(bytes: &[u8], source_name: &str) -> Result<Profile, SeccompError> {
+        serde_json::from_slice(bytes).map_err(|source| SeccompError::Json {
+            source_name: source_name.to_string(),
+            source,
+        })
+    }
+
     /// Parses and checks a profile: it must convert for a container with every capability,
     /// so that a broken rule is named now, not when some container starts.
     pub fn parse(bytes: &[u8], source_name: &str) -> Result<Profile, SeccompError> {
-        let profile: Profile =
-            serde_json::from_slice(bytes).map_err(|source| SeccompError::Json {
-                source_name: source_name.to_string(),
-                source,
-            })?;
+        let profile = Profile::parse_unchecked(bytes, source_name)?;
         let all: HashSet<Capability> = super::caps::ALL_CAPS.iter().copied().collect();
         profile.to_spec(&all, &Host::this(), source_name)?;
         Ok(profile)

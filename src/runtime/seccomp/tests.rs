@@ -197,6 +197,32 @@ fn bad_profiles_are_named() {
     assert!(Profile::parse(good.as_bytes(), "good.json").is_ok());
 }
 
+/// A process checks a policy once; the shim reads it without the check, and a profile broken
+/// since then fails when the shim converts it, named.
+#[test]
+fn a_policy_is_checked_once_and_converted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.json");
+    let good = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ERRNO"}]}"#;
+    std::fs::write(&path, good).unwrap();
+    let policy = SeccompPolicy::File(path.clone());
+    let checked = policy.load().unwrap();
+    assert!(checked.is_some());
+    // Changed on disk: this process keeps what it checked.
+    let broken = r#"{"defaultAction":"SCMP_ACT_NOPE"}"#;
+    std::fs::write(&path, broken).unwrap();
+    assert_eq!(policy.load().unwrap(), checked);
+    // The start reads it again: it parses, and its conversion names the file.
+    let read = policy.load_unchecked().unwrap().unwrap();
+    let err = read
+        .to_spec(&podman_caps(), &amd64(), &path.display().to_string())
+        .unwrap_err();
+    assert!(crate::error_chain(&err).contains("own.json"), "{err}");
+    // Another policy is checked on its own.
+    let other = SeccompPolicy::Inline(broken.into());
+    assert!(other.load().is_err());
+}
+
 #[test]
 fn security_options() {
     let opts = |o: &[&str]| {
