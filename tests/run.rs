@@ -101,6 +101,14 @@ fn check(skiff: &dyn Fn(&[&str]) -> Output, name: &str, store: &std::path::Path)
         text(&o)
     );
 
+    // The root of an --rm container is volatile (no sync reaches its upper layer, not even
+    // at unmount); a container that stays keeps the upper filesystem's syncs.
+    let root_options = "grep ' / / ' /proc/self/mountinfo | grep -o 'volatile' || echo synced";
+    assert_eq!(text(&sh(root_options)), "volatile");
+    let o = r(&["run", "--name", "kept", name, "sh", "-c", root_options]);
+    assert_eq!(text(&o), "synced", "{}", String::from_utf8_lossy(&o.stderr));
+    r(&["rm", "kept"]);
+
     // Writes go to the upper dir; a second container does not see them; the layers never change.
     let o = r(&[
         "run",

@@ -117,10 +117,22 @@ pub fn detach_idmapped(under: &Path) {
     }
 }
 
+/// How an overlay's upper layer is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upper {
+    /// Synced as the upper filesystem syncs.
+    Kept,
+    /// For a container removed when it exits (`--rm`): no sync reaches the upper filesystem,
+    /// not even at unmount, as podman mounts such containers (overlay's `volatile`, where the
+    /// kernel has it); after a crash the upper layer is only good for removing.
+    Volatile,
+}
+
 /// Mounts `lowers` (top first) with `dirs`; `forced` picks a driver (SKIFF_OVERLAY).
 pub fn mount_overlay(
     lowers: &[PathBuf],
     dirs: &OverlayDirs,
+    upper: Upper,
     forced: Option<&str>,
 ) -> Result<Driver, RootfsError> {
     let merged = dirs.merged.clone();
@@ -130,13 +142,18 @@ pub fn mount_overlay(
     };
     let mut errors = Vec::new();
     if forced.is_none_or(|f| f == "native") {
-        match mount_new_api(lowers, dirs) {
+        match mount_new_api(lowers, dirs, upper) {
             Ok(()) => return Ok(Driver::Native),
             Err(e) => errors.push(format!("fsconfig: {e}")),
         }
     }
     if forced.is_none_or(|f| f == "native" || f == "legacy") {
-        match mount_legacy(lowers, dirs) {
+        // Kernels before 5.10 refuse `volatile`: then without it.
+        let legacy = mount_legacy(lowers, dirs, upper).or_else(|e| match upper {
+            Upper::Volatile => mount_legacy(lowers, dirs, Upper::Kept),
+            Upper::Kept => Err(e),
+        });
+        match legacy {
             Ok(()) => return Ok(Driver::NativeLegacy),
             Err(e) => errors.push(format!("mount(2): {e}")),
         }
@@ -150,7 +167,7 @@ pub fn mount_overlay(
     Err(fail(errors.join("; ")))
 }
 
-fn mount_new_api(lowers: &[PathBuf], dirs: &OverlayDirs) -> rustix::io::Result<()> {
+fn mount_new_api(lowers: &[PathBuf], dirs: &OverlayDirs, upper: Upper) -> rustix::io::Result<()> {
     use rustix::mount::*;
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     for l in lowers {
@@ -159,6 +176,10 @@ fn mount_new_api(lowers: &[PathBuf], dirs: &OverlayDirs) -> rustix::io::Result<(
     fsconfig_set_string(&fs, "upperdir", dirs.upper.as_path())?;
     fsconfig_set_string(&fs, "workdir", dirs.work.as_path())?;
     fsconfig_set_flag(&fs, "userxattr")?;
+    // Kernels before 5.10 refuse the flag: the mount goes on without it.
+    if upper == Upper::Volatile {
+        let _ = fsconfig_set_flag(&fs, "volatile");
+    }
     fsconfig_create(&fs)?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     move_mount(
@@ -180,8 +201,11 @@ fn option_string(lowers: &[PathBuf], dirs: &OverlayDirs) -> String {
     )
 }
 
-fn mount_legacy(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<(), String> {
-    let data = option_string(lowers, dirs);
+fn mount_legacy(lowers: &[PathBuf], dirs: &OverlayDirs, upper: Upper) -> Result<(), String> {
+    let mut data = option_string(lowers, dirs);
+    if upper == Upper::Volatile {
+        data.push_str(",volatile");
+    }
     if data.len() >= 4096 {
         return Err(format!("{} bytes of options exceed one page", data.len()));
     }
@@ -247,7 +271,7 @@ pub fn mount_image(
         unpack::flatten(store, &layers, &dirs.merged, &opts)?;
         tracing::info!("mounted {} by copying its layers", entry.name);
     } else {
-        let driver = mount_overlay(&lowers, &dirs, forced)?;
+        let driver = mount_overlay(&lowers, &dirs, Upper::Kept, forced)?;
         tracing::info!("mounted {} with {driver:?}", entry.name);
     }
     Ok(dirs.merged)

@@ -150,9 +150,14 @@ pub fn shim_main(dir: &Path) -> i32 {
             Err(e) => return fail("mapping the container's ids", &e),
         }
     }
+    let upper = match plan.remove {
+        true => rootfs::Upper::Volatile,
+        false => rootfs::Upper::Kept,
+    };
     if let Err(e) = rootfs::mount_overlay(
         &lowers,
         &dirs,
+        upper,
         std::env::var("SKIFF_OVERLAY").ok().as_deref(),
     ) {
         return fail("mounting the root filesystem", &e);
