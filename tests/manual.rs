@@ -281,3 +281,32 @@ fn completion_help_says_where_the_scripts_go() {
     let out = skiff(&["completion", "powershell"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Output to a reader that is gone (`| head -1` after its line) ends the command quietly, in
+/// text and in JSON: no panic, no error of skiff's own.
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_str().unwrap();
+    for format in ["text", "json"] {
+        for command in [
+            &["images"][..],
+            &["ps", "-a"],
+            &["info"],
+            &["completion", "bash"],
+        ] {
+            // A pipe whose reader is closed before skiff writes: every write fails with EPIPE.
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let o = Command::new(env!("CARGO_BIN_EXE_skiff"))
+                .args(["--root", root, "--format", format])
+                .args(command)
+                .stdout(writer)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{format} {command:?}: {said}");
+            assert!(!said.contains("panicked"), "{format} {command:?}: {said}");
+        }
+    }
+}

@@ -109,7 +109,7 @@ pub fn import_cmd(ctx: &Context, a: ImportArgs) -> Result<()> {
             if !a.quiet && report.name.is_some() {
                 eprintln!("{report}");
             }
-            println!("sha256:{}", report.id.hex());
+            outln!("sha256:{}", report.id.hex());
             Ok(())
         }
     }
@@ -138,7 +138,7 @@ fn resolve(ctx: &Context, a: HelperArgs) -> Result<()> {
     let resolution = resolve_source(&ctx.root, &req)?;
     match ctx.format {
         Format::Json => print_json(&resolution)?,
-        _ => println!("{resolution}"),
+        _ => outln!("{resolution}"),
     }
     Ok(())
 }
@@ -168,10 +168,10 @@ pub fn load_cmd(ctx: &Context, a: LoadArgs) -> Result<()> {
     }
     for img in &report.images {
         if img.names.is_empty() {
-            println!("Loaded image ID: sha256:{}", img.id.hex());
+            outln!("Loaded image ID: sha256:{}", img.id.hex());
         }
         for n in &img.names {
-            println!("Loaded image: {n}");
+            outln!("Loaded image: {n}");
         }
     }
     Ok(())

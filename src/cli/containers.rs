@@ -51,9 +51,11 @@ pub fn ps(ctx: &Context, a: PsArgs) -> Result<()> {
         let rows: Vec<_> = rows.iter().map(|(id, s)| serde_json::json!({"id": id, "image": s.image, "command": s.command.join(" "), "status": s.status.as_str(), "exit_code": s.exit_code})).collect();
         return print_json(&rows);
     }
-    println!(
+    outln!(
         "{:<20} {:<45} {:<25} STATUS",
-        "CONTAINER ID", "IMAGE", "COMMAND"
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND"
     );
     for (id, s) in rows {
         let status = match s.exit_code {
@@ -61,7 +63,7 @@ pub fn ps(ctx: &Context, a: PsArgs) -> Result<()> {
             None => s.status.as_str().to_string(),
         };
         let cmd: String = s.command.join(" ").chars().take(24).collect();
-        println!("{id:<20} {:<45} {cmd:<25} {status}", s.image);
+        outln!("{id:<20} {:<45} {cmd:<25} {status}", s.image);
     }
     Ok(())
 }
@@ -81,7 +83,7 @@ pub fn kill(ctx: &Context, a: KillArgs) -> Result<()> {
 pub fn stop(ctx: &Context, a: StopArgs) -> Result<()> {
     for name in &a.containers {
         if container::find(&ctx.root, name)?.stop(Duration::from_secs(a.time))? {
-            println!("{name}");
+            outln!("{name}");
         }
     }
     Ok(())
@@ -90,7 +92,7 @@ pub fn stop(ctx: &Context, a: StopArgs) -> Result<()> {
 pub fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
     for name in &a.containers {
         container::find(&ctx.root, name)?.remove(a.force)?;
-        println!("{name}");
+        outln!("{name}");
     }
     Ok(())
 }

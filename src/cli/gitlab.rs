@@ -156,15 +156,15 @@ fn check_config(ctx: &Context, file: Option<&Path>) -> Result<()> {
         return super::print_json(&config);
     }
     if config.source.is_none() {
-        println!("{}: no such file; the defaults apply", shown.display());
+        outln!("{}: no such file; the defaults apply", shown.display());
         return Ok(());
     }
-    println!("{}: valid", shown.display());
+    outln!("{}: valid", shown.display());
     for (key, value) in config.settings() {
-        println!("  {key} = {value}");
+        outln!("  {key} = {value}");
     }
     for ignored in &config.ignored {
-        println!("  {} ignored: {}", ignored.key, ignored.reason);
+        outln!("  {} ignored: {}", ignored.key, ignored.reason);
     }
     Ok(())
 }

@@ -45,18 +45,22 @@ pub fn list(ctx: &Context, a: ImagesArgs) -> Result<()> {
         for r in &rows {
             let id = r.short_id();
             if seen.insert(id) {
-                println!("{id}");
+                outln!("{id}");
             }
         }
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<50} {:<20} {:<14} {:<22} {:>10}",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+        "REPOSITORY",
+        "TAG",
+        "IMAGE ID",
+        "CREATED",
+        "SIZE"
     );
     for r in rows {
         let created: String = r.created.chars().take(19).collect();
-        println!(
+        outln!(
             "{:<50} {:<20} {:<14} {:<22} {:>10}",
             r.repository,
             r.tag,
@@ -87,7 +91,7 @@ pub fn tag(ctx: &Context, a: TagArgs) -> Result<()> {
 pub async fn rmi(ctx: &Context, a: RmiArgs) -> Result<()> {
     let store = ctx.store()?;
     for n in prune::remove_names(&store, &a.images, a.force)? {
-        println!("Untagged: {n}");
+        outln!("Untagged: {n}");
     }
     let report = prune::collect(&store).await?;
     if report.removed_blobs + report.removed_layers > 0 {
@@ -105,7 +109,7 @@ pub async fn prune(ctx: &Context) -> Result<()> {
         Format::Json => print_json(&report),
         // Archive formats are refused for every command but save, before it runs.
         _ => {
-            println!("{report}");
+            outln!("{report}");
             Ok(())
         }
     }
@@ -116,7 +120,7 @@ pub fn fsck(ctx: &Context) -> Result<()> {
     if ctx.format == Format::Json {
         print_json(&report)?;
     } else {
-        println!("{report}");
+        outln!("{report}");
     }
     if !report.problems.is_empty() {
         bail!(

@@ -15,7 +15,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         if k == "hints" {
             continue;
         }
-        println!(
+        outln!(
             "{k:>22}: {}",
             match v {
                 serde_json::Value::String(s) => s.clone(),
@@ -24,7 +24,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         );
     }
     for h in &report.hints {
-        println!("hint: {h}");
+        outln!("hint: {h}");
     }
     Ok(())
 }

@@ -1,5 +1,13 @@
 //! Command line: clap definitions, settings resolution, one file per command group.
 
+/// `println!` for a command's output: a reader that went away (`| head -1`) ends the output
+/// quietly instead of with a panic (the command itself goes on to its end).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod archive;
 mod bundle;
 mod containers;
@@ -137,9 +145,20 @@ pub fn print_text(text: &str) -> Result<()> {
     }
 }
 
+/// One line on stdout, as `println!`, except that a closed reader is not an error.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            panic!("failed printing to stdout: {e}")
+        }
+        _ => {}
+    }
+}
+
+/// `v` as JSON on stdout; like `print_text`, a reader that went away ends it quietly.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    print_text(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
 /// skiff's exit status for a failed command: a container's own status (`run`, `exec`)

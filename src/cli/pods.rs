@@ -80,14 +80,14 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<()> {
             userns: a.userns.parse()?,
         },
     )?;
-    println!("{name}");
+    outln!("{name}");
     Ok(())
 }
 
 fn rm(ctx: &Context, a: RmArgs) -> Result<()> {
     for name in &a.pods {
         pod::remove(&ctx.root, name, a.force)?;
-        println!("{name}");
+        outln!("{name}");
     }
     Ok(())
 }
@@ -99,12 +99,14 @@ fn ls(ctx: &Context) -> Result<()> {
         let rows: Vec<_> = pods.iter().map(|p| serde_json::json!({"name": p.name, "status": status(p), "network": p.network, "containers": p.containers})).collect();
         return print_json(&rows);
     }
-    println!(
+    outln!(
         "{:<24} {:<10} {:<12} CONTAINERS",
-        "POD", "STATUS", "NETWORK"
+        "POD",
+        "STATUS",
+        "NETWORK"
     );
     for p in &pods {
-        println!(
+        outln!(
             "{:<24} {:<10} {:<12} {}",
             p.name,
             status(p),
@@ -118,10 +120,10 @@ fn ls(ctx: &Context) -> Result<()> {
 pub fn cleanup(ctx: &Context) -> Result<()> {
     let report = skiff::job::recovery::system_cleanup(&ctx.root)?;
     for line in &report {
-        println!("{line}");
+        outln!("{line}");
     }
     if report.is_empty() {
-        println!("nothing to clean up");
+        outln!("nothing to clean up");
     }
     Ok(())
 }

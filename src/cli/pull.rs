@@ -56,7 +56,7 @@ pub async fn run(ctx: &Context, a: PullArgs) -> Result<()> {
             if !a.quiet && !report.pulled {
                 eprintln!("Using {} from the store (policy {})", report.name, a.policy);
             }
-            println!("{}", report.id.hex());
+            outln!("{}", report.id.hex());
         }
     }
     Ok(())

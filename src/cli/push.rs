@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, a: PushArgs) -> Result<()> {
         .with_context(|| format!("pushing {} to {dest}", a.image))?;
     match ctx.format {
         Format::Json => print_json(&report)?,
-        _ => println!("{}", report.manifest_digest),
+        _ => outln!("{}", report.manifest_digest),
     }
     Ok(())
 }

@@ -53,7 +53,7 @@ pub fn mount(ctx: &Context, a: MountArgs) -> Result<()> {
     let entry = store.lookup_one(&a.image)?;
     let forced = std::env::var("SKIFF_OVERLAY").ok();
     let merged = rootfs::mount_image(&store, &entry, &session, forced.as_deref())?;
-    println!("{}", merged.display());
+    outln!("{}", merged.display());
     Ok(())
 }
 

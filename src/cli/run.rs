@@ -170,7 +170,7 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         // The shim reports "started", so that `run -d` returns once the container runs (an
         // `exec` right after it finds it) or fails with the shim's error.
         c.start_detached()?;
-        println!("{}", c.id());
+        outln!("{}", c.id());
         return Ok(());
     }
     match c.run_attached(a.interactive).await? {
