@@ -127,13 +127,7 @@ impl SeccompPolicy {
         &self,
         parse: fn(&[u8], &str) -> Result<Profile, SeccompError>,
     ) -> Result<Option<Profile>, SeccompError> {
-        let file = |path: &Path| {
-            let bytes = std::fs::read(path).map_err(|source| SeccompError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            parse(&bytes, &path.display().to_string())
-        };
+        let file = |path: &Path| Profile::read_with(path, parse);
         match self {
             SeccompPolicy::Unconfined => Ok(None),
             SeccompPolicy::Default => {
@@ -276,11 +270,18 @@ fn parse_kernel(release: &str) -> Option<(u32, u32)> {
 
 impl Profile {
     pub fn read(path: &Path) -> Result<Profile, SeccompError> {
+        Profile::read_with(path, Profile::parse)
+    }
+
+    fn read_with(
+        path: &Path,
+        parse: fn(&[u8], &str) -> Result<Profile, SeccompError>,
+    ) -> Result<Profile, SeccompError> {
         let bytes = std::fs::read(path).map_err(|source| SeccompError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Profile::parse(&bytes, &path.display().to_string())
+        parse(&bytes, &path.display().to_string())
     }
 
     fn parse_unchecked(bytes: &[u8], source_name: &str) -> Result<Profile, SeccompError> {
