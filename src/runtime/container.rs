@@ -205,14 +205,61 @@ pub fn container_pid(dir: &Path) -> Option<nix::unistd::Pid> {
 }
 /// `/<our cgroup>/skiff-<id>`, the cgroup a root container gets.
 pub fn cgroup_path(id: &str) -> std::path::PathBuf {
-    let own = std::fs::read_to_string("/proc/self/cgroup")
+    own_cgroup().join(format!("skiff-{id}"))
+}
+
+/// This process's cgroup on the v2 hierarchy, `/` where it has none.
+fn own_cgroup() -> PathBuf {
+    std::fs::read_to_string("/proc/self/cgroup")
         .ok()
         .and_then(|t| {
             t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().into()))
         })
-        .unwrap_or_else(|| "/".into());
-    Path::new(&own).join(format!("skiff-{id}"))
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Starts, as root and in a thread of its own, the wait that the runtime's move of the
+/// container's init into its cgroup would otherwise make on the path to the container's
+/// start: the kernel takes its lock of every cgroup migration (`cgroup_threadgroup_rwsem`)
+/// for writing only after an RCU grace period, 8–15 ms on an idle machine, unless another
+/// writer passed it a moment ago. The move made here, of this process into the cgroup it is
+/// already in, changes nothing; it lets that grace period run while the image is read and
+/// the shim prepares the container. One such thread at a time (`None` when another runs, or
+/// not as root). Where the move cannot be made (a read-only cgroup filesystem), the runtime
+/// waits as before. Hosts that mount cgroup2 with `favordynmods` have no such wait.
+pub fn begin_cgroup_grace_period() -> Option<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MOVING: AtomicBool = AtomicBool::new(false);
+    if !rustix::process::geteuid().is_root() || MOVING.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let hierarchy = match unified.join("cgroup.controllers").exists() {
+        true => unified,
+        false => Path::new("/sys/fs/cgroup"),
+    };
+    let procs = hierarchy
+        .join(own_cgroup().strip_prefix("/").unwrap_or(Path::new("")))
+        .join("cgroup.procs");
+    let moving = std::thread::Builder::new()
+        .name("cgroup-join".into())
+        .spawn(move || {
+            let _ = move_into(&procs);
+            MOVING.store(false, Ordering::Release);
+        });
+    if moving.is_err() {
+        MOVING.store(false, Ordering::Release);
+    }
+    moving.ok()
+}
+
+/// Writes this process into `procs` (a `cgroup.procs`), never creating the file: on a host
+/// with cgroup v1 only, the path is on a tmpfs.
+fn move_into(procs: &Path) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).open(procs)?;
+    // "0": the writer's own process.
+    std::io::Write::write_all(&mut file, b"0")
 }
 
 /// Kills every process still running as `skiff __shim DIR`, and returns once they are
@@ -304,7 +351,13 @@ fn pod_dir(root: &Path, name: &str) -> PathBuf {
 
 /// What `create` refuses, checked without the image: the pod runs, the volumes' sources
 /// exist, the seccomp profile reads and converts. (`skiff run` asks before pulling.)
+/// As root, also starts the kernel's wait before the container's cgroup can be joined (see
+/// [`begin_cgroup_grace_period`]).
 pub fn check(root: &Path, opts: &CreateOptions) -> Result<(), ContainerError> {
+    if opts.runtime.makes_cgroup(!opts.limits.is_empty()) {
+        // Detached: it ends by itself.
+        let _ = begin_cgroup_grace_period();
+    }
     if let Some(name) = opts.name.as_ref().filter(|n| !super::is_valid_name(n)) {
         return Err(ContainerError::BadName(name.clone()));
     }
@@ -731,6 +784,25 @@ fn parse_signal(name: &str) -> Result<Signal, ContainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_early_cgroup_move_leaves_the_process_where_it_was() {
+        let before = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let moving = begin_cgroup_grace_period();
+        assert_eq!(moving.is_some(), rustix::process::geteuid().is_root());
+        if let Some(m) = moving {
+            m.join().unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+            before
+        );
+        // A v1-only host: /sys/fs/cgroup is a tmpfs, where nothing may be created.
+        let tmp = tempfile::tempdir().unwrap();
+        let procs = tmp.path().join("cgroup.procs");
+        assert!(move_into(&procs).is_err());
+        assert!(!procs.exists());
+    }
 
     #[test]
     fn signals_by_name_or_number() {

@@ -138,6 +138,15 @@ impl RuntimeChoice {
             .ok_or_else(|| BackendError::NotFound { name: name.into() })
     }
 
+    /// Whether a container this runtime starts as root gets a cgroup of its own: crun is told
+    /// to make none unless there are limits to enforce; libcontainer and runc always make one.
+    pub fn makes_cgroup(&self, limits: bool) -> bool {
+        match self {
+            Self::Libcontainer => true,
+            Self::External { path } => limits || path.file_name().is_none_or(|n| n != "crun"),
+        }
+    }
+
     /// The spec as this runtime must read it to apply what the OCI spec means. A filter
     /// that can be is compiled once (or found compiled in `cache`), so that no start
     /// compiles it again: libseccomp spends some 20 ms on the default profile. For the
@@ -194,7 +203,10 @@ impl RuntimeChoice {
     pub fn backend(&self) -> Box<dyn Backend> {
         match self {
             Self::Libcontainer => Box::new(Libcontainer { container: None }),
-            Self::External { path } => Box::new(External { path: path.clone() }),
+            Self::External { path } => Box::new(External {
+                path: path.clone(),
+                pid_file_watch: None,
+            }),
         }
     }
 }

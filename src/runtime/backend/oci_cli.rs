@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 pub(super) struct External {
     pub(super) path: PathBuf,
+    /// What watched for the pid file, kept until the shim is done: closing the last inotify
+    /// instance waits for an SRCU grace period (the kernel frees its marks then), some 5 ms
+    /// that must not come before the exit status.
+    pub(super) pid_file_watch: Option<OwnedFd>,
 }
 
 impl External {
@@ -64,7 +68,8 @@ impl Backend for External {
             .map_err(|e| self.spawn_error(e))?;
         // Started means the runtime has recorded the container (an `exec` right after
         // `run -d` must find it): wait for its pid file, or for the runtime to give up.
-        wait_for_pid_file(&child, paths.pid_file, std::time::Duration::from_secs(30));
+        self.pid_file_watch =
+            wait_for_pid_file(&child, paths.pid_file, std::time::Duration::from_secs(30));
         Ok(Pid::from_raw(child.id() as i32))
     }
 
@@ -112,12 +117,13 @@ impl Backend for External {
 
 /// Waits until `runtime` has written the container's pid file, or has ended, at most
 /// `timeout`: woken by the file's writing (inotify) or the runtime's end (its pidfd), never
-/// by a poll interval.
+/// by a poll interval. Returns the inotify instance, for the caller to close when a wait
+/// does not matter.
 fn wait_for_pid_file(
     runtime: &std::process::Child,
     pid_file: &std::path::Path,
     timeout: std::time::Duration,
-) {
+) -> Option<OwnedFd> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     use rustix::fs::inotify;
     let written = || std::fs::read_to_string(pid_file).is_ok_and(|p| !p.trim().is_empty());
@@ -132,16 +138,16 @@ fn wait_for_pid_file(
     let (Ok(changes), Ok(ended)) = (changes, ended) else {
         // Only kernels older than skiff needs (pidfds came with 5.3): the caller waits for
         // the runtime's end instead.
-        return;
+        return None;
     };
     let deadline = std::time::Instant::now() + timeout;
     while !written() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let Ok(left) = Timespec::try_from(left) else {
-            return;
+            break;
         };
         if left == Timespec::default() {
-            return;
+            break;
         }
         let mut fds = [
             PollFd::new(&changes, PollFlags::IN),
@@ -149,12 +155,53 @@ fn wait_for_pid_file(
         ];
         match poll(&mut fds, Some(&left)) {
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return,
-            Ok(_) if !fds[1].revents().is_empty() => return,
+            Err(_) => break,
+            Ok(_) if !fds[1].revents().is_empty() => break,
             Ok(_) => {}
         }
         // The events only wake us: the file is read again.
         let mut events = [0u8; 1024];
         while rustix::io::read(&changes, &mut events).is_ok_and(|n| n > 0) {}
+    }
+    Some(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The watch on the pid file outlives the start: closing it would wait for the kernel.
+    #[test]
+    fn a_started_runtime_s_pid_file_watch_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = tmp.path().join("runtime");
+        std::fs::write(
+            &runtime,
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo $$ > \"$2\"; shift; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (bundle, state) = (tmp.path().join("bundle"), tmp.path().join("runtime-state"));
+        let pid_file = tmp.path().join("container.pid");
+        let mut backend = External {
+            path: runtime,
+            pid_file_watch: None,
+        };
+        let paths = Paths {
+            bundle: &bundle,
+            state: &state,
+            pid_file: &pid_file,
+        };
+        let pid = backend.start("c", &paths, None).unwrap();
+        assert_eq!(wait_for(pid), 0);
+        assert!(
+            std::fs::read_to_string(&pid_file)
+                .unwrap()
+                .trim()
+                .parse::<i32>()
+                .is_ok()
+        );
+        assert!(backend.pid_file_watch.is_some());
     }
 }
