@@ -243,8 +243,14 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn block_on(command: impl std::future::Future<Output = Result<()>>) -> Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(command)
+        .build()?;
+    let done = runtime.block_on(command);
+    // The process ends next: a dropped runtime would first wait for its threads to stop
+    // (most of a millisecond after a container's status came back). Every command has
+    // awaited its blocking work by now; what an early error left running ends as under a
+    // kill, which the store is made to survive.
+    runtime.shutdown_background();
+    done
 }
