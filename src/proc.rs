@@ -79,8 +79,6 @@ pub enum HelperCmd {
     RemoveIn { pid: u32, paths: Vec<PathBuf> },
     /// `__net-helper PROGRAM ARGS...`: waits for the go on stdin, then becomes PROGRAM.
     NetHelper { program: PathBuf, args: Vec<String> },
-    /// `__map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: newuidmap/newgidmap for PID.
-    MapIds { pid: u32, ids: [u32; 6] },
     /// `__probe POD_DIR TIMEOUT_MS PORT...`: waits until a port in the pod accepts.
     Probe {
         pod_dir: PathBuf,
@@ -102,7 +100,6 @@ impl HelperCmd {
             Self::Remove { .. } => "__remove",
             Self::RemoveIn { .. } => "__remove-in",
             Self::NetHelper { .. } => "__net-helper",
-            Self::MapIds { .. } => "__map-ids",
             Self::Probe { .. } => "__probe",
             Self::Exec { .. } => "__exec",
         }
@@ -128,10 +125,6 @@ impl HelperCmd {
             } => {
                 args.push(program.into());
                 args.extend(rest.iter().map(OsString::from));
-            }
-            Self::MapIds { pid, ids } => {
-                args.push(pid.to_string().into());
-                args.extend(ids.iter().map(|i| OsString::from(i.to_string())));
             }
             Self::Probe {
                 pod_dir,
@@ -178,20 +171,6 @@ impl HelperCmd {
                 args: rest.to_vec(),
             },
             ("__net-helper", _) => return Err(usage2("__net-helper PROGRAM ARGS...")),
-            ("__map-ids", [pid, rest @ ..]) if rest.len() == 6 => {
-                let bad = || usage2("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT");
-                let mut ids = [0u32; 6];
-                for (slot, text) in ids.iter_mut().zip(rest) {
-                    *slot = text.parse().map_err(|_| bad())?;
-                }
-                Self::MapIds {
-                    pid: pid.parse().map_err(|_| bad())?,
-                    ids,
-                }
-            }
-            ("__map-ids", _) => {
-                return Err(usage2("__map-ids PID UID SUBUID COUNT GID SUBGID COUNT"));
-            }
             ("__probe", [dir, timeout, ports @ ..]) => {
                 let bad = ProcError::BadArgument {
                     helper: "__probe",
@@ -729,10 +708,6 @@ mod tests {
                 program: "/usr/bin/pasta".into(),
                 args: vec!["--quiet".into()],
             },
-            HelperCmd::MapIds {
-                pid: 7,
-                ids: [1000, 100000, 65536, 1000, 100000, 65536],
-            },
             HelperCmd::Probe {
                 pod_dir: "/s/pods/p".into(),
                 timeout_ms: 500,
@@ -756,7 +731,6 @@ mod tests {
         let bad: &[(&[&str], i32)] = &[
             (&["__shim"], 1),
             (&["__probe", "/p", "x", "80"], 2),
-            (&["__map-ids", "1"], 2),
             (&["__net-helper"], 2),
             (&["__nothing"], 1),
         ];

@@ -38,7 +38,7 @@ pub fn run_helper(cmd: crate::proc::HelperCmd, parent: Option<u32>) -> i32 {
     use crate::proc::HelperCmd;
     // A helper never outlives the skiff process that started it (not even a kill -9 of it).
     // A detached container's shim must outlive the `skiff run -d` that started it.
-    if !matches!(cmd, HelperCmd::MapIds { .. }) && !cmd.runs_detached() {
+    if !cmd.runs_detached() {
         let pid = |p: rustix::process::Pid| p.as_raw_nonzero().get() as u32;
         let before = rustix::process::getppid();
         let _ =
@@ -48,7 +48,6 @@ pub fn run_helper(cmd: crate::proc::HelperCmd, parent: Option<u32>) -> i32 {
         }
     }
     match cmd {
-        HelperCmd::MapIds { pid, ids } => userns::map_ids_main(pid, ids),
         HelperCmd::UnpackLayer { store, diff_id } => {
             store_helpers::unpack_layer_main(&store, diff_id.as_deref())
         }

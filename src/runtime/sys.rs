@@ -229,6 +229,65 @@ pub fn new_user_namespace(uid_map: &str, gid_map: &str) -> std::io::Result<Owned
     }
 }
 
+/// A forked child waiting to run its task (see [`fork_until_go`]).
+pub struct WaitingChild {
+    pid: nix::unistd::Pid,
+    go: OwnedFd,
+    report: OwnedFd,
+}
+
+/// Forks a child that waits until told to go, then runs `task` and ends, reporting the error
+/// it returns: for work that must be done from outside a namespace this process is about to
+/// enter (its id maps), without executing a helper. Told nothing (this process died first),
+/// the child ends. Must be called while the process is single-threaded.
+pub fn fork_until_go(task: impl FnOnce() -> Result<(), String>) -> std::io::Result<WaitingChild> {
+    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: the caller is single-threaded, so no lock (malloc's, stdio's) is held by a
+    // thread that does not exist in the child: it may allocate and start programs. It leaves
+    // with _exit, running no destructors of the parent's state.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            drop(go_w);
+            drop(report_r);
+            let mut byte = [0u8; 1];
+            let told = rustix::io::read(&go_r, &mut byte).is_ok_and(|n| n == 1);
+            let code = match told.then(task) {
+                Some(Ok(())) => 0,
+                Some(Err(why)) => {
+                    let _ = rustix::io::write(&report_w, why.as_bytes());
+                    1
+                }
+                None => 1,
+            };
+            // SAFETY: as above; the pipe's end closes with the process.
+            unsafe { nix::libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(WaitingChild {
+            pid: child,
+            go: go_w,
+            report: report_r,
+        }),
+    }
+}
+
+impl WaitingChild {
+    /// Tells the child to go and waits for its end: the error it reported, if any.
+    pub fn go(self) -> Result<(), String> {
+        let told = rustix::io::write(&self.go, b"g");
+        drop(self.go);
+        let mut report = String::new();
+        let _ = std::fs::File::from(self.report).read_to_string(&mut report);
+        let status = nix::sys::wait::waitpid(self.pid, None);
+        match (told, status) {
+            (_, Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => Ok(()),
+            _ if !report.is_empty() => Err(report),
+            (Err(e), _) => Err(format!("telling the child to go: {e}")),
+            (Ok(_), status) => Err(format!("the child ended: {status:?}")),
+        }
+    }
+}
+
 /// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
 struct MountAttr {

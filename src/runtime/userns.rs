@@ -2,11 +2,10 @@
 //! fallback, and nothing at all as root.
 //!
 //! `enter` must run while the process is single-threaded (before any tokio runtime): the
-//! kernel refuses `unshare(CLONE_NEWUSER)` otherwise. Ids are mapped by a helper spawned
+//! kernel refuses `unshare(CLONE_NEWUSER)` otherwise. Ids are mapped by a child forked
 //! *before* the unshare, so it stays in the original namespace where newuidmap's set-uid
-//! bit counts.
+//! bit counts (forked, not a helper executed: that cost a millisecond of a rootless start).
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -304,44 +303,25 @@ pub fn enter(m: &Mapping) -> Result<(), UsernsError> {
             subuid,
             subgid,
         } => {
-            let helper = crate::proc::HelperCmd::MapIds {
-                pid,
-                ids: [
-                    *uid,
-                    subuid.start,
-                    subuid.count,
-                    *gid,
-                    subgid.start,
-                    subgid.count,
-                ],
-            };
-            let mut helper = helper
-                .command()
-                .map_err(|e| UsernsError::Map {
+            let ids = [
+                *uid,
+                subuid.start,
+                subuid.count,
+                *gid,
+                subgid.start,
+                subgid.count,
+            ];
+            let mapper = super::sys::fork_until_go(move || map_ids(pid, ids)).map_err(|e| {
+                UsernsError::Map {
                     pid,
-                    reason: format!("starting the id-mapping helper: {e}"),
-                })?
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| UsernsError::Map {
-                    pid,
-                    reason: format!("starting the id-mapping helper: {e}"),
-                })?;
+                    reason: format!("starting the id-mapping child: {e}"),
+                }
+            })?;
             unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
                 .map_err(UsernsError::Unshare)?;
-            let _ = helper.stdin.take().expect("piped").write_all(b"go");
-            let out = helper.wait_with_output().map_err(|e| UsernsError::Map {
-                pid,
-                reason: e.to_string(),
-            })?;
-            if !out.status.success() {
-                return Err(UsernsError::Map {
-                    pid,
-                    reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
+            mapper
+                .go()
+                .map_err(|reason| UsernsError::Map { pid, reason })?;
         }
         Mapping::Single { uid, gid, why } => {
             tracing::warn!(
@@ -469,53 +449,84 @@ pub fn make_mounts_private() -> Result<(), UsernsError> {
     Ok(())
 }
 
-/// `skiff __map-ids PID UID SUBUID COUNT GID SUBGID COUNT`: waits for the go byte on stdin,
-/// then writes the maps with newuidmap/newgidmap, checking their exit status.
-pub fn map_ids_main(pid: u32, ids: [u32; 6]) -> i32 {
+/// Writes `pid`'s id maps (`ids`: uid, subuid start and count, gid, subgid start and count)
+/// with newuidmap and newgidmap, both at once, from the namespace `pid` left; as root,
+/// directly.
+fn map_ids(pid: u32, ids: [u32; 6]) -> Result<(), String> {
     let [uid, us, uc, gid, gs, gc] = ids.map(|i| i.to_string());
-    let pid = pid.to_string();
-    let mut go = [0u8; 2];
-    if std::io::stdin().read_exact(&mut go).is_err() {
-        return 1; // the parent went away before unsharing
-    }
     // Root writes the maps itself (newuidmap refuses to serve root).
     if nix::unistd::geteuid().is_root() {
         for (file, id, start, count) in [("uid_map", &uid, &us, &uc), ("gid_map", &gid, &gs, &gc)] {
             let path = format!("/proc/{pid}/{file}");
-            if let Err(e) = std::fs::write(&path, format!("0 {id} 1\n1 {start} {count}\n")) {
-                crate::proc::tell_parent(format_args!("writing {path}: {e}"));
-                return 1;
-            }
+            std::fs::write(&path, format!("0 {id} 1\n1 {start} {count}\n"))
+                .map_err(|e| format!("writing {path}: {e}"))?;
         }
-        return 0;
+        return Ok(());
     }
-    for (prog, id, start, count) in [("newuidmap", &uid, &us, &uc), ("newgidmap", &gid, &gs, &gc)] {
-        let path = crate::proc::which(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
-        match Command::new(&path)
-            .args([pid.as_str(), "0", id, "1", "1", start, count])
-            .output()
-        {
+    let pid = pid.to_string();
+    let started: Vec<_> = [("newuidmap", &uid, &us, &uc), ("newgidmap", &gid, &gs, &gc)]
+        .into_iter()
+        .map(|(prog, id, start, count)| {
+            let path = crate::proc::which(prog).unwrap_or_else(|| Path::new(prog).to_path_buf());
+            let args = [pid.as_str(), "0", id, "1", "1", start, count];
+            let child = Command::new(&path)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("{}: {e}", path.display()));
+            (prog, args.join(" "), child)
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (prog, args, child) in started {
+        match child.and_then(|c| c.wait_with_output().map_err(|e| format!("{prog}: {e}"))) {
             Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                crate::proc::tell_parent(format_args!(
-                    "{prog} {pid} 0 {id} 1 1 {start} {count}: {} {}",
-                    o.status,
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ));
-                return 1;
-            }
-            Err(e) => {
-                crate::proc::tell_parent(format_args!("{}: {e}", path.display()));
-                return 1;
-            }
+            Ok(o) => failed.push(format!(
+                "{prog} {args}: {} {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => failed.push(e),
         }
     }
-    0
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(failed.join("; ")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The child forked before the unshare reports what its task said, and the mapping
+    /// names both programs with their arguments when they fail (here: no such process).
+    #[test]
+    fn the_id_mapping_child_reports_its_failure() {
+        type Task = fn() -> Result<(), String>;
+        let cases: &[(Task, Result<(), &str>)] = &[
+            (|| Ok(()), Ok(())),
+            (|| Err("refused".into()), Err("refused")),
+        ];
+        for (task, want) in cases {
+            let child = crate::runtime::sys::fork_until_go(*task).unwrap();
+            assert_eq!(child.go(), want.map_err(String::from));
+        }
+        let gone = 0x3fff_fff0;
+        let why = map_ids(gone, [1000, 100000, 65536, 1000, 100000, 65536]).unwrap_err();
+        let parts = match nix::unistd::geteuid().is_root() {
+            true => vec![format!("writing /proc/{gone}/uid_map")],
+            false => vec![
+                format!("newuidmap {gone} 0 1000 1 1 100000 65536"),
+                format!("newgidmap {gone} 0 1000 1 1 100000 65536"),
+            ],
+        };
+        for part in parts {
+            assert!(why.contains(&part), "{why}");
+        }
+    }
 
     #[test]
     fn subid_table() {
