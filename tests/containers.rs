@@ -65,6 +65,9 @@ fn every_backend_runs_and_execs() {
                 "libcontainer-user",
                 "crun-user",
                 "runc-user",
+                "libcontainer-kept",
+                "crun-kept",
+                "runc-kept",
             ],
         );
         for runtime in ["libcontainer", "crun", "runc"] {
@@ -113,6 +116,38 @@ fn every_backend_runs_and_execs() {
                     .replace('\0', " "),
                 "sleep 60 "
             );
+            transient_files_are_off_disk(&who.store.join("containers").join(runtime), runtime);
+            // The runtime's mount points come from the init layer: the image's /etc as it
+            // is, nothing copied up for a container that writes nothing.
+            let kept = format!("{runtime}-kept");
+            let etc = who.ok(&[
+                "run",
+                "--runtime",
+                runtime,
+                "--name",
+                &kept,
+                image,
+                "ls",
+                "-ldn",
+                "/etc",
+            ]);
+            let fields: Vec<&str> = etc.split_whitespace().collect();
+            assert_eq!(
+                [fields[0], fields[2], fields[3]],
+                ["drwxr-xr-x", "0", "0"],
+                "{runtime}: busybox's /etc: {etc}"
+            );
+            let upper = who.store.join("containers").join(&kept).join("upper");
+            let copied: Vec<_> = std::fs::read_dir(&upper)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(
+                copied.is_empty(),
+                "{runtime}: {copied:?} in {}",
+                upper.display()
+            );
+            who.ok(&["rm", &kept]);
             // As docker and podman: exec runs as the container's own user by default.
             let as_user = format!("{runtime}-user");
             who.ok(&[
@@ -152,6 +187,40 @@ fn every_backend_runs_and_execs() {
             "{o:?}"
         );
     });
+}
+
+/// A running container's transient files (its bundle, the runtime's state, the hosts files,
+/// the root's mount point) are on a tmpfs in its shim's mount namespace: none is on the
+/// store's disk, where the host sees an empty `run` directory.
+fn transient_files_are_off_disk(dir: &Path, what: &str) {
+    let run = dir.join("run");
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 0, "{what}");
+    for name in [
+        "bundle",
+        "runtime",
+        "merged",
+        "hosts",
+        "hostname",
+        "resolv.conf",
+    ] {
+        assert!(!dir.join(name).exists(), "{what}: {name} on disk");
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let shim = state["shim_pid"].as_i64().unwrap();
+    let seen = Path::new(&format!("/proc/{shim}/root")).join(run.strip_prefix("/").unwrap());
+    let fs = nix::sys::statfs::statfs(&seen).unwrap();
+    assert_eq!(
+        fs.filesystem_type(),
+        nix::sys::statfs::TMPFS_MAGIC,
+        "{what}"
+    );
+    for file in ["bundle/config.json", "hostname", "resolv.conf"] {
+        assert!(
+            seen.join(file).is_file(),
+            "{what}: {file} in the shim's run/"
+        );
+    }
 }
 
 #[test]

@@ -110,12 +110,13 @@ impl ContainerDir {
     pub fn log(&self) -> PathBuf {
         self.path.join("log")
     }
+    /// The OCI bundle, seen from the shim's mount namespace (see [`transient`]).
     pub fn bundle(&self) -> PathBuf {
-        self.path.join("bundle")
+        transient(&self.path).join("bundle")
     }
-    /// The OCI runtime's `--root`.
+    /// The OCI runtime's `--root`, seen from the shim's mount namespace.
     pub fn runtime_state(&self) -> PathBuf {
-        self.path.join("runtime")
+        transient(&self.path).join("runtime")
     }
 
     pub fn read_state(&self) -> Option<State> {
@@ -125,6 +126,16 @@ impl ContainerDir {
     pub fn container_pid(&self) -> Option<nix::unistd::Pid> {
         container_pid(&self.path)
     }
+}
+
+/// Where a container's transient files live: its bundle, the OCI runtime's state, its
+/// hostname, hosts and resolv.conf, the mount point of its root and of idmapped layers. The
+/// shim mounts a tmpfs here in its own mount namespace, so none of them is written to the
+/// store's disk, and they end with the shim; from outside, the directory is empty (`exec`
+/// joins the shim's mount namespace first). What must outlive the shim (plan, state, pid
+/// file, log) and the overlay's upper and work directories stay on disk beside it.
+pub fn transient(dir: &Path) -> PathBuf {
+    dir.join("run")
 }
 
 /// Where a container is in its life, as `state.json` spells it.

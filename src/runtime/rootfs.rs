@@ -49,7 +49,8 @@ pub enum Driver {
     FuseOverlayfs,
 }
 
-/// Work directories of one overlay: `upper`, `work`, `merged` under `dir`.
+/// Work directories of one overlay: `upper` and `work` under `dir`, the mount point
+/// `merged` under `transient` (which may be on another filesystem).
 pub struct OverlayDirs {
     pub upper: PathBuf,
     pub work: PathBuf,
@@ -57,11 +58,11 @@ pub struct OverlayDirs {
 }
 
 impl OverlayDirs {
-    pub fn create(dir: &Path) -> Result<OverlayDirs, RootfsError> {
+    pub fn create(dir: &Path, transient: &Path) -> Result<OverlayDirs, RootfsError> {
         let d = OverlayDirs {
             upper: dir.join("upper"),
             work: dir.join("work"),
-            merged: dir.join("merged"),
+            merged: transient.join("merged"),
         };
         for p in [&d.upper, &d.work, &d.merged] {
             std::fs::create_dir_all(p).map_err(|e| RootfsError::Io {
@@ -72,6 +73,86 @@ impl OverlayDirs {
         }
         Ok(d)
     }
+}
+
+/// Mounts a tmpfs at `at` (made here) in this process's mount namespace, for a container's
+/// transient files. Each file the store's filesystem makes costs an inode allocation (on
+/// ext4 without a journal, a scan past every inode freed in the last minute) and a removal
+/// later; a start made some fifteen of them. Here they cost memory only, and go with the
+/// namespace.
+pub fn mount_transient(at: &Path) -> Result<(), RootfsError> {
+    std::fs::create_dir_all(at).map_err(|source| RootfsError::Io {
+        op: "mkdir",
+        path: at.to_path_buf(),
+        source,
+    })?;
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=16m"),
+    )
+    .map_err(|e| RootfsError::Io {
+        op: "mounting a tmpfs on",
+        path: at.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// The files every container's runtime binds over, in `etc`.
+pub const BIND_TARGETS: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
+/// Where the runtime mounts (or, for `etc`, binds into) in every container.
+const MOUNT_POINTS: [&str; 4] = ["etc", "dev", "proc", "sys"];
+
+/// Docker's init layer, under `at`, to be stacked on top of `lowers` (top first): the
+/// [`MOUNT_POINTS`] as directories with the mode and owner of the image's (`owner_base` added
+/// to its ids: the host ids of a container's own root; where the image has none, 0755 and
+/// the container's root), and the [`BIND_TARGETS`] empty in `etc`. Without them the runtime
+/// would make what the image lacks in the upper layer, copying `/etc` up first: new inodes
+/// on the store's disk at every start. Mounts cover all of it but `etc` itself. A name whose
+/// top-most entry in the image is not a directory is left out: a directory would hide it.
+pub fn init_layer(
+    at: &Path,
+    lowers: &[PathBuf],
+    owner_base: (u32, u32),
+) -> Result<PathBuf, RootfsError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| RootfsError::Io { op, path, source }
+    };
+    'names: for name in MOUNT_POINTS {
+        let mut image_dir = None;
+        for lower in lowers {
+            match std::fs::symlink_metadata(lower.join(name)) {
+                Ok(m) if m.is_dir() => {
+                    image_dir = Some(m);
+                    break;
+                }
+                Ok(_) => continue 'names,
+                Err(_) => continue,
+            }
+        }
+        let (mode, uid, gid) = image_dir
+            .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()))
+            .unwrap_or((0o755, 0, 0));
+        let dir = at.join(name);
+        std::fs::create_dir_all(&dir).map_err(io("mkdir", &dir))?;
+        if name == "etc" {
+            for target in BIND_TARGETS {
+                let file = dir.join(target);
+                std::fs::write(&file, b"").map_err(io("creating", &file))?;
+            }
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", &dir))?;
+        std::os::unix::fs::chown(&dir, Some(owner_base.0 + uid), Some(owner_base.1 + gid))
+            .map_err(io("chown", &dir))?;
+    }
+    Ok(at.to_path_buf())
 }
 
 /// Each of `sources` (directories or files) idmapped through `userns` and attached at
@@ -108,13 +189,6 @@ pub fn attach_idmapped(
         attached.push(target);
     }
     Ok(attached)
-}
-
-/// Detaches what `attach_idmapped` attached under `under`, so that it can be removed.
-pub fn detach_idmapped(under: &Path) {
-    for entry in std::fs::read_dir(under).into_iter().flatten().flatten() {
-        let _ = nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
 }
 
 /// How an overlay's upper layer is kept.
@@ -262,7 +336,8 @@ pub fn mount_image(
     }
     let id = &entry.manifest.digest.hex()[..12];
     let dir = layout::mounts_dir(store.root()).join(format!("{id}-{session}"));
-    let dirs = OverlayDirs::create(&dir)?;
+    // `skiff mount` prints the merged path: it stays beside its upper directory.
+    let dirs = OverlayDirs::create(&dir, &dir)?;
     if forced == Some("copy") {
         // Last resort without any overlay: the flattened layers, copied, keeping owners and
         // devices as far as this namespace's map allows.
@@ -312,6 +387,85 @@ pub fn unpack_image(store: &Store, image: &str, dir: &Path) -> Result<Unpacked, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_layer_takes_the_image_s_directories_or_steps_aside() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+        // What each lower (top first) has at `etc`; whether the bottom one has `dev`, `proc`
+        // (0555) and `sys`; the init layer's `etc` mode, or none.
+        enum Etc {
+            Missing,
+            Dir(u32),
+            Link,
+        }
+        let cases: &[(&str, &[Etc], bool, Option<u32>)] = &[
+            ("the image's", &[Etc::Dir(0o750)], true, Some(0o750)),
+            (
+                "the top-most",
+                &[Etc::Missing, Etc::Dir(0o711), Etc::Dir(0o700)],
+                true,
+                Some(0o711),
+            ),
+            (
+                "a link would be hidden",
+                &[Etc::Link, Etc::Dir(0o755)],
+                true,
+                None,
+            ),
+            ("an empty image", &[Etc::Missing], false, Some(0o755)),
+        ];
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let dir = |path: &Path, mode: u32| {
+            std::fs::create_dir(path).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        for (what, layers, system_dirs, want) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut lowers = Vec::new();
+            for (i, etc) in layers.iter().enumerate() {
+                let lower = tmp.path().join(format!("lower{i}"));
+                std::fs::create_dir(&lower).unwrap();
+                match etc {
+                    Etc::Missing => {}
+                    Etc::Dir(mode) => dir(&lower.join("etc"), *mode),
+                    Etc::Link => symlink("usr/etc", lower.join("etc")).unwrap(),
+                }
+                lowers.push(lower);
+            }
+            if *system_dirs {
+                let bottom = lowers.last().unwrap();
+                for (name, mode) in [("dev", 0o755), ("proc", 0o555), ("sys", 0o555)] {
+                    dir(&bottom.join(name), mode);
+                }
+            }
+            let at = tmp.path().join("init");
+            // The image's directories are ours on disk: no base added. What the image lacks
+            // is the container root's, the base alone: then ours.
+            let base = if *system_dirs { (0, 0) } else { me };
+            assert_eq!(init_layer(&at, &lowers, base).unwrap(), at, "{what}");
+            for (name, mode) in [("dev", 0o755), ("proc", 0o555), ("sys", 0o555)] {
+                let made = std::fs::metadata(at.join(name)).unwrap();
+                let mode = if *system_dirs { mode } else { 0o755 };
+                assert_eq!(made.mode() & 0o7777, mode, "{what}: {name}");
+                assert_eq!((made.uid(), made.gid()), me, "{what}: {name}");
+            }
+            match want {
+                None => assert!(!at.join("etc").exists(), "{what}"),
+                Some(mode) => {
+                    let etc = std::fs::metadata(at.join("etc")).unwrap();
+                    assert_eq!(etc.mode() & 0o7777, *mode, "{what}");
+                    assert_eq!((etc.uid(), etc.gid()), me, "{what}");
+                    for name in BIND_TARGETS {
+                        let file = std::fs::metadata(at.join("etc").join(name)).unwrap();
+                        assert!(file.is_file() && file.len() == 0, "{what}: {name}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_layer_not_unpacked_says_how_to_get_it() {

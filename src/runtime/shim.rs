@@ -135,7 +135,11 @@ pub fn shim_main(dir: &Path) -> i32 {
             return fail("binding cgroup2 over /sys/fs/cgroup", &e);
         }
     }
-    let dirs = match OverlayDirs::create(dir) {
+    let transient = super::container::transient(dir);
+    if let Err(e) = rootfs::mount_transient(&transient) {
+        return fail("mounting the container's transient files", &e);
+    }
+    let dirs = match OverlayDirs::create(dir, &transient) {
         Ok(d) => d,
         Err(e) => return fail("creating overlay directories", &e),
     };
@@ -149,6 +153,11 @@ pub fn shim_main(dir: &Path) -> i32 {
             Ok(l) => lowers = l,
             Err(e) => return fail("mapping the container's ids", &e),
         }
+    }
+    let owner_base = own_ids.map(|ids| (ids.uid, ids.gid)).unwrap_or((0, 0));
+    match rootfs::init_layer(&transient.join("init"), &plan.lowers, owner_base) {
+        Ok(init) => lowers.insert(0, init),
+        Err(e) => return fail("making the init layer", &e),
     }
     let upper = match plan.remove {
         true => rootfs::Upper::Volatile,
@@ -175,7 +184,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         ));
     }
     for (name, body) in files {
-        if let Err(e) = std::fs::write(dir.join(name), body) {
+        if let Err(e) = std::fs::write(transient.join(name), body) {
             return fail(name, &e);
         }
     }
@@ -183,8 +192,8 @@ pub fn shim_main(dir: &Path) -> i32 {
         && plan.pod.is_none()
     {
         // Its root may write them, as docker's may.
-        for name in ["hostname", "hosts", "resolv.conf"] {
-            let _ = std::os::unix::fs::chown(dir.join(name), Some(ids.uid), Some(ids.gid));
+        for name in rootfs::BIND_TARGETS {
+            let _ = std::os::unix::fs::chown(transient.join(name), Some(ids.uid), Some(ids.gid));
         }
     }
     let mut spec = match spec::build(&plan, &dirs.merged) {
@@ -222,7 +231,7 @@ pub fn shim_main(dir: &Path) -> i32 {
             let _ = std::os::unix::fs::chown(&made, Some(ids.uid), Some(ids.gid));
         }
     }
-    let bundle = dir.join("bundle");
+    let bundle = transient.join("bundle");
     if let Err(e) = std::fs::create_dir_all(&bundle) {
         return fail("writing config.json", &e);
     }
@@ -258,7 +267,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         Ok(fd) => fd,
         Err(e) => return fail("signalfd", &e),
     };
-    let state_dir = dir.join("runtime");
+    let state_dir = transient.join("runtime");
     let pid_file = dir.join("container.pid");
     let (pty_master, pty_slave) = if plan.tty {
         match super::tty::open() {
@@ -334,10 +343,11 @@ pub fn shim_main(dir: &Path) -> i32 {
         crate::proc::report_exit(pipe, code);
     }
     if let Some(dir) = leftover {
+        let transient = super::container::transient(&dir);
         if late_delete {
             let (bundle, state, pid_file) = (
-                dir.join("bundle"),
-                dir.join("runtime"),
+                transient.join("bundle"),
+                transient.join("runtime"),
                 dir.join("container.pid"),
             );
             backend.delete(
@@ -349,9 +359,8 @@ pub fn shim_main(dir: &Path) -> i32 {
                 },
             );
         }
-        let _ = nix::mount::umount2(&dir.join("merged"), nix::mount::MntFlags::MNT_DETACH);
-        rootfs::detach_idmapped(&dir.join(IDMAPPED_LAYERS));
-        rootfs::detach_idmapped(&dir.join(IDMAPPED_VOLUMES));
+        // The root, idmapped layers and volumes are mounted inside: all go at once.
+        let _ = nix::mount::umount2(&transient, nix::mount::MntFlags::MNT_DETACH);
         if let Err(e) = crate::unpack::remove_tree(&dir) {
             crate::proc::tell_parent(format_args!("skiff shim: removing {}: {e}", dir.display()));
         }
@@ -378,7 +387,7 @@ fn set_aside(dir: &Path) -> std::path::PathBuf {
     }
 }
 
-/// Where the shim attaches idmapped layers and volumes, in the container's directory.
+/// Where the shim attaches idmapped layers and volumes, among the transient files.
 const IDMAPPED_LAYERS: &str = "idmapped-layers";
 const IDMAPPED_VOLUMES: &str = "idmapped-volumes";
 
@@ -407,15 +416,17 @@ fn idmapped(
     for d in [&dirs.upper, &dirs.work] {
         std::os::unix::fs::chown(d, Some(ids.uid), Some(ids.gid)).map_err(io("chown", d))?;
     }
+    let transient = super::container::transient(&plan.dir);
     let lowers =
-        rootfs::attach_idmapped(&plan.lowers, &plan.dir.join(IDMAPPED_LAYERS), &namespace)?;
+        rootfs::attach_idmapped(&plan.lowers, &transient.join(IDMAPPED_LAYERS), &namespace)?;
     let sources: Vec<_> = plan
         .volumes
         .iter()
         .filter(|v| v.idmap)
         .map(|v| v.source.clone())
         .collect();
-    let attached = rootfs::attach_idmapped(&sources, &plan.dir.join(IDMAPPED_VOLUMES), &namespace)?;
+    let attached =
+        rootfs::attach_idmapped(&sources, &transient.join(IDMAPPED_VOLUMES), &namespace)?;
     let mut attached = attached.into_iter();
     for v in plan.volumes.iter_mut().filter(|v| v.idmap) {
         if let Some(at) = attached.next() {

@@ -426,7 +426,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
             &["rbind", "nosuid", "noexec", "nodev", "ro"],
         )?
     };
-    let dir = plan.dir.display().to_string();
+    let dir = super::container::transient(&plan.dir).display().to_string();
     // A pod's members share its hosts file, and its resolv.conf unless --dns is given.
     let (hosts, resolv) = match &plan.pod {
         Some(pod) => (
