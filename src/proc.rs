@@ -215,11 +215,15 @@ impl HelperCmd {
             Self::Shim { dir } | Self::Exec { dir } => exposed_program(dir)?,
             _ => PathBuf::from(SELF_EXE),
         };
+        Ok(self.command_of(program))
+    }
+
+    fn command_of(&self, program: PathBuf) -> std::process::Command {
         let mut cmd = std::process::Command::new(program);
         cmd.args(self.to_args())
             .env(PARENT_PID, std::process::id().to_string())
             .env_remove(DETACHED);
-        Ok(cmd)
+        cmd
     }
 
     /// `command`, with an exit pipe the helper (a foreground shim) reports its container's
@@ -239,6 +243,41 @@ impl HelperCmd {
                 write: Some(write),
             },
         ))
+    }
+
+    /// `command_reporting_exit` for a shim started before its container exists: it waits on
+    /// a go pipe (`SKIFF_GO_FD`, see [`wait_for_go`]) before it reads anything of the
+    /// container, so that its own start runs while its spawner reads the image and writes
+    /// the plan. `host_root`: whether the container's root will be the host's, which the
+    /// plan would tell [`exposed_program`]. Call `spawned` on both pipes after spawning.
+    pub fn command_waiting_for_go(
+        &self,
+        host_root: bool,
+    ) -> Result<(std::process::Command, ExitPipe, GoPipe), ProcError> {
+        use std::os::fd::AsRawFd;
+        let pipe = || {
+            let (read, write) =
+                rustix::pipe::pipe().map_err(|e| ProcError::Pipe(std::io::Error::from(e)))?;
+            Ok::<_, ProcError>((read, write))
+        };
+        let (exit_read, exit_write) = pipe()?;
+        let (go_read, go_write) = pipe()?;
+        for ours in [&exit_read, &go_write] {
+            rustix::io::fcntl_setfd(ours, rustix::io::FdFlags::CLOEXEC)
+                .map_err(|e| ProcError::Pipe(std::io::Error::from(e)))?;
+        }
+        let mut cmd = self.command_of(exposed_program_as(host_root)?);
+        cmd.env(EXIT_FD, exit_write.as_raw_fd().to_string())
+            .env(GO_FD, go_read.as_raw_fd().to_string());
+        let exit = ExitPipe {
+            read: std::fs::File::from(exit_read),
+            write: Some(exit_write),
+        };
+        let go = GoPipe {
+            write: std::fs::File::from(go_write),
+            read: Some(go_read),
+        };
+        Ok((cmd, exit, go))
     }
 
     /// Runs the helper to its end (stdin empty, output captured); `ProcError::Failed` with
@@ -367,6 +406,8 @@ const DETACHED: &str = "SKIFF_DETACHED";
 const READY_FD: &str = "SKIFF_READY_FD";
 /// Names the fd of a foreground shim's exit pipe (see `ExitPipe`).
 const EXIT_FD: &str = "SKIFF_EXIT_FD";
+/// Names the fd of an early shim's go pipe (see `GoPipe`).
+const GO_FD: &str = "SKIFF_GO_FD";
 
 /// The parent's end of a foreground shim's exit pipe: the shim writes its container's exit
 /// status there as soon as it is known and recorded, before its own cleanup (unmounting,
@@ -385,6 +426,22 @@ impl ExitPipe {
         self.write = None;
     }
 
+    /// `read` in a tokio runtime, woken by its reactor (no thread blocks on the pipe).
+    pub async fn report(self) -> Option<i32> {
+        use tokio::io::AsyncReadExt;
+        let fd = std::os::fd::OwnedFd::from(self.read);
+        let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok()?;
+        let mut said = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = pipe.read(&mut byte).await {
+            if byte[0] == b'\n' {
+                return std::str::from_utf8(&said).ok()?.parse().ok();
+            }
+            said.push(byte[0]);
+        }
+        None
+    }
+
     /// Blocking: the status the shim reported, `None` when its end closed without one.
     pub fn read(mut self) -> Option<i32> {
         use std::io::Read;
@@ -398,6 +455,36 @@ impl ExitPipe {
         }
         None
     }
+}
+
+/// The spawner's end of an early shim's go pipe (see `HelperCmd::command_waiting_for_go`):
+/// one byte written means "the plan is there, start"; its closing without one means "give
+/// up", and the shim ends without touching anything.
+pub struct GoPipe {
+    write: std::fs::File,
+    /// The shim's end, until it is spawned.
+    read: Option<std::os::fd::OwnedFd>,
+}
+
+impl GoPipe {
+    pub fn spawned(&mut self) {
+        self.read = None;
+    }
+
+    /// Tells the shim to start its container.
+    pub fn go(mut self) -> Result<(), ProcError> {
+        self.write.write_all(b"g").map_err(ProcError::Pipe)
+    }
+}
+
+/// A shim's wait for its go: at once when it was not started early (no `SKIFF_GO_FD`), else
+/// until its spawner says go (true) or gives up and closes the pipe (false).
+pub fn wait_for_go() -> bool {
+    let Some(mut pipe) = take_inherited(GO_FD, false) else {
+        return std::env::var_os(GO_FD).is_none();
+    };
+    let mut byte = [0u8; 1];
+    matches!(std::io::Read::read(&mut pipe, &mut byte), Ok(1) if byte[0] == b'g')
 }
 
 /// Whether `pid` exists and is not a zombie waiting to be reaped.
@@ -477,9 +564,16 @@ pub fn take_ready_pipe() -> Option<std::fs::File> {
 
 /// The write end of a pipe our spawner named in `variable`, reopened close-on-exec.
 fn take_inherited_pipe(variable: &str) -> Option<std::fs::File> {
+    take_inherited(variable, true)
+}
+
+/// The end (`write` or read) of a pipe our spawner named in `variable`, reopened
+/// close-on-exec.
+fn take_inherited(variable: &str, write: bool) -> Option<std::fs::File> {
     let fd: i32 = std::env::var(variable).ok()?.parse().ok()?;
     let file = std::fs::OpenOptions::new()
-        .write(true)
+        .read(!write)
+        .write(write)
         .open(format!("/proc/self/fd/{fd}"))
         .ok();
     let _ = nix::unistd::close(fd);
@@ -585,10 +679,15 @@ pub const SELF_EXE: &str = "/proc/self/exe";
 /// binary itself, and the copy's cost (the binary's size, in time and memory) is not paid.
 /// `container`: the container's directory, whose plan says whose ids it runs as.
 pub fn exposed_program(container: &std::path::Path) -> Result<PathBuf, ProcError> {
+    exposed_program_as(runs_as_host_root(container))
+}
+
+/// `exposed_program` for a container whose root is the host's (`host_root`) or not.
+fn exposed_program_as(host_root: bool) -> Result<PathBuf, ProcError> {
     use std::os::fd::AsRawFd;
     static SEALED: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
     let exe = std::fs::File::open(SELF_EXE).map_err(ProcError::Exe)?;
-    if is_sealed(&exe) || !containers_could_write(&exe, runs_as_host_root(container)) {
+    if is_sealed(&exe) || !containers_could_write(&exe, host_root) {
         return Ok(PathBuf::from(SELF_EXE));
     }
     let fd = match SEALED.get() {

@@ -168,6 +168,28 @@ fn check(skiff: &dyn Fn(&[&str]) -> Output, name: &str, store: &std::path::Path)
         1,
         "only the named container remains"
     );
+    // The shim starts while the image is read; an image that cannot be had ends it before
+    // it touched anything. A name in use is refused before any pull.
+    let missing = format!("{}/none:1", name.split('/').next().unwrap());
+    let o = r(&["run", "--rm", "--pull", "never", &missing, "true"]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains(&missing),
+        "{o:?}"
+    );
+    let o = r(&[
+        "run", "--name", "first", "--pull", "never", &missing, "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("a container named first exists"),
+        "{o:?}"
+    );
+    assert_eq!(
+        common::settled_containers(store),
+        1,
+        "no container was made"
+    );
+    let shims = common::processes_with_args(&["__shim", &store.to_string_lossy()]);
+    assert!(shims.is_empty(), "shims left waiting: {shims:?}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::progress::ProgressMode;
 use super::{Context, RegistryArgs};
 use anyhow::{Context as _, Result};
 use clap::Args;
-use skiff::image::parse_policies;
+use skiff::image::{Policy, Puller, parse_policies};
 use skiff::runtime::backend::RuntimeChoice;
 use skiff::runtime::container::{self, CreateOptions};
 use skiff::runtime::network::Network;
@@ -114,27 +114,47 @@ impl std::fmt::Display for ExitStatus {
 
 impl std::error::Error for ExitStatus {}
 
-pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
-    let mut opts = CreateOptions {
-        name: a.name,
-        command: a.command,
+/// `skiff run` up to its image: the options, and in the foreground the container's shim,
+/// started now, before any runtime or thread exists (its spawn is cheapest from a process
+/// of one thread), to wait for the container while the image is read or pulled.
+pub struct Prepared {
+    args: RunArgs,
+    opts: CreateOptions,
+    early: Option<container::EarlyShim>,
+    puller: Puller,
+    policies: Vec<Policy>,
+}
+
+impl Prepared {
+    /// Whether the image is in the store and its pull policy takes it from there: then no
+    /// download runs in parallel, and one thread is all `run` needs.
+    pub fn image_is_stored(&self) -> bool {
+        self.policies.first() != Some(&Policy::Always)
+            && matches!(self.puller.find_local(&self.args.image), Ok(Some(_)))
+    }
+}
+
+pub fn prepare(ctx: &Context, a: RunArgs) -> Result<Prepared> {
+    let opts = CreateOptions {
+        name: a.name.clone(),
+        command: a.command.clone(),
         entrypoint: a.entrypoint.as_deref().map(plan::parse_entrypoint),
-        workdir: a.workdir,
-        user: a.user,
-        hostname: a.hostname,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
         network: Network::parse(&a.network)?,
-        pod: a.pod,
+        pod: a.pod.clone(),
         hosts: plan::parse_hosts(&a.add_host)?,
-        dns: a.dns,
+        dns: a.dns.clone(),
         volumes: a
             .volume
             .iter()
             .map(|v| Volume::parse(v))
             .collect::<Result<_, _>>()?,
-        tmpfs: a.tmpfs,
+        tmpfs: a.tmpfs.clone(),
         read_only: a.read_only,
-        cap_add: a.cap_add,
-        cap_drop: a.cap_drop,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
         tty: a.tty,
         remove: a.rm,
         limits: Limits {
@@ -147,8 +167,33 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
         userns: a.userns.parse()?,
         ..Default::default()
     };
-    // What can be refused is refused before pulling.
-    container::check(&ctx.root, &opts)?;
+    let early = match a.detach {
+        true => None,
+        false => container::EarlyShim::spawn(&ctx.root, &opts, a.interactive)?,
+    };
+    let puller = a.registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;
+    let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
+    Ok(Prepared {
+        args: a,
+        opts,
+        early,
+        puller,
+        policies,
+    })
+}
+
+pub async fn run(ctx: &Context, prepared: Prepared) -> Result<()> {
+    let Prepared {
+        args: a,
+        mut opts,
+        early,
+        puller,
+        policies,
+    } = prepared;
+    // What can be refused is refused before pulling (an early shim's spawn checked it).
+    if early.is_none() {
+        container::check(&ctx.root, &opts)?;
+    }
     if !opts.limits.is_empty()
         && let Err(why) = skiff::runtime::spec::cgroup_limits()
     {
@@ -157,14 +202,18 @@ pub async fn run(ctx: &Context, a: RunArgs) -> Result<()> {
              Limits need cgroup v2 with the memory, cpu and pids controllers delegated to you, or root with them on cgroup v1."
         );
     }
-    let puller = a.registry.puller(ctx.store()?, ProgressMode::Quiet, true)?;
-    let policies = parse_policies(&a.pull).map_err(anyhow::Error::msg)?;
     // The index entry, manifest and config, each read once.
     let image = puller
         .ensure_resolved(&a.image, &policies)
         .await
         .with_context(|| format!("image {}", a.image))?;
     opts.env = plan::resolve_env(&a.env_file, &a.env)?;
+    if let Some(shim) = early {
+        return match shim.run(&ctx.root, &image, &opts).await? {
+            0 => Ok(()),
+            code => Err(ExitStatus(code).into()),
+        };
+    }
     let c = container::create(&ctx.root, &image, &opts)?;
     if a.detach {
         // The shim reports "started", so that `run -d` returns once the container runs (an

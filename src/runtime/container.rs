@@ -394,6 +394,28 @@ pub fn create(
     opts: &CreateOptions,
 ) -> Result<Container, ContainerError> {
     check(root, opts)?;
+    create_as(root, &new_id(opts)?, image, opts)
+}
+
+/// A new container's id: its `--name`, else a random one.
+fn new_id(opts: &CreateOptions) -> Result<String, ContainerError> {
+    match &opts.name {
+        Some(n) if !super::is_valid_name(n) => Err(ContainerError::BadName(n.clone())),
+        Some(n) => Ok(n.clone()),
+        None => Ok(format!(
+            "{:016x}",
+            (std::process::id() as u64) << 32 ^ crate::time::now_nanos()
+        )),
+    }
+}
+
+/// `create`, under an id already chosen, of options already checked.
+fn create_as(
+    root: &Path,
+    id: &str,
+    image: &ResolvedImage,
+    opts: &CreateOptions,
+) -> Result<Container, ContainerError> {
     let (network, pod, pod_userns) = match &opts.pod {
         Some(name) => {
             let dir = pod_dir(root, name);
@@ -412,14 +434,7 @@ pub fn create(
             let (allocation, lock) = userns::allocate(root, userns::containers_ranges()?)?;
             (Some(allocation), Some(lock))
         };
-    let id = match &opts.name {
-        Some(n) if !super::is_valid_name(n) => return Err(ContainerError::BadName(n.clone())),
-        Some(n) => n.clone(),
-        None => format!(
-            "{:016x}",
-            (std::process::id() as u64) << 32 ^ crate::time::now_nanos()
-        ),
-    };
+    let id = id.to_string();
     let dir = ContainerDir::in_store(root, &id);
     if dir.path().exists() {
         return Err(ContainerError::Exists(id));
@@ -647,65 +662,13 @@ impl Container {
     /// `stdin_inherit`), relaying SIGTERM and SIGINT to its shim; returns its exit status.
     /// An `--rm` container whose shim died is removed here.
     pub async fn run_attached(&self, stdin_inherit: bool) -> Result<i32, ContainerError> {
-        use tokio::signal::unix::{SignalKind, signal};
         let shim = HelperCmd::Shim {
             dir: self.dir.path().to_path_buf(),
         };
-        let spawn_err = |source| ProcError::Spawn {
-            helper: "__shim",
-            source,
-        };
         let (command, mut exit) = shim.command_reporting_exit()?;
-        let mut child = tokio::process::Command::from(command)
-            .stdin(if stdin_inherit {
-                std::process::Stdio::inherit()
-            } else {
-                std::process::Stdio::null()
-            })
-            .spawn()
-            .map_err(spawn_err)?;
+        let child = spawn_shim(command, stdin_inherit)?;
         exit.spawned();
-        let mut reported = tokio::task::spawn_blocking(move || exit.read());
-        let mut waiting_for_report = true;
-        let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-        let mut term = signal(SignalKind::terminate()).map_err(spawn_err)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(spawn_err)?;
-        let relay = |sig| {
-            if let Some(p) = pid {
-                let _ = nix::sys::signal::kill(p, sig);
-            }
-        };
-        let status = loop {
-            tokio::select! {
-                r = &mut reported, if waiting_for_report => match r {
-                    // The shim finishes its cleanup on its own; it is reaped meanwhile.
-                    Ok(Some(code)) => {
-                        tokio::spawn(async move { let _ = child.wait().await; });
-                        return Ok(code);
-                    }
-                    _ => waiting_for_report = false,
-                },
-                s = child.wait() => break s.map_err(spawn_err)?,
-                _ = term.recv() => relay(Signal::SIGTERM),
-                _ = int.recv() => relay(Signal::SIGINT),
-            }
-        };
-        let code = {
-            use std::os::unix::process::ExitStatusExt;
-            status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-        };
-        let remove = RunPlan::read(self.dir.path()).is_ok_and(|p| p.remove);
-        if remove && self.dir.path().exists() {
-            // The shim removes it from inside the namespace; this only catches a shim that
-            // died.
-            let paths = [self.dir.path().to_path_buf()];
-            tokio::task::spawn_blocking(move || remove_paths(&paths))
-                .await
-                .unwrap_or(Ok(()))?;
-        }
-        Ok(code)
+        attach(&self.dir, child, exit).await
     }
 
     /// Signals the container: through its shim, which relays; SIGKILL (which cannot be
@@ -779,6 +742,142 @@ impl Container {
         }
         remove_paths(&[self.dir.path().to_path_buf()])
     }
+}
+
+/// The shim of a foreground container not made yet: `skiff run` starts it first, and it
+/// waits (see `HelperCmd::command_waiting_for_go`) while `run` reads or pulls the image and
+/// writes the plan, so that the shim's own start, an exec of skiff, is off the path to the
+/// container's. Dropped before `run`, it ends without touching anything.
+pub struct EarlyShim {
+    id: String,
+    child: std::process::Child,
+    exit: crate::proc::ExitPipe,
+    go: crate::proc::GoPipe,
+}
+
+impl EarlyShim {
+    /// Starts the shim of the container `create` will make of `opts`, then checks them (as
+    /// `check`). `None` in a pod: whether the container's root is the host's is the pod's
+    /// to say, and `create` reads it then.
+    pub fn spawn(
+        root: &Path,
+        opts: &CreateOptions,
+        stdin_inherit: bool,
+    ) -> Result<Option<Self>, ContainerError> {
+        if opts.pod.is_some() {
+            return Ok(None);
+        }
+        let id = new_id(opts)?;
+        let dir = ContainerDir::in_store(root, &id);
+        if dir.path().exists() {
+            return Err(ContainerError::Exists(id));
+        }
+        // As `create` decides it: as root, ids of its own unless --userns=host.
+        let host_root = rustix::process::geteuid().is_root() && opts.userns == UsernsMode::Host;
+        let shim = HelperCmd::Shim {
+            dir: dir.path().to_path_buf(),
+        };
+        let (command, mut exit, mut go) = shim.command_waiting_for_go(host_root)?;
+        let child = spawn_shim(command, stdin_inherit)?;
+        exit.spawned();
+        go.spawned();
+        let shim = Self {
+            id,
+            child,
+            exit,
+            go,
+        };
+        // Refused, the shim is dropped: it ends without touching anything.
+        check(root, opts)?;
+        Ok(Some(shim))
+    }
+
+    /// Makes the container (as `create`) and runs it in the foreground (as
+    /// `Container::run_attached`): its exit status.
+    pub async fn run(
+        self,
+        root: &Path,
+        image: &ResolvedImage,
+        opts: &CreateOptions,
+    ) -> Result<i32, ContainerError> {
+        let c = create_as(root, &self.id, image, opts)?;
+        self.go.go()?;
+        attach(&c.dir, self.child, self.exit).await
+    }
+}
+
+/// A foreground shim, started with `stdin_inherit` (else /dev/null) as its stdin.
+fn spawn_shim(
+    mut command: std::process::Command,
+    stdin_inherit: bool,
+) -> Result<std::process::Child, ContainerError> {
+    Ok(command
+        .stdin(if stdin_inherit {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .map_err(|source| ProcError::Spawn {
+            helper: "__shim",
+            source,
+        })?)
+}
+
+/// Waits for the container of a foreground shim, relaying SIGTERM and SIGINT to the shim,
+/// and returns its exit status as soon as the shim reports it.
+async fn attach(
+    dir: &ContainerDir,
+    mut child: std::process::Child,
+    exit: crate::proc::ExitPipe,
+) -> Result<i32, ContainerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let spawn_err = |source| ProcError::Spawn {
+        helper: "__shim",
+        source,
+    };
+    // The report is awaited on the runtime's reactor: no thread is started or woken on the
+    // way to the exit status. The pipe closes without one only once the shim has ended.
+    let reported = exit.report();
+    tokio::pin!(reported);
+    let pid = Some(nix::unistd::Pid::from_raw(child.id() as i32));
+    let mut term = signal(SignalKind::terminate()).map_err(spawn_err)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(spawn_err)?;
+    let relay = |sig| {
+        if let Some(p) = pid {
+            let _ = nix::sys::signal::kill(p, sig);
+        }
+    };
+    let status = loop {
+        tokio::select! {
+            r = &mut reported => match r {
+                // The shim finishes its cleanup on its own.
+                Some(code) => return Ok(code),
+                None => break tokio::task::spawn_blocking(move || child.wait())
+                    .await
+                    .map_err(|e| spawn_err(std::io::Error::other(e)))?
+                    .map_err(spawn_err)?,
+            },
+            _ = term.recv() => relay(Signal::SIGTERM),
+            _ = int.recv() => relay(Signal::SIGINT),
+        }
+    };
+    let code = {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    };
+    let remove = RunPlan::read(dir.path()).is_ok_and(|p| p.remove);
+    if remove && dir.path().exists() {
+        // The shim removes it from inside the namespace; this only catches a shim that
+        // died.
+        let paths = [dir.path().to_path_buf()];
+        tokio::task::spawn_blocking(move || remove_paths(&paths))
+            .await
+            .unwrap_or(Ok(()))?;
+    }
+    Ok(code)
 }
 
 fn parse_signal(name: &str) -> Result<Signal, ContainerError> {

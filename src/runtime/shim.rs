@@ -35,6 +35,17 @@ fn start(
 }
 
 pub fn shim_main(dir: &Path) -> i32 {
+    // Before anything else: if this process is SIGKILLed from here on, the guardian takes
+    // the container down with it. (Forked before the wait below, off the container's path.)
+    let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
+        Ok(g) => g,
+        Err(e) => return fail("starting the guardian", &e),
+    };
+    // Started before its container was made: nothing is ours to touch until the plan is
+    // written. Given up on, `skiff run` reports why itself.
+    if !crate::proc::wait_for_go() {
+        return 125;
+    }
     let plan = match RunPlan::read(dir) {
         Ok(p) => p,
         Err(e) => return fail("reading plan.json", &e),
@@ -57,12 +68,6 @@ pub fn shim_main(dir: &Path) -> i32 {
     record(Status::Created, None);
     let mut ready = crate::proc::take_ready_pipe();
     let exit_pipe = crate::proc::take_exit_pipe();
-    // Before anything else: if this process is SIGKILLed from here on, the guardian takes
-    // the container down with it.
-    let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
-        Ok(g) => g,
-        Err(e) => return fail("starting the guardian", &e),
-    };
     let mapping = userns::detect();
     // In a pod: its user and network namespaces, a mount namespace of our own. Otherwise
     // our own namespaces, with a user-mode network helper spawned while we are still in
@@ -330,13 +335,16 @@ pub fn shim_main(dir: &Path) -> i32 {
         backend.delete(&plan.id, &paths);
     }
     guardian.dismiss();
-    record(Status::Exited, Some(code));
     // An --rm container's name is free from here on: its files move aside, to be removed
-    // after the status is reported (or by `system cleanup`, should we die first).
+    // after the status is reported (or by `system cleanup`, should we die first). Set aside,
+    // it needs no record of its exit (one file replaced on disk fewer before the status).
     let leftover = match plan.remove {
         true => Some(set_aside(dir)),
         false => None,
     };
+    if leftover.as_deref().is_none_or(|d| d == dir) {
+        record(Status::Exited, Some(code));
+    }
     // What is left (unmounting, removing, the end of our mount namespace) is not the
     // caller's to wait for.
     if let Some(pipe) = exit_pipe {

@@ -223,3 +223,35 @@ pub fn cgroups_named(wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     found.dedup();
     found
 }
+
+/// The processes whose command line holds each of `words` (as part of an argument), once
+/// none is left or 5 s have passed: the pids still there.
+pub fn processes_with_args(words: &[&str]) -> Vec<u32> {
+    let find = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                words
+                    .iter()
+                    .all(|w| args.iter().any(|a| a.contains(w)))
+                    .then_some(pid)
+            })
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let found = find();
+        if found.is_empty() || start.elapsed() > std::time::Duration::from_secs(5) {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
