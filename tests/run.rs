@@ -524,3 +524,42 @@ fn output_to_dev_null_stays_writable() {
         assert_eq!(status.code(), Some(7), "{mode}: {status}");
     }
 }
+
+/// A shim killed under `run --rm` (as root): `run` exits 137, and neither the container's
+/// directory nor its cgroup is left behind.
+#[test]
+fn a_killed_shim_under_run_rm_leaves_nothing() {
+    if !require(TOOLS) || !require_root("root mode: the container's cgroup") {
+        return;
+    }
+    let (_reg, name) = busybox_registry();
+    let env = Env::new();
+    let id = format!("killed-{}", std::process::id());
+    let mut child = env
+        .skiff()
+        .args(["run", "--rm", "--tls-verify=false", "--name", &id, &name])
+        .args(["sh", "-c", "echo ready; sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let state = env.store().join("containers").join(&id).join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let shim = state["shim_pid"].as_i64().unwrap() as i32;
+    assert!(!common::cgroups_named(|n| n == format!("skiff-{id}")).is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert_eq!(common::settled_containers(&env.store()), 0);
+    let left = common::cgroups_named(|n| n == format!("skiff-{id}"));
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}

@@ -868,14 +868,18 @@ async fn attach(
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
     };
-    let remove = RunPlan::read(dir.path()).is_ok_and(|p| p.remove);
-    if remove && dir.path().exists() {
+    if let Some(plan) = RunPlan::read(dir.path()).ok().filter(|p| p.remove)
+        && dir.path().exists()
+    {
         // The shim removes it from inside the namespace; this only catches a shim that
-        // died.
+        // died. Its cgroup too (as root): once the directory is gone, nothing else finds it.
         let paths = [dir.path().to_path_buf()];
-        tokio::task::spawn_blocking(move || remove_paths(&paths))
-            .await
-            .unwrap_or(Ok(()))?;
+        tokio::task::spawn_blocking(move || {
+            super::recovery::remove_cgroup(&plan.id);
+            remove_paths(&paths)
+        })
+        .await
+        .unwrap_or(Ok(()))?;
     }
     Ok(code)
 }
