@@ -837,7 +837,9 @@ async fn attach(
         source,
     };
     // The report is awaited on the runtime's reactor: no thread is started or woken on the
-    // way to the exit status. The pipe closes without one only once the shim has ended.
+    // way to the exit status. The pipe closes without one only once the shim has ended:
+    // `run` spawns nothing else while the pipe's write end is still ours (a job does, and
+    // watches its shim's end too).
     let reported = exit.report();
     tokio::pin!(reported);
     let pid = Some(nix::unistd::Pid::from_raw(child.id() as i32));
