@@ -260,26 +260,14 @@ fn sigterm_reaches_the_container_and_rm_still_cleans_up() {
         .status
         .success()
     );
-    let mut child = env
-        .skiff()
-        .args([
-            "run",
-            "--rm",
-            &name,
-            "sh",
-            "-c",
-            "trap 'exit 9' TERM; echo ready; while true; do sleep 0.1; done",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut child = spawn_ready(env.skiff().args([
+        "run",
+        "--rm",
+        &name,
+        "sh",
+        "-c",
+        "trap 'exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+    ]));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -535,20 +523,11 @@ fn a_killed_shim_under_run_rm_leaves_nothing() {
     let (_reg, name) = busybox_registry();
     let env = Env::new();
     let id = format!("killed-{}", std::process::id());
-    let mut child = env
-        .skiff()
-        .args(["run", "--rm", "--tls-verify=false", "--name", &id, &name])
-        .args(["sh", "-c", "echo ready; sleep 30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut child = spawn_ready(
+        env.skiff()
+            .args(["run", "--rm", "--tls-verify=false", "--name", &id, &name])
+            .args(["sh", "-c", "echo ready; sleep 30"]),
+    );
     let state = env.store().join("containers").join(&id).join("state.json");
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     let shim = state["shim_pid"].as_i64().unwrap() as i32;
@@ -562,4 +541,18 @@ fn a_killed_shim_under_run_rm_leaves_nothing() {
     assert_eq!(common::settled_containers(&env.store()), 0);
     let left = common::cgroups_named(|n| n == format!("skiff-{id}"));
     assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// Spawns `cmd` (a `skiff run` whose container prints "ready" first) and returns once the
+/// container said it.
+fn spawn_ready(cmd: &mut std::process::Command) -> std::process::Child {
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    child
 }
