@@ -34,12 +34,16 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n; i++) known |= pids[i] == pid;
             if (known || n == MAX) continue;
             snprintf(path, sizeof path, "/proc/%d/exe", pid);
-            ssize_t len = readlink(path, target, sizeof target - 1);
-            if (len <= 0) continue;
-            target[len] = 0;
-            if (!strcmp(target, self)) continue;
             int fd = open(path, O_PATH);
             if (fd < 0) continue;
+            /* The name of what is held, not of what the process ran a moment before: it may
+             * have exec'd a file of the container's own since. */
+            snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
+            ssize_t len = readlink(fdpath, target, sizeof target - 1);
+            if (len <= 0 || (target[len] = 0, !strcmp(target, self))) {
+                close(fd);
+                continue;
+            }
             struct stat held_st, here_st;
             if (!fstat(fd, &held_st) && !stat(target, &here_st) && held_st.st_dev == here_st.st_dev &&
                 held_st.st_ino == here_st.st_ino) {
