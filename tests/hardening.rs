@@ -464,6 +464,8 @@ fn the_binary_stays_whole(who: &Runner, userns: &str) {
             "{runtime}: the shim runs from {}",
             shim_exe.display()
         );
+        let held = (*runtime != "libcontainer")
+            .then(|| the_runtime_runs_read_only(runtime, state["shim_pid"].as_u64().unwrap()));
         // exec: the runtime's process joins the container, where the watcher waits for it.
         for _ in 0..10 {
             let _ = who.run(&["exec", name, "/evil"]);
@@ -502,8 +504,54 @@ fn the_binary_stays_whole(who: &Runner, userns: &str) {
             );
         }
         who.ok(&["rm", "-f", name]);
+        if let Some(held) = held {
+            the_held_runtime_stays_read_only(runtime, &held);
+        }
     }
     assert_eq!(sha256(&who.binary), before, "the skiff binary changed");
+}
+
+/// crun and runc run from the read-only mount of their directory that skiff made, not from
+/// a copy they made themselves (their own is a memfd or a mount of the file alone, at the
+/// cost of one more execution): their `/proc/PID/exe` is `/NAME` on a read-only mount.
+/// `shim`: the pid of the shim whose child the runtime's `run` is. Returns the binary, held
+/// as the attack holds it, to be tried for writing once the runtime is gone.
+fn the_runtime_runs_read_only(runtime: &str, shim: u64) -> std::fs::File {
+    let children = std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children")).unwrap();
+    let exes: Vec<(&str, PathBuf)> = children
+        .split_whitespace()
+        .filter_map(|pid| Some((pid, std::fs::read_link(format!("/proc/{pid}/exe")).ok()?)))
+        .collect();
+    let Some((pid, exe)) = exes.iter().find(|(_, exe)| exe.ends_with(runtime)) else {
+        panic!("{runtime}: no child of the shim runs it: {exes:?}");
+    };
+    assert_eq!(
+        exe,
+        &Path::new("/").join(runtime),
+        "{runtime}: runs from {exe:?}"
+    );
+    let held = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+    let mount = rustix::fs::fstatvfs(&held).unwrap();
+    assert!(
+        mount.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
+        "{runtime}: its binary's mount is writable"
+    );
+    held
+}
+
+/// Nobody, not even root, may write `held`: the runtime that ran it is gone. (access(2), not
+/// open: another test's crun running the same file would make the open fail with ETXTBSY.)
+fn the_held_runtime_stays_read_only(runtime: &str, held: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let writable = rustix::fs::access(
+        format!("/proc/self/fd/{}", held.as_raw_fd()),
+        rustix::fs::Access::WRITE_OK,
+    );
+    assert_eq!(
+        writable,
+        Err(rustix::io::Errno::ROFS),
+        "{runtime}: its binary may be written"
+    );
 }
 
 #[test]

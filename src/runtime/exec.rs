@@ -163,7 +163,10 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
         state: &state_dir,
         pid_file: &pid_file,
     };
-    Ok(plan.runtime.backend().exec(&dir.id(), &paths, &process)?)
+    Ok(plan
+        .runtime
+        .backend(None)
+        .exec(&dir.id(), &paths, &process)?)
 }
 
 /// Moves this process into the cgroups of `pid` (as listed in its /proc/PID/cgroup), in

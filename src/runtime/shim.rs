@@ -299,7 +299,7 @@ pub fn shim_main(dir: &Path) -> i32 {
         Ok(d) => d,
         Err(e) => return fail("replacing /dev/null output", &e),
     };
-    let mut backend = plan.runtime.backend();
+    let mut backend = plan.runtime.backend(Some(&spec));
     // std resets the signal mask in children, so the runtime sees signals normally.
     let pid = match start(backend.as_mut(), &plan.id, &paths, pty_slave.as_ref()) {
         Ok(p) => p,

@@ -297,12 +297,43 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// `MOUNT_ATTR_IDMAP` (linux/mount.h).
+/// `MOUNT_ATTR_RDONLY` and `MOUNT_ATTR_IDMAP` (linux/mount.h).
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// A detached copy of the mount at `path`, its files' owners shown through `userns`'s map
 /// (an idmapped mount): on-disk 0 is the namespace's 0. Needs root over the filesystem.
 pub fn idmapped_tree(path: &std::path::Path, userns: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    detached_tree(
+        path,
+        &MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        },
+    )
+}
+
+/// A detached, read-only bind mount of the file (or tree) at `path`: no process can open
+/// it for writing through this mount, whatever its privileges over the file. Once the
+/// descriptor is closed the mount is in no namespace, so nothing can make it writable again.
+/// Needs the right to mount in this mount namespace.
+pub fn read_only_tree(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    detached_tree(
+        path,
+        &MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
+}
+
+/// `open_tree(path, OPEN_TREE_CLONE)` with `attr` set on the copy.
+fn detached_tree(path: &std::path::Path, attr: &MountAttr) -> std::io::Result<OwnedFd> {
     use rustix::mount::{OpenTreeFlags, open_tree};
     use std::os::fd::AsRawFd;
     let tree = open_tree(
@@ -310,12 +341,6 @@ pub fn idmapped_tree(path: &std::path::Path, userns: &OwnedFd) -> std::io::Resul
         path,
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
     // SAFETY: mount_setattr reads `size` bytes of `attr`, a live repr(C) struct of exactly
     // that size, and the empty path string is a valid NUL-terminated C string.
     let rc = unsafe {
@@ -324,7 +349,7 @@ pub fn idmapped_tree(path: &std::path::Path, userns: &OwnedFd) -> std::io::Resul
             tree.as_raw_fd(),
             c"".as_ptr(),
             nix::libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

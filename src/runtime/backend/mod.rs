@@ -200,11 +200,14 @@ impl RuntimeChoice {
         }
     }
 
-    pub fn backend(&self) -> Box<dyn Backend> {
+    /// The runtime for a container whose spec is `spec` (None: the runtime reads it from
+    /// the bundle where it needs it).
+    pub fn backend(&self, spec: Option<&oci_spec::runtime::Spec>) -> Box<dyn Backend> {
         match self {
             Self::Libcontainer => Box::new(Libcontainer { container: None }),
             Self::External { path } => Box::new(External {
                 path: path.clone(),
+                limits: spec.map(oci_cli::asks_for_limits),
                 pid_file_watch: None,
             }),
         }

@@ -8,31 +8,81 @@ use std::path::{Path, PathBuf};
 
 pub(super) struct External {
     pub(super) path: PathBuf,
+    /// Whether the spec asks for cgroup limits (then skiff found a cgroup crun may use);
+    /// None: read from the bundle's spec.
+    pub(super) limits: Option<bool>,
     /// What watched for the pid file, kept until the shim is done: closing the last inotify
     /// instance waits for an SRCU grace period (the kernel frees its marks then), some 5 ms
     /// that must not come before the exit status.
     pub(super) pid_file_watch: Option<OwnedFd>,
 }
 
+/// The environment variable by which runc (1.1) trusts that the read-only binary it runs
+/// from is a copy made for it; crun trusts a read-only mount without it.
+const CLONED_BINARY_ENV: &str = "_LIBCONTAINER_CLONED_BINARY";
+
 impl External {
-    fn command(&self, state: &Path) -> std::process::Command {
-        let mut cmd = std::process::Command::new(&self.path);
+    /// A command of the runtime, and the mount its program runs from, to be dropped once the
+    /// command is spawned. crun and runc guard against CVE-2019-5736 by executing themselves
+    /// again from a copy no container can write (a sealed memfd or a detached read-only
+    /// mount) unless they already run from one: some 1.3 ms of every call. skiff gives them
+    /// that copy at once, a detached read-only mount, as crun's own. Where this mount
+    /// namespace allows no mount, the runtime makes its copy itself.
+    fn command(&self, state: &Path, limits: bool) -> (std::process::Command, Option<OwnedFd>) {
+        use std::os::unix::process::CommandExt;
+        // The binary's directory is mounted, so that the process keeps the binary's name.
+        // Only crun and runc, binaries that copy themselves: a script run through a
+        // descriptor could not be read by its interpreter.
+        let program = std::fs::canonicalize(&self.path).and_then(|real| {
+            let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
+                return Err(std::io::ErrorKind::InvalidInput.into());
+            };
+            if name != "crun" && name != "runc" {
+                return Err(std::io::Error::other("not crun or runc"));
+            }
+            let tree = crate::runtime::sys::read_only_tree(dir)?;
+            use std::os::fd::AsRawFd;
+            let path = Path::new("/proc/self/fd")
+                .join(tree.as_raw_fd().to_string())
+                .join(name);
+            Ok((path, tree))
+        });
+        let (mut cmd, tree) = match program {
+            Ok((path, tree)) => {
+                let mut cmd = std::process::Command::new(path);
+                cmd.arg0(&self.path).env(CLONED_BINARY_ENV, "1");
+                (cmd, Some(tree))
+            }
+            Err(e) => {
+                tracing::debug!("a read-only mount of {}: {e}", self.path.display());
+                (std::process::Command::new(&self.path), None)
+            }
+        };
         cmd.arg("--root").arg(state);
         // crun must not try cgroups it cannot use (rootless, no delegation), unless the
         // spec asks for limits (then skiff found a delegated cgroup). runc skips them by
         // itself and rejects the flag.
         if self.path.file_name().is_some_and(|n| n == "crun") {
-            let limits =
-                oci_spec::runtime::Spec::load(state.with_file_name("bundle").join("config.json"))
-                    .ok()
-                    .is_some_and(|c| c.linux().as_ref().is_some_and(|l| l.resources().is_some()));
             cmd.arg(if limits {
                 "--cgroup-manager=cgroupfs"
             } else {
                 "--cgroup-manager=disabled"
             });
         }
-        cmd
+        (cmd, tree)
+    }
+
+    fn limits(&self, spec: Option<&oci_spec::runtime::Spec>) -> bool {
+        self.limits
+            .unwrap_or_else(|| spec.is_some_and(asks_for_limits))
+    }
+
+    /// The bundle's spec, where it is needed to know the limits.
+    fn spec_for_limits(&self, paths: &Paths) -> Option<oci_spec::runtime::Spec> {
+        self.limits
+            .is_none()
+            .then(|| load_spec(paths.bundle))
+            .flatten()
     }
 
     fn spawn_error(&self, source: std::io::Error) -> BackendError {
@@ -52,7 +102,8 @@ impl Backend for External {
     ) -> Result<Pid, BackendError> {
         // `run` keeps the runtime in the foreground: it relays signals and exits with the
         // container's status.
-        let mut cmd = self.command(paths.state);
+        let limits = self.limits(self.spec_for_limits(paths).as_ref());
+        let (mut cmd, _program) = self.command(paths.state, limits);
         if let Some(t) = terminal {
             let dup = || t.try_clone().map_err(|e| self.spawn_error(e));
             cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
@@ -79,8 +130,9 @@ impl Backend for External {
         if !paths.state.join(id).exists() {
             return;
         }
-        let _ = self
-            .command(paths.state)
+        let limits = self.limits(self.spec_for_limits(paths).as_ref());
+        let (mut cmd, _program) = self.command(paths.state, limits);
+        let _ = cmd
             .args(["delete", "--force", id])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -88,12 +140,12 @@ impl Backend for External {
     }
 
     fn exec(&self, id: &str, paths: &Paths, request: &ExecProcess) -> Result<i32, BackendError> {
-        let mut cmd = self.command(paths.state);
+        let spec = load_spec(paths.bundle);
+        let (mut cmd, _program) = self.command(paths.state, self.limits(spec.as_ref()));
         cmd.arg("exec");
         // The runtimes start from an empty environment once --env is given: the container's
         // own first (PATH and all), then the overrides.
-        let base: Vec<String> = oci_spec::runtime::Spec::load(paths.bundle.join("config.json"))
-            .ok()
+        let base: Vec<String> = spec
             .and_then(|c| c.process().as_ref().and_then(|p| p.env().clone()))
             .unwrap_or_default();
         for e in base.iter().chain(&request.env) {
@@ -113,6 +165,16 @@ impl Backend for External {
         let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         Ok(wait_for(Pid::from_raw(child.id() as i32)))
     }
+}
+
+pub(super) fn asks_for_limits(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .is_some_and(|l| l.resources().is_some())
+}
+
+fn load_spec(bundle: &Path) -> Option<oci_spec::runtime::Spec> {
+    oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()
 }
 
 /// Waits until `runtime` has written the container's pid file, or has ended, at most
@@ -186,6 +248,7 @@ mod tests {
         let pid_file = tmp.path().join("container.pid");
         let mut backend = External {
             path: runtime,
+            limits: Some(false),
             pid_file_watch: None,
         };
         let paths = Paths {
