@@ -214,9 +214,12 @@ fn seccomp_profile_files_and_their_errors() {
     });
 }
 
-/// A filter is compiled once and kept in the store's cache; libcontainer and crun load that
-/// program (crun through its annotation), runc compiles the spec's filter itself. Shown by
-/// swapping the kept program for another one: the backends that load it answer the other way.
+/// A filter is compiled once and kept in the store's cache, under its filter's name and,
+/// for the embedded runtime, under its profile's (the profile's bytes and the capabilities):
+/// libcontainer loads the program kept under the profile's name without reading the profile
+/// again, crun the one under the filter's name (through its annotation), and runc compiles
+/// the spec's filter itself. Shown by swapping each kept program for another one: the
+/// backends that load it answer the other way.
 #[test]
 fn the_kept_program_is_what_libcontainer_and_crun_load() {
     use skiff::runtime::seccomp::bpf;
@@ -258,23 +261,48 @@ fn the_kept_program_is_what_libcontainer_and_crun_load() {
         let before = kept();
         assert_eq!(getpid("libcontainer"), 13);
         let made: Vec<_> = kept().difference(&before).cloned().collect();
+        let default_caps = skiff::runtime::caps::DEFAULT_CAPS.iter().copied().collect();
+        let by_profile = bpf::source_path(&cache, profile(13).as_bytes(), &default_caps);
+        let programs: Vec<&PathBuf> = made
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "bpf"))
+            .collect();
+        assert_eq!(programs.len(), 2, "two names for one program: {made:?}");
+        assert!(programs.contains(&&by_profile), "{made:?}");
+        let by_filter = programs.into_iter().find(|p| **p != by_profile).unwrap();
         assert_eq!(
-            made.len(),
-            1,
-            "one program kept for the new filter: {made:?}"
+            std::fs::read(by_filter).unwrap(),
+            std::fs::read(&by_profile).unwrap()
+        );
+        assert!(
+            made.iter()
+                .any(|p| p.extension().is_some_and(|e| e == "checked")),
+            "the profile not marked checked: {made:?}"
         );
         // The same program, under the same name, for the others: nothing compiled again.
         for runtime in ["crun", "runc"] {
             assert_eq!(getpid(runtime), 13, "{runtime}");
         }
-        assert_eq!(kept().difference(&before).count(), 1);
+        assert_eq!(kept().difference(&before).count(), made.len());
         let other: oci_spec::runtime::LinuxSeccomp = serde_json::from_str(&profile(9)).unwrap();
-        bpf::compile(&other).unwrap().write(&made[0]).unwrap();
-        who.give(&made[0]);
-        for (runtime, want) in [("libcontainer", 9), ("crun", 9), ("runc", 13)] {
-            assert_eq!(getpid(runtime), want, "{runtime} with the swapped program");
+        let other = bpf::compile(&other).unwrap();
+        other.write(&by_profile).unwrap();
+        who.give(&by_profile);
+        for (runtime, want) in [("libcontainer", 9), ("crun", 13), ("runc", 13)] {
+            assert_eq!(
+                getpid(runtime),
+                want,
+                "{runtime}, by the profile's name swapped"
+            );
         }
-        std::fs::remove_file(&made[0]).unwrap();
+        other.write(by_filter).unwrap();
+        who.give(by_filter);
+        for (runtime, want) in [("libcontainer", 9), ("crun", 9), ("runc", 13)] {
+            assert_eq!(getpid(runtime), want, "{runtime}, both swapped");
+        }
+        for file in &made {
+            std::fs::remove_file(file).unwrap();
+        }
     });
 }
 

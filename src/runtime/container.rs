@@ -375,7 +375,7 @@ pub fn check(root: &Path, opts: &CreateOptions) -> Result<(), ContainerError> {
     if let Some(pod) = opts.pod.as_ref().filter(|p| !super::is_valid_name(p)) {
         return Err(PodError::BadName(pod.clone()).into());
     }
-    opts.seccomp.load()?;
+    opts.seccomp.check(&root.join("cache/seccomp"))?;
     super::plan::check_workdir(opts.workdir.as_deref())?;
     if let Some(pod) = &opts.pod {
         super::pod_state::running(&pod_dir(root, pod))?;

@@ -3,11 +3,12 @@
 //! hierarchy on hybrid hosts, mounts the overlay root, writes the bundle, then execs the OCI
 //! runtime, so the mounts live exactly as long as the container does.
 
-use super::backend::{Backend, Paths};
+use super::backend::{Backend, Paths, RuntimeChoice};
 use super::container::{State, Status, cgroup_path, write_state};
 use super::network;
 use super::plan::RunPlan;
 use super::rootfs::{self, OverlayDirs};
+use super::seccomp::bpf;
 use super::spec;
 use super::userns;
 use std::path::Path;
@@ -201,7 +202,18 @@ pub fn shim_main(dir: &Path) -> i32 {
             let _ = std::os::unix::fs::chown(transient.join(name), Some(ids.uid), Some(ids.gid));
         }
     }
-    let mut spec = match spec::build(&plan, &dirs.merged) {
+    // The store's cache: beside `containers/`, which holds this container's directory.
+    let cache = plan
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .join("cache/seccomp");
+    let seccomp = match seccomp_filter(&plan, &cache) {
+        Ok(s) => s,
+        Err(e) => return fail("building the runtime spec", &e),
+    };
+    let mut spec = match spec::build_with(&plan, &dirs.merged, seccomp.profile.as_ref()) {
         Ok(s) => s,
         Err(e) => return fail("building the runtime spec", &e),
     };
@@ -240,14 +252,21 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Err(e) = std::fs::create_dir_all(&bundle) {
         return fail("writing config.json", &e);
     }
-    // The store's cache: beside `containers/`, which holds this container's directory.
-    let cache = plan
-        .dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."))
-        .join("cache/seccomp");
-    plan.runtime.adapt_spec(&mut spec, &bundle, &cache);
+    let program = plan.runtime.adapt_spec(&mut spec, &bundle, &cache);
+    match (seccomp.compiled, program, seccomp.kept_at) {
+        // The spec has no filter then: without its program the container would have none.
+        (Some(compiled), _, _) => {
+            if let Err(e) = compiled.write(&bundle.join(bpf::IN_BUNDLE)) {
+                return fail("writing the seccomp program", &e);
+            }
+        }
+        (None, Some(program), Some(path)) => {
+            if let Err(e) = program.write(&path) {
+                tracing::debug!("keeping the compiled seccomp filter: {e}");
+            }
+        }
+        _ => {}
+    }
     if let Err(e) = spec.save(bundle.join("config.json")) {
         return fail("writing config.json", &e);
     }
@@ -505,6 +524,46 @@ fn interpreter(file: &Path) -> Option<std::path::PathBuf> {
 /// interpreter too): 127 when missing, 126 when not executable. libcontainer tells these
 /// apart only in text, and the external runtimes not at all (crun exits 1), so this check
 /// is what gives every runtime the shell's answer.
+/// How a start gets its seccomp filter.
+struct SeccompFilter {
+    /// The profile, to convert into the spec's filter.
+    profile: Option<super::seccomp::Profile>,
+    /// The program an earlier start compiled from the same profile for the same capabilities
+    /// (the embedded runtime only): the spec then has no filter, and the bundle this program.
+    compiled: Option<bpf::Program>,
+    /// Where the program this start compiles is kept under its profile's name.
+    kept_at: Option<std::path::PathBuf>,
+}
+
+fn seccomp_filter(plan: &RunPlan, cache: &Path) -> Result<SeccompFilter, spec::SpecError> {
+    let Some(source) = plan.seccomp.source()? else {
+        return Ok(SeccompFilter {
+            profile: None,
+            compiled: None,
+            kept_at: None,
+        });
+    };
+    let kept_at = if plan.runtime == RuntimeChoice::Libcontainer {
+        Some(bpf::source_path(
+            cache,
+            source.key(),
+            &spec::bounding_set(plan)?,
+        ))
+    } else {
+        None
+    };
+    let compiled = kept_at.as_deref().and_then(bpf::find);
+    let profile = match compiled {
+        Some(_) => None,
+        None => Some(source.profile_unchecked()?),
+    };
+    Ok(SeccompFilter {
+        profile,
+        compiled,
+        kept_at,
+    })
+}
+
 fn check_executable(
     root: &Path,
     process: &oci_spec::runtime::Process,

@@ -239,6 +239,28 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
 }
 
 pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
+    build_with(plan, rootfs, plan.seccomp.load_unchecked()?.as_ref())
+}
+
+/// The capabilities a container of `plan` holds: podman's default set, with `--cap-add` and
+/// without `--cap-drop`.
+pub fn bounding_set(plan: &RunPlan) -> Result<HashSet<Capability>, SpecError> {
+    let mut caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
+    // A private network needs CAP_NET_ADMIN in no case: the shim configures it.
+    caps.extend(parse_caps(&plan.cap_add)?);
+    for c in parse_caps(&plan.cap_drop)? {
+        caps.remove(&c);
+    }
+    Ok(caps)
+}
+
+/// `build` with the seccomp profile given: `None` leaves the spec without a filter (the
+/// policy is unconfined, or its program is compiled already).
+pub fn build_with(
+    plan: &RunPlan,
+    rootfs: &Path,
+    seccomp: Option<&super::seccomp::Profile>,
+) -> Result<Spec, SpecError> {
     let build_err = |e: oci_spec::OciSpecError| SpecError::Build(e.to_string());
     let user = plan
         .user
@@ -279,12 +301,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         })
         .unwrap_or_else(|| "/".into());
     super::plan::check_workdir(Some(&cwd))?;
-    let mut caps: HashSet<Capability> = DEFAULT_CAPS.iter().copied().collect();
-    // A private network needs CAP_NET_ADMIN in no case: the shim configures it.
-    caps.extend(parse_caps(&plan.cap_add)?);
-    for c in parse_caps(&plan.cap_drop)? {
-        caps.remove(&c);
-    }
+    let caps = bounding_set(plan)?;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -345,7 +362,7 @@ pub fn build(plan: &RunPlan, rootfs: &Path) -> Result<Spec, SpecError> {
         .readonly_paths(get_default_readonly_paths())
         .build()
         .map_err(build_err)?;
-    if let Some(profile) = plan.seccomp.load_unchecked()? {
+    if let Some(profile) = seccomp {
         let name = match &plan.seccomp {
             super::seccomp::SeccompPolicy::File(path) => path.display().to_string(),
             _ => "default".to_string(),

@@ -154,7 +154,13 @@ impl RuntimeChoice {
     /// container's init loads it. An external runtime is given it in crun's annotation
     /// (`run.oci.seccomp_bpf_data`, base64) with the filter kept in the spec, so that a
     /// runtime that does not know the annotation (runc) still applies the filter itself.
-    pub fn adapt_spec(&self, spec: &mut oci_spec::runtime::Spec, bundle: &Path, cache: &Path) {
+    /// Returns the compiled program, if there is one.
+    pub fn adapt_spec(
+        &self,
+        spec: &mut oci_spec::runtime::Spec,
+        bundle: &Path,
+        cache: &Path,
+    ) -> Option<bpf::Program> {
         // Only this start's filter may be found there.
         let _ = std::fs::remove_file(bundle.join(bpf::IN_BUNDLE));
         let compiled = spec
@@ -174,7 +180,9 @@ impl RuntimeChoice {
         };
         match self {
             Self::Libcontainer => {
-                let written = program.map(|p| p.write(&bundle.join(bpf::IN_BUNDLE)));
+                let written = program
+                    .as_ref()
+                    .map(|p| p.write(&bundle.join(bpf::IN_BUNDLE)));
                 match written {
                     Some(Ok(())) => {
                         if let Some(linux) = spec.linux_mut() {
@@ -187,7 +195,7 @@ impl RuntimeChoice {
                 libcontainer::swap_masked_eq_operands(spec);
             }
             Self::External { .. } => {
-                if let Some(p) = program {
+                if let Some(p) = &program {
                     use base64::Engine;
                     let mut annotations = spec.annotations().clone().unwrap_or_default();
                     annotations.insert(
@@ -198,6 +206,7 @@ impl RuntimeChoice {
                 }
             }
         }
+        program
     }
 
     /// The runtime for a container whose spec is `spec` (None: the runtime reads it from

@@ -6,7 +6,7 @@
 
 use super::SeccompError;
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
-use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+use oci_spec::runtime::{Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ pub fn loadable(filter: &LinuxSeccomp) -> bool {
 /// kept there. A cache that cannot be written only costs the next start the compile.
 pub fn cached(cache: &Path, filter: &LinuxSeccomp) -> Result<Program, SeccompError> {
     let path = cache_path(cache, filter);
-    if let Some(program) = std::fs::read(&path).ok().and_then(|f| Program::decode(&f)) {
+    if let Some(program) = find(&path) {
         return Ok(program);
     }
     let program = compile(filter)?;
@@ -121,13 +121,51 @@ const COMPILER: &str = concat!("skiff ", env!("CARGO_PKG_VERSION"), " compiler 1
 fn cache_path(cache: &Path, filter: &LinuxSeccomp) -> PathBuf {
     let mut key = Sha256::new();
     key.update(serde_json::to_vec(filter).unwrap_or_default());
-    key.update(COMPILER);
-    if let Ok(v) = libseccomp::ScmpVersion::current() {
-        key.update(format!("\0libseccomp {}.{}.{}", v.major, v.minor, v.micro));
-    }
-    key.update(b"\0");
-    key.update(rustix::system::uname().release().to_bytes());
+    key.update(compiler_and_host());
     cache.join(format!("{}.bpf", hex::encode(key.finalize())))
+}
+
+/// The same, named by what the filter was made from rather than by the filter: the
+/// profile's bytes (`source`) and the container's bounding set, besides the compiler, the
+/// libseccomp and the kernel. A start that finds its program here neither parses the profile
+/// nor builds the filter (some 0.4 ms of every start, on the way to the container).
+pub fn source_path(cache: &Path, source: &[u8], bounding: &HashSet<Capability>) -> PathBuf {
+    let mut caps: Vec<String> = bounding.iter().map(super::cap_name).collect();
+    caps.sort();
+    let mut key = Sha256::new();
+    key.update(b"source\0");
+    key.update(source);
+    key.update(b"\0");
+    key.update(caps.join(",").as_bytes());
+    key.update(b"\0");
+    key.update(compiler_and_host());
+    cache.join(format!("{}.bpf", hex::encode(key.finalize())))
+}
+
+/// A program kept at `path` by `write`, if it is there and whole.
+pub fn find(path: &Path) -> Option<Program> {
+    std::fs::read(path).ok().and_then(|f| Program::decode(&f))
+}
+
+/// The mark that this skiff on this kernel found the profile `source` good.
+pub fn checked_mark(cache: &Path, source: &[u8]) -> PathBuf {
+    let mut key = Sha256::new();
+    key.update(b"checked\0");
+    key.update(source);
+    key.update(b"\0");
+    key.update(compiler_and_host());
+    cache.join(format!("{}.checked", hex::encode(key.finalize())))
+}
+
+/// What a compiled program depends on besides its filter.
+fn compiler_and_host() -> Vec<u8> {
+    let mut key = COMPILER.as_bytes().to_vec();
+    if let Ok(v) = libseccomp::ScmpVersion::current() {
+        key.extend(format!("\0libseccomp {}.{}.{}", v.major, v.minor, v.micro).bytes());
+    }
+    key.push(0);
+    key.extend(rustix::system::uname().release().to_bytes());
+    key
 }
 
 /// Compiles the filter as the OCI runtime spec means it (runc's and crun's reading: for

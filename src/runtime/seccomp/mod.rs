@@ -101,22 +101,6 @@ impl SeccompPolicy {
         Ok(policy)
     }
 
-    /// The profile this policy names, read and checked (`None`: unconfined). A process
-    /// checks each policy once: creating a container checks what `run` checked before
-    /// pulling, and a job creates several containers with the same policy.
-    pub fn load(&self) -> Result<Option<Profile>, SeccompError> {
-        type Checked = std::collections::HashMap<SeccompPolicy, Option<Profile>>;
-        static CHECKED: std::sync::Mutex<Option<Checked>> = std::sync::Mutex::new(None);
-        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-        let checked = checked.get_or_insert_with(Default::default);
-        if let Some(profile) = checked.get(self) {
-            return Ok(profile.clone());
-        }
-        let profile = self.read(Profile::parse)?;
-        checked.insert(self.clone(), profile.clone());
-        Ok(profile)
-    }
-
     /// The profile, read but not checked: for the shim, which converts it for its container
     /// right away (a profile changed since it was checked fails there, named).
     pub fn load_unchecked(&self) -> Result<Option<Profile>, SeccompError> {
@@ -127,17 +111,86 @@ impl SeccompPolicy {
         &self,
         parse: fn(&[u8], &str) -> Result<Profile, SeccompError>,
     ) -> Result<Option<Profile>, SeccompError> {
-        let file = |path: &Path| Profile::read_with(path, parse);
+        self.source()?
+            .map(|source| match source {
+                Source::Builtin => Ok(builtin::profile()),
+                Source::Bytes { bytes, name } => parse(&bytes, &name),
+            })
+            .transpose()
+    }
+
+    /// What this policy's profile is made from, before any parsing (`None`: unconfined).
+    pub fn source(&self) -> Result<Option<Source>, SeccompError> {
+        let file = |path: &Path| match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(Source::Bytes {
+                bytes,
+                name: path.display().to_string(),
+            })),
+            Err(source) => Err(SeccompError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        };
         match self {
             SeccompPolicy::Unconfined => Ok(None),
             SeccompPolicy::Default => {
                 match SYSTEM_PROFILES.iter().map(Path::new).find(|p| p.exists()) {
-                    Some(path) => file(path).map(Some),
-                    None => Ok(Some(builtin::profile())),
+                    Some(path) => file(path),
+                    None => Ok(Some(Source::Builtin)),
                 }
             }
-            SeccompPolicy::File(path) => file(path).map(Some),
-            SeccompPolicy::Inline(json) => parse(json.as_bytes(), "(inline)").map(Some),
+            SeccompPolicy::File(path) => file(path),
+            SeccompPolicy::Inline(json) => Ok(Some(Source::Bytes {
+                bytes: json.as_bytes().to_vec(),
+                name: "(inline)".into(),
+            })),
+        }
+    }
+
+    /// Checks the profile as `load` does, unless this skiff on this kernel already checked
+    /// the same bytes: a mark in `cache` (the store's) says so, so that a start neither
+    /// parses nor converts the system's profile again only to learn that it is good.
+    pub fn check(&self, cache: &Path) -> Result<(), SeccompError> {
+        let Some(Source::Bytes { bytes, name }) = self.source()? else {
+            // Unconfined, or the built-in profile, which the tests check.
+            return Ok(());
+        };
+        let mark = bpf::checked_mark(cache, &bytes);
+        if mark.exists() {
+            return Ok(());
+        }
+        Profile::parse(&bytes, &name)?;
+        let marked = std::fs::create_dir_all(cache).and_then(|()| std::fs::write(&mark, b""));
+        if let Err(e) = marked {
+            tracing::debug!("marking the seccomp profile checked: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// What a policy's profile is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in copy of containers-common's profile.
+    Builtin,
+    /// A profile file's bytes (`name`: its path), or the inline text's.
+    Bytes { bytes: Vec<u8>, name: String },
+}
+
+impl Source {
+    /// What names it among compiled programs.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Source::Builtin => b"(built-in)",
+            Source::Bytes { bytes, .. } => bytes,
+        }
+    }
+
+    /// The profile, parsed but not checked (the shim converts it right away).
+    pub fn profile_unchecked(&self) -> Result<Profile, SeccompError> {
+        match self {
+            Source::Builtin => Ok(builtin::profile()),
+            Source::Bytes { bytes, name } => Profile::parse_unchecked(bytes, name),
         }
     }
 }
@@ -270,18 +323,11 @@ fn parse_kernel(release: &str) -> Option<(u32, u32)> {
 
 impl Profile {
     pub fn read(path: &Path) -> Result<Profile, SeccompError> {
-        Profile::read_with(path, Profile::parse)
-    }
-
-    fn read_with(
-        path: &Path,
-        parse: fn(&[u8], &str) -> Result<Profile, SeccompError>,
-    ) -> Result<Profile, SeccompError> {
         let bytes = std::fs::read(path).map_err(|source| SeccompError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        parse(&bytes, &path.display().to_string())
+        Profile::parse(&bytes, &path.display().to_string())
     }
 
     fn parse_unchecked(bytes: &[u8], source_name: &str) -> Result<Profile, SeccompError> {
@@ -387,7 +433,7 @@ impl Rule {
     }
 }
 
-fn cap_name(cap: &Capability) -> String {
+pub(crate) fn cap_name(cap: &Capability) -> String {
     serde_json::to_value(cap)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

@@ -197,30 +197,41 @@ fn bad_profiles_are_named() {
     assert!(Profile::parse(good.as_bytes(), "good.json").is_ok());
 }
 
-/// A process checks a policy once; the shim reads it without the check, and a profile broken
-/// since then fails when the shim converts it, named.
+/// `run` checks a profile before the container exists, once per content: a mark in the
+/// store's cache remembers good bytes. The shim reads it without the check, and a profile
+/// broken since fails when the shim converts it, named; `run` refuses it at once.
 #[test]
-fn a_policy_is_checked_once_and_converted_at_start() {
+fn a_profile_is_checked_once_per_content_and_converted_at_start() {
     let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
     let path = dir.path().join("own.json");
     let good = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ERRNO"}]}"#;
     std::fs::write(&path, good).unwrap();
     let policy = SeccompPolicy::File(path.clone());
-    let checked = policy.load().unwrap();
-    assert!(checked.is_some());
-    // Changed on disk: this process keeps what it checked.
+    policy.check(&cache).unwrap();
+    let marks = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    assert_eq!(marks(), 1);
+    policy.check(&cache).unwrap();
+    assert_eq!(marks(), 1, "checked again");
+    // Broken on disk: the start reads it again; it parses, and its conversion names the
+    // file. A new `run` refuses it.
     let broken = r#"{"defaultAction":"SCMP_ACT_NOPE"}"#;
     std::fs::write(&path, broken).unwrap();
-    assert_eq!(policy.load().unwrap(), checked);
-    // The start reads it again: it parses, and its conversion names the file.
     let read = policy.load_unchecked().unwrap().unwrap();
     let err = read
         .to_spec(&podman_caps(), &amd64(), &path.display().to_string())
         .unwrap_err();
     assert!(crate::error_chain(&err).contains("own.json"), "{err}");
-    // Another policy is checked on its own.
-    let other = SeccompPolicy::Inline(broken.into());
-    assert!(other.load().is_err());
+    let err = policy.check(&cache).unwrap_err();
+    assert!(crate::error_chain(&err).contains("own.json"), "{err}");
+    assert_eq!(marks(), 1, "a broken profile marked");
+    // The mark is the content's, wherever it comes from.
+    SeccompPolicy::Inline(good.into()).check(&cache).unwrap();
+    assert_eq!(marks(), 1);
+    assert!(SeccompPolicy::Inline(broken.into()).check(&cache).is_err());
+    // A missing file is named.
+    let gone = SeccompPolicy::File(dir.path().join("gone.json"));
+    assert!(crate::error_chain(&gone.check(&cache).unwrap_err()).contains("gone.json"));
 }
 
 #[test]
