@@ -56,6 +56,9 @@ pub struct SaveArgs {
 }
 
 #[derive(Subcommand, Debug)]
+// Each command's options are defined only when it is the one given: clap would otherwise
+// build every command's at each start.
+#[command(defer = true)]
 pub enum HelperCommand {
     /// Print the helper image reference, the source that would provide it, and why
     Resolve(HelperArgs),

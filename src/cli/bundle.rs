@@ -10,6 +10,9 @@ use skiff::helper::{self, HelperSpec};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]
+// Each command's options are defined only when it is the one given: clap would otherwise
+// build every command's at each start.
+#[command(defer = true)]
 pub enum BundleCommand {
     /// Write one archive with every image a pipeline (or the given list) needs
     Create(CreateArgs),

@@ -18,7 +18,8 @@ use skiff::job::local::{LocalRuntime, StoreImages};
 use skiff::oci::manifest::PlatformSpec;
 use std::path::{Path, PathBuf};
 
-/// The driver's admin file, on every verb (the runner passes the same arguments to each).
+// The driver's admin file, on every verb (the runner passes the same arguments to each). A
+// comment: see `RegistryArgs`.
 #[derive(Args, Debug)]
 pub struct GitlabArgs {
     /// The driver's settings, GitLab Runner's [runners.docker] keys [default:
@@ -30,6 +31,9 @@ pub struct GitlabArgs {
 }
 
 #[derive(Subcommand, Debug)]
+// Each command's options are defined only when it is the one given: clap would otherwise
+// build every command's at each start.
+#[command(defer = true)]
 pub enum GitlabCommand {
     /// config_exec: the driver's JSON for the runner (--check: the admin file instead)
     Config {

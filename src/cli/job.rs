@@ -64,7 +64,7 @@ pub(super) fn pair(kv: &str) -> Result<(String, String)> {
         .with_context(|| format!("{kv:?}: expected KEY=VALUE"))
 }
 
-/// Where a pipeline's included files come from.
+// Where a pipeline's included files come from (a comment: see `RegistryArgs`).
 #[derive(Args, Debug, Default)]
 pub struct IncludeArgs {
     /// GROUP/PROJECT=DIR: a checkout `include: project:` and `component:` read from (their

@@ -64,6 +64,9 @@ pub enum Format {
 }
 
 #[derive(Subcommand, Debug)]
+// Each command's options are defined only when it is the one given: clap would otherwise
+// build every command's at each start.
+#[command(defer = true)]
 pub enum Command {
     /// Pull an image from a registry into the store
     Pull(pull::PullArgs),

@@ -8,6 +8,9 @@ use skiff::runtime::network::Network;
 use skiff::runtime::pod::{self, PodOptions};
 
 #[derive(Subcommand, Debug)]
+// Each command's options are defined only when it is the one given: clap would otherwise
+// build every command's at each start.
+#[command(defer = true)]
 pub enum PodCommand {
     /// Create a pod: a network namespace (and user namespace) for several containers
     Create(CreateArgs),
@@ -49,6 +52,9 @@ pub struct RmArgs {
 }
 
 #[derive(Subcommand, Debug)]
+// Each command's options are defined only when it is the one given: clap would otherwise
+// build every command's at each start.
+#[command(defer = true)]
 pub enum SystemCommand {
     /// Remove what killed shims left behind: container processes, --rm containers' files,
     /// pods whose infra process is gone

@@ -11,7 +11,8 @@ use skiff::oci::manifest::PlatformSpec;
 use skiff::store::Store;
 use std::path::PathBuf;
 
-/// Options shared by every command that talks to a registry (podman's names).
+// Options shared by every command that talks to a registry (podman's names). A comment,
+// not a doc comment: flattened into a deferred command, that would become its about line.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RegistryArgs {
     /// Credential file to consult before the default locations
