@@ -491,6 +491,17 @@ fn create_as(
         })?;
     }
     plan.write(dir.path())?;
+    // The overlay's directories and the transient files' mount point, made here while the
+    // shim (started early) is still loading: each costs the store's filesystem an inode,
+    // on the way to the container when the shim makes it. The shim makes any that is
+    // missing, and names the failure.
+    for made in [
+        dir.path().join(super::rootfs::UPPER),
+        dir.path().join(super::rootfs::WORK),
+        transient(dir.path()),
+    ] {
+        let _ = std::fs::create_dir(made);
+    }
     Ok(Container { dir, name: id })
 }
 

@@ -57,11 +57,15 @@ pub struct OverlayDirs {
     pub merged: PathBuf,
 }
 
+/// A container's upper and work directories, in its directory.
+pub const UPPER: &str = "upper";
+pub const WORK: &str = "work";
+
 impl OverlayDirs {
     pub fn create(dir: &Path, transient: &Path) -> Result<OverlayDirs, RootfsError> {
         let d = OverlayDirs {
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: dir.join(UPPER),
+            work: dir.join(WORK),
             merged: transient.join("merged"),
         };
         for p in [&d.upper, &d.work, &d.merged] {
