@@ -103,7 +103,7 @@ impl Backend for External {
         // `run` keeps the runtime in the foreground: it relays signals and exits with the
         // container's status.
         let limits = self.limits(self.spec_for_limits(paths).as_ref());
-        let (mut cmd, _program) = self.command(paths.state, limits);
+        let (mut cmd, program) = self.command(paths.state, limits);
         if let Some(t) = terminal {
             let dup = || t.try_clone().map_err(|e| self.spawn_error(e));
             cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
@@ -117,6 +117,7 @@ impl Backend for External {
             .arg(id)
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        release(program);
         // Started means the runtime has recorded the container (an `exec` right after
         // `run -d` must find it): wait for its pid file, or for the runtime to give up.
         self.pid_file_watch =
@@ -131,17 +132,21 @@ impl Backend for External {
             return;
         }
         let limits = self.limits(self.spec_for_limits(paths).as_ref());
-        let (mut cmd, _program) = self.command(paths.state, limits);
-        let _ = cmd
+        let (mut cmd, program) = self.command(paths.state, limits);
+        let deleting = cmd
             .args(["delete", "--force", id])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .status();
+            .spawn();
+        release(program);
+        if let Ok(mut child) = deleting {
+            let _ = child.wait();
+        }
     }
 
     fn exec(&self, id: &str, paths: &Paths, request: &ExecProcess) -> Result<i32, BackendError> {
         let spec = load_spec(paths.bundle);
-        let (mut cmd, _program) = self.command(paths.state, self.limits(spec.as_ref()));
+        let (mut cmd, program) = self.command(paths.state, self.limits(spec.as_ref()));
         cmd.arg("exec");
         // The runtimes start from an empty environment once --env is given: the container's
         // own first (PATH and all), then the overrides.
@@ -163,8 +168,16 @@ impl Backend for External {
         }
         cmd.arg(id).args(&request.args);
         let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        release(program);
         Ok(wait_for(Pid::from_raw(child.id() as i32)))
     }
+}
+
+/// Closes the mount a runtime was started from, once it runs from it: the mount then leaves
+/// its (anonymous) namespace, for which the kernel waits out an RCU grace period. Closed
+/// right after the spawn, that wait overlaps the runtime's run rather than following it.
+fn release(program: Option<OwnedFd>) {
+    drop(program);
 }
 
 pub(super) fn asks_for_limits(spec: &oci_spec::runtime::Spec) -> bool {
