@@ -519,11 +519,6 @@ fn interpreter(file: &Path) -> Option<std::path::PathBuf> {
     text.split_whitespace().next().map(std::path::PathBuf::from)
 }
 
-/// Finds the command in the container's root the way execvp would (through the process's
-/// PATH, relative to its working directory, links followed inside the root, a script's
-/// interpreter too): 127 when missing, 126 when not executable. libcontainer tells these
-/// apart only in text, and the external runtimes not at all (crun exits 1), so this check
-/// is what gives every runtime the shell's answer.
 /// How a start gets its seccomp filter.
 struct SeccompFilter {
     /// The profile, to convert into the spec's filter.
@@ -564,6 +559,11 @@ fn seccomp_filter(plan: &RunPlan, cache: &Path) -> Result<SeccompFilter, spec::S
     })
 }
 
+/// Finds the command in the container's root the way execvp would (through the process's
+/// PATH, relative to its working directory, links followed inside the root, a script's
+/// interpreter too): 127 when missing, 126 when not executable. libcontainer tells these
+/// apart only in text, and the external runtimes not at all (crun exits 1), so this check
+/// is what gives every runtime the shell's answer.
 fn check_executable(
     root: &Path,
     process: &oci_spec::runtime::Process,
