@@ -113,7 +113,7 @@ pub fn cached(cache: &Path, filter: &LinuxSeccomp) -> Result<Program, SeccompErr
 
 /// Which way `compile` reads a filter: a change to it changes this, so that no program
 /// compiled the old way is loaded again.
-const COMPILER: &str = concat!("skiff ", env!("CARGO_PKG_VERSION"), " compiler 1");
+const COMPILER: &str = concat!("skiff ", env!("CARGO_PKG_VERSION"), " compiler 2");
 
 /// Named by everything the program depends on: the filter, how skiff translates it,
 /// libseccomp's version (the compiler) and the kernel's release (which actions and flags
@@ -172,6 +172,24 @@ fn compiler_and_host() -> Vec<u8> {
 /// `SCMP_CMP_MASKED_EQ`, `value` is the mask and `valueTwo` the datum). Syscalls this
 /// libseccomp does not know are left out, as every runtime does.
 pub fn compile(filter: &LinuxSeccomp) -> Result<Program, SeccompError> {
+    compile_as(filter, Layout::Tree)
+}
+
+/// How libseccomp arranges the rules of an architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One comparison after the other, in the order libseccomp chooses (its default): what
+    /// the tests compare the tree with.
+    #[cfg(test)]
+    List,
+    /// A binary tree of syscall numbers (libseccomp's optimisation level 2). The kernel
+    /// loads it in a third of the time: it converts and JIT-compiles every program at
+    /// `seccomp(2)`, in the container's init, and the list's long jumps take it more
+    /// passes (default profile: 0.3 ms, not 0.9).
+    Tree,
+}
+
+fn compile_as(filter: &LinuxSeccomp, layout: Layout) -> Result<Program, SeccompError> {
     let fail = |what: &str| {
         let what = what.to_string();
         move |source| SeccompError::Compile { what, source }
@@ -181,6 +199,12 @@ pub fn compile(filter: &LinuxSeccomp) -> Result<Program, SeccompError> {
     // What `seccomp(2)` is given is decided when it is loaded, not here.
     ctx.set_ctl_nnp(false)
         .map_err(fail("setting its attributes"))?;
+    // A libseccomp before 2.5 has no tree; its list means the same.
+    if layout == Layout::Tree
+        && let Err(e) = ctx.set_ctl_optimize(2)
+    {
+        tracing::debug!("libseccomp arranges no binary tree: {e}");
+    }
     for &a in filter.architectures().iter().flatten() {
         ctx.add_arch(arch(a))
             .map_err(fail(&format!("adding architecture {a:?}")))?;
@@ -334,6 +358,141 @@ mod tests {
         }));
         assert_ne!(cached(dir.path(), &other).unwrap(), first);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    /// The kernel's reading of a classic program, for the instructions libseccomp emits;
+    /// `data` is a `struct seccomp_data`. Also whether the program read an argument.
+    fn verdict(program: &Program, data: &[u8; 64]) -> (u32, bool) {
+        let code: Vec<(u16, usize, usize, u32)> = program
+            .as_bytes()
+            .chunks(INSTRUCTION)
+            .map(|i| {
+                let k = u32::from_ne_bytes([i[4], i[5], i[6], i[7]]);
+                (
+                    u16::from_ne_bytes([i[0], i[1]]),
+                    i[2].into(),
+                    i[3].into(),
+                    k,
+                )
+            })
+            .collect();
+        let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
+        let (mut pc, mut read_args) = (0, false);
+        loop {
+            let (op, jt, jf, k) = code[pc];
+            pc += 1;
+            let jump = |taken: bool| if taken { jt } else { jf };
+            match op {
+                0x20 => {
+                    let at = k as usize;
+                    read_args |= at >= 16;
+                    a = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                0x00 => a = k,
+                0x01 => x = k,
+                0x60 => a = mem[k as usize],
+                0x61 => x = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x03 => mem[k as usize] = x,
+                0x07 => x = a,
+                0x87 => a = x,
+                0x54 => a &= k,
+                0x05 => pc += k as usize,
+                0x15 => pc += jump(a == k),
+                0x25 => pc += jump(a > k),
+                0x35 => pc += jump(a >= k),
+                0x45 => pc += jump(a & k != 0),
+                0x1d => pc += jump(a == x),
+                0x2d => pc += jump(a > x),
+                0x3d => pc += jump(a >= x),
+                0x4d => pc += jump(a & x != 0),
+                0x06 => return (k, read_args),
+                0x16 => return (a, read_args),
+                other => panic!("instruction {other:#x} at {}", pc - 1),
+            }
+        }
+    }
+
+    #[test]
+    fn the_tree_decides_every_call_as_the_list_does() {
+        let host = super::super::Host {
+            arch: "amd64",
+            seccomp_arch: "SCMP_ARCH_X86_64",
+            kernel: (6, 1),
+        };
+        let caps = crate::runtime::caps::DEFAULT_CAPS.iter().copied().collect();
+        let filter = super::super::builtin::profile()
+            .to_spec(&caps, &host, "builtin")
+            .unwrap();
+        let list = compile_as(&filter, Layout::List).unwrap();
+        let tree = compile_as(&filter, Layout::Tree).unwrap();
+        assert_eq!(tree, compile(&filter).unwrap(), "compile arranges a tree");
+        // The list compares syscall numbers for equality only; the tree bisects them
+        // (`jgt`).
+        let bisections = |p: &Program| {
+            p.as_bytes()
+                .chunks(INSTRUCTION)
+                .filter(|i| u16::from_ne_bytes([i[0], i[1]]) == 0x25)
+                .count()
+        };
+        assert!(
+            bisections(&tree) > 50 && bisections(&tree) > 10 * bisections(&list),
+            "tree {} against list {}",
+            bisections(&tree),
+            bisections(&list)
+        );
+        // Every value a rule compares an argument with, and its neighbours.
+        let mut values = vec![0u64, u64::MAX];
+        for arg in filter
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.args().iter().flatten())
+        {
+            for v in [Some(arg.value()), arg.value_two()].into_iter().flatten() {
+                values.extend([v, v.wrapping_sub(1), v.wrapping_add(1), !v]);
+            }
+        }
+        values.sort_unstable();
+        values.dedup();
+        // x86_64 (with x32's numbers), i386, and an architecture the filter does not name.
+        let calls = (0..600u32)
+            .flat_map(|nr| {
+                [
+                    (0xc000003e_u32, nr),
+                    (0xc000003e, nr | 0x4000_0000),
+                    (0x40000003, nr),
+                ]
+            })
+            .chain([(0xc00000b7, 0)]);
+        let (mut checked, mut with_arguments) = (0, 0);
+        for (arch, nr) in calls {
+            for (n, &value) in values.iter().enumerate() {
+                let mut data = [0u8; 64];
+                data[0..4].copy_from_slice(&nr.to_ne_bytes());
+                data[4..8].copy_from_slice(&arch.to_ne_bytes());
+                for arg in 0..6 {
+                    let at = 16 + arg * 8;
+                    data[at..at + 8].copy_from_slice(&value.to_ne_bytes());
+                }
+                let (decided, read_tree) = verdict(&tree, &data);
+                let (want, read_list) = verdict(&list, &data);
+                assert_eq!(
+                    decided, want,
+                    "arch {arch:#x}, syscall {nr:#x}, arguments {value:#x}"
+                );
+                checked += 1;
+                // Other arguments matter only to a call whose rules read them.
+                if !(read_tree || read_list) {
+                    break;
+                }
+                with_arguments += usize::from(n == 0);
+            }
+        }
+        assert!(
+            checked > 1800 && with_arguments >= 4,
+            "{checked} {with_arguments}"
+        );
     }
 
     #[test]
