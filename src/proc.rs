@@ -246,7 +246,7 @@ impl HelperCmd {
     }
 
     /// `command_reporting_exit` for a shim started before its container exists: it waits on
-    /// a go pipe (`SKIFF_GO_FD`, see [`wait_for_go`]) before it reads anything of the
+    /// a go pipe (`SKIFF_GO_FD`, see [`ShimPipes::wait_for_go`]) before it reads anything of the
     /// container, so that its own start runs while its spawner reads the image and writes
     /// the plan. `host_root`: whether the container's root will be the host's, which the
     /// plan would tell [`exposed_program`]. Call `spawned` on both pipes after spawning.
@@ -274,10 +274,16 @@ impl HelperCmd {
             write: Some(exit_write),
         };
         let go = GoPipe {
-            write: std::fs::File::from(go_write),
+            write: Some(std::fs::File::from(go_write)),
             read: Some(go_read),
         };
         Ok((cmd, exit, go))
+    }
+
+    /// Whether `command` (made by this type) runs this very binary, not a sealed copy of it:
+    /// then a fork of this process runs the same program.
+    pub fn runs_own_binary(command: &std::process::Command) -> bool {
+        command.get_program() == SELF_EXE
     }
 
     /// Runs the helper to its end (stdin empty, output captured); `ProcError::Failed` with
@@ -461,7 +467,8 @@ impl ExitPipe {
 /// one byte written means "the plan is there, start"; its closing without one means "give
 /// up", and the shim ends without touching anything.
 pub struct GoPipe {
-    write: std::fs::File,
+    /// Ours; `None` only in a shim forked from us (see [`ShimPipes::forked`]).
+    write: Option<std::fs::File>,
     /// The shim's end, until it is spawned.
     read: Option<std::os::fd::OwnedFd>,
 }
@@ -472,19 +479,71 @@ impl GoPipe {
     }
 
     /// Tells the shim to start its container.
-    pub fn go(mut self) -> Result<(), ProcError> {
-        self.write.write_all(b"g").map_err(ProcError::Pipe)
+    pub fn go(self) -> Result<(), ProcError> {
+        let mut write = self
+            .write
+            .ok_or_else(|| ProcError::Pipe(std::io::Error::other("the go pipe was given away")))?;
+        write.write_all(b"g").map_err(ProcError::Pipe)
     }
 }
 
-/// A shim's wait for its go: at once when it was not started early (no `SKIFF_GO_FD`), else
-/// until its spawner says go (true) or gives up and closes the pipe (false).
-pub fn wait_for_go() -> bool {
-    let Some(mut pipe) = take_inherited(GO_FD, false) else {
-        return std::env::var_os(GO_FD).is_none();
-    };
-    let mut byte = [0u8; 1];
-    matches!(std::io::Read::read(&mut pipe, &mut byte), Ok(1) if byte[0] == b'g')
+/// What a shim talks to its spawner over: the go pipe of a shim started before its
+/// container exists, the exit pipe of a foreground one, the ready pipe of a detached one.
+pub struct ShimPipes {
+    /// `Some(None)`: a go pipe was named that cannot be opened.
+    go: Option<Option<std::fs::File>>,
+    exit: Option<std::fs::File>,
+    ready: Option<std::fs::File>,
+}
+
+impl ShimPipes {
+    /// The pipes a spawner named in an exec'd shim's environment, reopened close-on-exec.
+    pub fn inherited() -> Self {
+        Self {
+            go: std::env::var_os(GO_FD).map(|_| take_inherited(GO_FD, false)),
+            exit: take_exit_pipe(),
+            ready: take_ready_pipe(),
+        }
+    }
+
+    /// In a shim forked from its spawner (see `HelperCmd::command_waiting_for_go`): its ends
+    /// of both pipes, close-on-exec, and the spawner's end of the go pipe closed, so that
+    /// the spawner's death ends the wait.
+    pub fn forked(exit: &mut ExitPipe, go: &mut GoPipe) -> Self {
+        let ours = |end: Option<std::os::fd::OwnedFd>| {
+            let end = end?;
+            rustix::io::fcntl_setfd(&end, rustix::io::FdFlags::CLOEXEC).ok()?;
+            Some(std::fs::File::from(end))
+        };
+        drop(go.write.take());
+        Self {
+            go: Some(ours(go.read.take())),
+            exit: ours(exit.write.take()),
+            ready: None,
+        }
+    }
+
+    /// The wait for the go: none for a shim not started early, else until its spawner says
+    /// go (true) or gives up and closes the pipe (false).
+    pub fn wait_for_go(&mut self) -> bool {
+        let Some(pipe) = self.go.take() else {
+            return true;
+        };
+        let mut byte = [0u8; 1];
+        pipe.is_some_and(
+            |mut p| matches!(std::io::Read::read(&mut p, &mut byte), Ok(1) if byte[0] == b'g'),
+        )
+    }
+
+    /// A foreground shim's exit pipe (see `ExitPipe`).
+    pub fn take_exit(&mut self) -> Option<std::fs::File> {
+        self.exit.take()
+    }
+
+    /// A detached shim's ready pipe (see `take_ready_pipe`).
+    pub fn take_ready(&mut self) -> Option<std::fs::File> {
+        self.ready.take()
+    }
 }
 
 /// Whether `pid` exists and is not a zombie waiting to be reaped.

@@ -693,6 +693,82 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
     });
 }
 
+/// A foreground `run` SIGKILLed alone takes its shim and container with it, whichever way
+/// the shim was started: forked from `run` for an external runtime, `skiff __shim DIR` for
+/// libcontainer (whose unstarted init cleanup finds by that command line).
+#[test]
+fn a_killed_run_takes_its_shim_and_container() {
+    for_each_runner(|who, image| {
+        // A binary the container's user could write runs as a sealed copy, never forked: the
+        // rootless runner's own copy.
+        use std::os::unix::fs::MetadataExt;
+        let sealed = who.rootless && std::fs::metadata(&who.binary).unwrap().uid() != 0;
+        let cases = [
+            ("libcontainer", "lc-killed", false),
+            ("crun", "crun-killed", !sealed),
+        ];
+        let _cleanup = Cleanup(who, &["lc-killed", "crun-killed"]);
+        let cmdline = |pid: i32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        for (runtime, name, forked) in cases {
+            let args = [
+                "run",
+                "--runtime",
+                runtime,
+                "--name",
+                name,
+                image,
+                "sleep",
+                "300",
+            ];
+            let mut child = spawn_in_group(who, &args);
+            let dir = who.store.join("containers").join(name);
+            wait_until("the container started", 10, || {
+                read_pid(&dir.join("container.pid")).is_some_and(alive)
+            });
+            let init = read_pid(&dir.join("container.pid")).unwrap();
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let shim = state["shim_pid"].as_i64().unwrap() as i32;
+            let stat = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
+            let run: i32 = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap();
+            let shim_args = cmdline(shim);
+            assert!(
+                cmdline(run).windows(3).any(|w| w == b"run"),
+                "{run} is not skiff run"
+            );
+            assert_eq!(
+                shim_args == cmdline(run),
+                forked,
+                "{runtime}: {}",
+                String::from_utf8_lossy(&shim_args)
+            );
+            assert_eq!(shim_args.windows(6).any(|w| w == b"__shim"), !forked);
+            assert_eq!(shim_args.starts_with(b"/proc/self/fd/"), sealed);
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(run),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            wait_until("the shim outlived its run", 5, || !alive(shim));
+            wait_until("the container outlived its run", 5, || !alive(init));
+            let _ = child.wait();
+            let report = who.ok(&["system", "cleanup"]);
+            assert!(
+                report.contains(&format!("marked container {name} exited")),
+                "{report}"
+            );
+        }
+    });
+}
+
 /// The directories of the cgroups of process `pid` named `name`, in every hierarchy.
 fn container_cgroups(pid: i32, name: &str) -> Vec<std::path::PathBuf> {
     let listed = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();

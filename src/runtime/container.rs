@@ -679,7 +679,7 @@ impl Container {
         let (command, mut exit) = shim.command_reporting_exit()?;
         let child = spawn_shim(command, stdin_inherit)?;
         exit.spawned();
-        attach(&self.dir, child, exit).await
+        attach(&self.dir, ShimChild::Spawned(child), exit).await
     }
 
     /// Signals the container: through its shim, which relays; SIGKILL (which cannot be
@@ -757,13 +757,57 @@ impl Container {
 
 /// The shim of a foreground container not made yet: `skiff run` starts it first, and it
 /// waits (see `HelperCmd::command_waiting_for_go`) while `run` reads or pulls the image and
-/// writes the plan, so that the shim's own start, an exec of skiff, is off the path to the
-/// container's. Dropped before `run`, it ends without touching anything.
+/// writes the plan, so that the shim's own start is off the path to the container's.
+/// Dropped before `run`, it ends without touching anything.
+///
+/// For an external runtime the shim is a fork of `run` (see `ShimChild::Forked`): no exec
+/// of skiff and no loading of it, which took the spawned shim 0.8 ms, longer than `run`
+/// takes to write the plan.
+/// Not for libcontainer: it clones the shim to make the container's init, which cleanup
+/// finds by its `skiff __shim DIR` command line if the shim dies before the init starts
+/// (`kill_shim_processes`); a fork keeps `run`'s. Nor where the shim must run from a sealed
+/// copy of skiff (`proc::exposed_program`).
 pub struct EarlyShim {
     id: String,
-    child: std::process::Child,
+    child: ShimChild,
     exit: crate::proc::ExitPipe,
     go: crate::proc::GoPipe,
+}
+
+/// A foreground shim, our child.
+enum ShimChild {
+    /// `skiff __shim DIR`, spawned.
+    Spawned(std::process::Child),
+    /// A fork of this process running the shim (`runtime::forked_shim_main`).
+    Forked(nix::unistd::Pid),
+}
+
+impl ShimChild {
+    fn pid(&self) -> nix::unistd::Pid {
+        match self {
+            Self::Spawned(c) => nix::unistd::Pid::from_raw(c.id() as i32),
+            Self::Forked(pid) => *pid,
+        }
+    }
+
+    /// Blocking: reaps the shim.
+    fn wait(self) -> std::io::Result<std::process::ExitStatus> {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        use std::os::unix::process::ExitStatusExt;
+        let pid = match self {
+            Self::Spawned(mut c) => return c.wait(),
+            Self::Forked(pid) => pid,
+        };
+        loop {
+            // As wait(2) encodes them: the status in the second byte, or the signal.
+            return match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => Ok(ExitStatusExt::from_raw((code & 0xff) << 8)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => Ok(ExitStatusExt::from_raw(sig as i32)),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
 }
 
 impl EarlyShim {
@@ -789,7 +833,16 @@ impl EarlyShim {
             dir: dir.path().to_path_buf(),
         };
         let (command, mut exit, mut go) = shim.command_waiting_for_go(host_root)?;
-        let child = spawn_shim(command, stdin_inherit)?;
+        let forked = match matches!(opts.runtime, RuntimeChoice::External { .. })
+            && HelperCmd::runs_own_binary(&command)
+        {
+            true => fork_shim(dir.path(), stdin_inherit, &mut exit, &mut go)?,
+            false => None,
+        };
+        let child = match forked {
+            Some(pid) => ShimChild::Forked(pid),
+            None => ShimChild::Spawned(spawn_shim(command, stdin_inherit)?),
+        };
         exit.spawned();
         go.spawned();
         let shim = Self {
@@ -817,6 +870,32 @@ impl EarlyShim {
     }
 }
 
+/// The shim as a fork of this process (see `EarlyShim`), with `stdin_inherit` (else
+/// /dev/null) as its stdin. `None`: not forked, as this process has threads.
+fn fork_shim(
+    dir: &Path,
+    stdin_inherit: bool,
+    exit: &mut crate::proc::ExitPipe,
+    go: &mut crate::proc::GoPipe,
+) -> Result<Option<nix::unistd::Pid>, ContainerError> {
+    let parent = std::process::id();
+    let forked = super::sys::fork_to(|| {
+        let pipes = crate::proc::ShimPipes::forked(exit, go);
+        if !stdin_inherit && let Ok(null) = std::fs::File::open("/dev/null") {
+            use std::os::fd::AsRawFd;
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        }
+        super::forked_shim_main(dir, parent, pipes)
+    });
+    forked.map_err(|source| {
+        ProcError::Spawn {
+            helper: "__shim",
+            source,
+        }
+        .into()
+    })
+}
+
 /// A foreground shim, started with `stdin_inherit` (else /dev/null) as its stdin.
 fn spawn_shim(
     mut command: std::process::Command,
@@ -839,7 +918,7 @@ fn spawn_shim(
 /// and returns its exit status as soon as the shim reports it.
 async fn attach(
     dir: &ContainerDir,
-    mut child: std::process::Child,
+    child: ShimChild,
     exit: crate::proc::ExitPipe,
 ) -> Result<i32, ContainerError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -853,7 +932,7 @@ async fn attach(
     // watches its shim's end too).
     let reported = exit.report();
     tokio::pin!(reported);
-    let pid = Some(nix::unistd::Pid::from_raw(child.id() as i32));
+    let pid = Some(child.pid());
     let mut term = signal(SignalKind::terminate()).map_err(spawn_err)?;
     let mut int = signal(SignalKind::interrupt()).map_err(spawn_err)?;
     let relay = |sig| {

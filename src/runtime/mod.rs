@@ -38,14 +38,8 @@ pub fn run_helper(cmd: crate::proc::HelperCmd, parent: Option<u32>) -> i32 {
     use crate::proc::HelperCmd;
     // A helper never outlives the skiff process that started it (not even a kill -9 of it).
     // A detached container's shim must outlive the `skiff run -d` that started it.
-    if !cmd.runs_detached() {
-        let pid = |p: rustix::process::Pid| p.as_raw_nonzero().get() as u32;
-        let before = rustix::process::getppid();
-        let _ =
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
-        if rustix::process::getppid().map(pid) != parent.or(before.map(pid)) {
-            return 1; // the parent died before the death signal was armed
-        }
+    if !cmd.runs_detached() && !dies_with_parent(parent) {
+        return 1;
     }
     match cmd {
         HelperCmd::UnpackLayer { store, diff_id } => {
@@ -60,9 +54,32 @@ pub fn run_helper(cmd: crate::proc::HelperCmd, parent: Option<u32>) -> i32 {
             ports,
         } => pod::probe_main(&pod_dir, timeout_ms, &ports),
         HelperCmd::Pod { dir } => pod::pod_main(&dir),
-        HelperCmd::Shim { dir } => shim::shim_main(&dir),
+        HelperCmd::Shim { dir } => shim::shim_main(&dir, crate::proc::ShimPipes::inherited()),
         HelperCmd::Exec { dir } => exec::exec_main(&dir),
     }
+}
+
+/// Arms this process's parent-death signal (SIGKILL); false when the parent, `parent` (or
+/// the process's parent when not known), died before it was armed. getppid() read only
+/// after arming would already name the reaper then.
+fn dies_with_parent(parent: Option<u32>) -> bool {
+    let pid = |p: rustix::process::Pid| p.as_raw_nonzero().get() as u32;
+    let before = rustix::process::getppid();
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    rustix::process::getppid().map(pid) == parent.or(before.map(pid))
+}
+
+/// The shim of a foreground container, forked from `skiff run` before the container exists
+/// (see `container::EarlyShim`): it dies with `run`, then runs as `skiff __shim DIR` would.
+pub(crate) fn forked_shim_main(
+    dir: &std::path::Path,
+    parent: u32,
+    pipes: crate::proc::ShimPipes,
+) -> i32 {
+    if !dies_with_parent(Some(parent)) {
+        return 1;
+    }
+    shim::shim_main(dir, pipes)
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ fn start(
     })
 }
 
-pub fn shim_main(dir: &Path) -> i32 {
+pub fn shim_main(dir: &Path, mut pipes: crate::proc::ShimPipes) -> i32 {
     // Before anything else: if this process is SIGKILLed from here on, the guardian takes
     // the container down with it. (Forked before the wait below, off the container's path.)
     let guardian = match super::sys::spawn_guardian(dir.join("container.pid")) {
@@ -44,7 +44,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     };
     // Started before its container was made: nothing is ours to touch until the plan is
     // written. Given up on, `skiff run` reports why itself.
-    if !crate::proc::wait_for_go() {
+    if !pipes.wait_for_go() {
         return 125;
     }
     let plan = match RunPlan::read(dir) {
@@ -67,8 +67,8 @@ pub fn shim_main(dir: &Path) -> i32 {
         write_state(dir, &state);
     };
     record(Status::Created, None);
-    let mut ready = crate::proc::take_ready_pipe();
-    let exit_pipe = crate::proc::take_exit_pipe();
+    let mut ready = pipes.take_ready();
+    let exit_pipe = pipes.take_exit();
     let mapping = userns::detect();
     // In a pod: its user and network namespaces, a mount namespace of our own. Otherwise
     // our own namespaces, with a user-mode network helper spawned while we are still in

@@ -49,6 +49,35 @@ pub fn spawn_guardian(pid_file: PathBuf) -> std::io::Result<Guardian> {
     }
 }
 
+/// Forks this process; the child runs `child` and exits with the status it returns (101
+/// if it panics), never returning here. `Ok(None)`, and nothing forked, when the process
+/// has other threads: a child of one may find a lock (the allocator's) held for ever.
+pub fn fork_to(child: impl FnOnce() -> i32) -> std::io::Result<Option<nix::unistd::Pid>> {
+    if !single_threaded() {
+        return Ok(None);
+    }
+    // SAFETY: this process has one thread (checked above; nothing starts one meanwhile, as
+    // that thread is us), so the child may allocate and run arbitrary code after fork. It
+    // leaves through _exit: no destructor or exit handler of the parent's state runs twice.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
+            // SAFETY: _exit only ends the process.
+            unsafe { libc::_exit(code.unwrap_or(101)) }
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child)),
+    }
+}
+
+/// Whether this process has one thread (`Threads:` in /proc/self/status).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.strip_prefix("Threads:").is_some_and(|n| n.trim() == "1"))
+    })
+}
+
 /// The guardian holds nothing of the shim's: no log, no terminal, no readiness pipe, so
 /// that readers of those see their end when the shim's side closes.
 fn detach_files(keep: &[&OwnedFd]) {
