@@ -252,9 +252,13 @@ pub fn shim_main(dir: &Path, mut pipes: crate::proc::ShimPipes) -> i32 {
     if let Err(e) = std::fs::create_dir_all(&bundle) {
         return fail("writing config.json", &e);
     }
-    let program = plan.runtime.adapt_spec(&mut spec, &bundle, &cache);
+    let program = plan
+        .runtime
+        .adapt_spec(&mut spec, &bundle, &cache, seccomp.compiled.as_ref());
     match (seccomp.compiled, program, seccomp.kept_at) {
         // The spec has no filter then: without its program the container would have none.
+        // crun has it in its annotation.
+        (Some(_), _, _) if plan.runtime != RuntimeChoice::Libcontainer => {}
         (Some(compiled), _, _) => {
             if let Err(e) = compiled.write(&bundle.join(bpf::IN_BUNDLE)) {
                 return fail("writing the seccomp program", &e);
@@ -524,7 +528,8 @@ struct SeccompFilter {
     /// The profile, to convert into the spec's filter.
     profile: Option<super::seccomp::Profile>,
     /// The program an earlier start compiled from the same profile for the same capabilities
-    /// (the embedded runtime only): the spec then has no filter, and the bundle this program.
+    /// (runtimes that load it alone): the spec then has no filter, and the bundle (or crun's
+    /// annotation) this program.
     compiled: Option<bpf::Program>,
     /// Where the program this start compiles is kept under its profile's name.
     kept_at: Option<std::path::PathBuf>,
@@ -538,7 +543,7 @@ fn seccomp_filter(plan: &RunPlan, cache: &Path) -> Result<SeccompFilter, spec::S
             kept_at: None,
         });
     };
-    let kept_at = if plan.runtime == RuntimeChoice::Libcontainer {
+    let kept_at = if plan.runtime.loads_program_alone(cache) {
         Some(bpf::source_path(
             cache,
             source.key(),

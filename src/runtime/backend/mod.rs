@@ -147,19 +147,32 @@ impl RuntimeChoice {
         }
     }
 
+    /// Whether this runtime loads a compiled seccomp program from a spec without a filter:
+    /// libcontainer from the bundle, crun from its annotation (see `adapt_spec`). runc only
+    /// applies the spec's filter. `cache`: the store's seccomp cache.
+    pub fn loads_program_alone(&self, cache: &Path) -> bool {
+        match self {
+            Self::Libcontainer => true,
+            Self::External { path } => oci_cli::loads_bpf_annotation(path, cache),
+        }
+    }
+
     /// The spec as this runtime must read it to apply what the OCI spec means. A filter
     /// that can be is compiled once (or found compiled in `cache`), so that no start
     /// compiles it again: libseccomp spends some 20 ms on the default profile. For the
     /// embedded runtime the program is written beside the spec, which then has none: the
     /// container's init loads it. An external runtime is given it in crun's annotation
-    /// (`run.oci.seccomp_bpf_data`, base64) with the filter kept in the spec, so that a
-    /// runtime that does not know the annotation (runc) still applies the filter itself.
-    /// Returns the compiled program, if there is one.
+    /// (`run.oci.seccomp_bpf_data`, base64), with the filter kept in the spec, so that a
+    /// runtime that does not know the annotation (runc) still applies the filter itself,
+    /// unless the program is `known` already (the spec then has no filter: see
+    /// `loads_program_alone`). Returns the compiled program, if this call compiled or found
+    /// one.
     pub fn adapt_spec(
         &self,
         spec: &mut oci_spec::runtime::Spec,
         bundle: &Path,
         cache: &Path,
+        known: Option<&bpf::Program>,
     ) -> Option<bpf::Program> {
         // Only this start's filter may be found there.
         let _ = std::fs::remove_file(bundle.join(bpf::IN_BUNDLE));
@@ -195,7 +208,7 @@ impl RuntimeChoice {
                 libcontainer::swap_masked_eq_operands(spec);
             }
             Self::External { .. } => {
-                if let Some(p) = &program {
+                if let Some(p) = program.as_ref().or(known) {
                     use base64::Engine;
                     let mut annotations = spec.annotations().clone().unwrap_or_default();
                     annotations.insert(

@@ -21,6 +21,72 @@ pub(super) struct External {
 /// from is a copy made for it; crun trusts a read-only mount without it.
 const CLONED_BINARY_ENV: &str = "_LIBCONTAINER_CLONED_BINARY";
 
+/// Whether the runtime at `path` is a crun that loads a compiled program from the annotation
+/// `run.oci.seccomp_bpf_data`: 0.18 and later, the releases that know it, load it also
+/// when the spec has no filter. Asked once per binary (`crun --version`); the answer is
+/// kept in `cache` under the binary's path, inode, size and change time.
+pub(super) fn loads_bpf_annotation(path: &Path, cache: &Path) -> bool {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    if real.file_name().is_none_or(|n| n != "crun") {
+        return false;
+    }
+    let Ok(meta) = std::fs::metadata(&real) else {
+        return false;
+    };
+    let mut key = Sha256::new();
+    key.update(b"crun annotation\0");
+    key.update(real.as_os_str().as_encoded_bytes());
+    let identity = [
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.ctime() as u64,
+        meta.ctime_nsec() as u64,
+    ];
+    for n in identity {
+        key.update(n.to_le_bytes());
+    }
+    let mark = cache.join(format!("{}.runtime", hex::encode(key.finalize())));
+    if let Ok(answer) = std::fs::read(&mark) {
+        return answer == b"yes";
+    }
+    let output = std::process::Command::new(&real)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+        return false;
+    };
+    let loads =
+        crun_version(&String::from_utf8_lossy(&output.stdout)).is_some_and(|v| v >= (0, 18));
+    let kept = std::fs::create_dir_all(cache).and_then(|()| {
+        let answer: &[u8] = if loads { b"yes" } else { b"no" };
+        crate::proc::write_atomic(&mark, answer, crate::proc::Durability::Replace)
+    });
+    if let Err(e) = kept {
+        tracing::debug!("keeping what crun knows: {e}");
+    }
+    loads
+}
+
+/// Major and minor of `crun --version`'s first line, `crun version 1.8.1`.
+fn crun_version(output: &str) -> Option<(u32, u32)> {
+    let version = output.lines().next()?.strip_prefix("crun version ")?;
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
 impl External {
     /// A command of the runtime, and the mount its program runs from, to be dropped once the
     /// command is spawned. crun and runc guard against CVE-2019-5736 by executing themselves
@@ -243,6 +309,50 @@ fn wait_for_pid_file(
 
 #[cfg(test)]
 mod tests {
+
+    /// Whether crun loads the annotation alone is asked once per binary, then read back.
+    #[test]
+    fn what_crun_knows_is_asked_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let cases = [
+            ("old/crun", "echo 'crun version 0.17'", false, true),
+            ("new/crun", "echo 'crun version 1.8.1'", true, true),
+            ("other/runc", "echo 'crun version 1.8.1'", false, false),
+            ("broken/crun", "exit 1", false, false),
+        ];
+        for (name, body, loads, kept) in cases {
+            let path = tmp.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let marks = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+            let before = marks();
+            assert_eq!(loads_bpf_annotation(&path, &cache), loads, "{name}");
+            assert_eq!(marks(), before + usize::from(kept), "{name}");
+        }
+        // The answer kept is the answer given: the binary is not run again.
+        for mark in std::fs::read_dir(&cache).unwrap().flatten() {
+            std::fs::write(mark.path(), "yes").unwrap();
+        }
+        assert!(loads_bpf_annotation(&tmp.path().join("old/crun"), &cache));
+    }
+
+    #[test]
+    fn crun_versions() {
+        let cases = [
+            ("crun version 1.8.1\ncommit: f8a096b\n", Some((1, 8))),
+            ("crun version 0.18\n", Some((0, 18))),
+            ("crun version 0.17+dfsg\n", Some((0, 17))),
+            ("crun version 1.21.0.0.52-b8e3\n", Some((1, 21))),
+            ("runc version 1.1.5\n", None),
+            ("crun version one.two\n", None),
+            ("", None),
+        ];
+        for (output, want) in cases {
+            assert_eq!(super::crun_version(output), want, "{output:?}");
+        }
+    }
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
