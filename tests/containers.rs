@@ -557,7 +557,10 @@ fn stdin_with_interactive() {
 #[test]
 fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
     for_each_runner(|who, image| {
-        let _cleanup = Cleanup(who, &["crash", "crash-rm", "fg", "window", "rmcg"]);
+        let _cleanup = Cleanup(
+            who,
+            &["crash", "crash-rm", "fg", "window", "rmcg", "rmdead"],
+        );
         let containers = who.store.join("containers");
         // A detached container whose shim is SIGKILLed: its guardian kills the container.
         for (name, extra) in [("crash", None), ("crash-rm", Some("--rm"))] {
@@ -612,6 +615,30 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         assert!(!ps.contains("shim died"), "{ps}");
         assert_eq!(who.ok(&["system", "cleanup"]), "nothing to clean up");
         who.ok(&["rm", "-f", "crash", "fg"]);
+        // A container removed as soon as its shim is gone, before any cleanup: its runtime's
+        // cgroup (as root) goes with it.
+        if !who.rootless {
+            who.ok(&["run", "-d", "--name", "rmdead", image, "sleep", "300"]);
+            let dir = containers.join("rmdead");
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+            let shim = state["shim_pid"].as_i64().unwrap() as i32;
+            let init = read_pid(&dir.join("container.pid")).unwrap();
+            let cgroups = container_cgroups(init, "skiff-rmdead");
+            assert!(
+                !cgroups.is_empty(),
+                "the runtime made no cgroup skiff-rmdead"
+            );
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(shim),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            wait_until("the shim outlived its kill", 5, || !alive(shim));
+            who.ok(&["rm", "rmdead"]);
+            let left: Vec<_> = cgroups.iter().filter(|c| c.exists()).collect();
+            assert!(left.is_empty(), "rm left the cgroups {left:?}");
+        }
         // A finished --rm container leaves no cgroup. Its state is deleted after the report,
         // by the shim, before it removes the directory it set aside.
         who.ok(&["run", "--rm", "--name", "rmcg", image, "true"]);

@@ -751,7 +751,13 @@ impl Container {
                 return Err(ContainerError::DidNotStop(self.name.clone()));
             }
         }
-        remove_paths(&[self.dir.path().to_path_buf()])
+        // The plan names the cgroup; it is gone with the directory.
+        let id = RunPlan::read(self.dir.path()).map_or_else(|_| self.id(), |p| p.id);
+        remove_paths(&[self.dir.path().to_path_buf()])?;
+        // A shim that died (killed) could not have its runtime delete the container's cgroup;
+        // once the directory is gone nothing else would find it.
+        super::recovery::remove_cgroup(&id);
+        Ok(())
     }
 }
 
