@@ -546,7 +546,6 @@ impl ShimPipes {
     }
 }
 
-/// Whether `pid` exists and is not a zombie waiting to be reaped.
 /// Waits until process `pid` has ended, at most `timeout`, through a pidfd: woken by the exit
 /// itself, never by a poll interval. True once it is gone (or if it never was).
 pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
@@ -582,15 +581,30 @@ pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
     }
 }
 
+/// Whether `pid` exists and will run its own code again: not a zombie, and not killed. A
+/// SIGKILLed process looks running for as long as the kernel takes to tear it down (its
+/// memory, files, namespaces: milliseconds), and `system cleanup` run right after a CI job's
+/// timeout must not take its shim for a live one.
 pub fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                != Some("Z")
-        })
-        .unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat_says_alive(&stat))
+}
+
+/// `/proc/PID/stat` of a process that runs on: its state is not a zombie's (or dead), its flags
+/// lack `PF_EXITING` (set when `do_exit` starts) and no SIGKILL is pending (queued by `kill`
+/// itself, before the process has run to take it).
+fn stat_says_alive(stat: &str) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    const SIGKILL_PENDING: u64 = 1 << (libc::SIGKILL - 1);
+    // The fields after the command's closing parenthesis, from the state (field 3) on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let number = |field: usize| fields.get(field - 3).and_then(|f| f.parse::<u64>().ok());
+    !matches!(fields.first(), None | Some(&"Z") | Some(&"X"))
+        && number(9).is_none_or(|flags| flags & PF_EXITING == 0)
+        && number(31).is_none_or(|pending| pending & SIGKILL_PENDING == 0)
 }
 
 /// A program's path: through `$PATH`, then the system directories (a minimal `$PATH`, as
@@ -925,9 +939,74 @@ mod tests {
     }
 
     #[test]
+    fn what_stat_says_of_a_process() {
+        // Fields 3.. of a real line; flags (field 9) and pending signals (field 31) vary.
+        let stat = |state: &str, flags: u64, pending: u64| {
+            format!(
+                "4242 (a (b) c) {state} 1 4242 4242 0 -1 {flags} 118 0 0 0 0 0 0 0 20 0 1 0 \
+                 100 2000000 100 18446744073709551615 1 1 0 0 0 {pending} 0 0 0 0 0 0 17 1 \
+                 0 0 0 0 0 0 0 0 0 0 0 0 0"
+            )
+        };
+        let cases = [
+            ("running", stat("R", 0x400100, 0), true),
+            (
+                "sleeping, other signals pending",
+                stat("S", 0x400100, 1 << 14),
+                true,
+            ),
+            ("zombie", stat("Z", 0x400100, 0), false),
+            ("dead", stat("X", 0x400100, 0), false),
+            ("exiting", stat("R", 0x400104, 0), false),
+            ("killed, not yet run", stat("S", 0x400100, 1 << 8), false),
+            ("unparsable", "4242 (gone".to_string(), false),
+        ];
+        for (what, line, alive) in cases {
+            assert_eq!(stat_says_alive(&line), alive, "{what}: {line}");
+        }
+    }
+
+    /// A killed process whose teardown takes a while (freeing 256 MiB) is not alive any more,
+    /// though its state still reads "R".
+    #[test]
+    fn a_killed_process_is_not_alive_while_it_is_torn_down() {
+        let mut dd = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "of=/dev/null", "bs=256M", "count=1000000"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = dd.id();
+        let rss_kib = || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let start = std::time::Instant::now();
+        while rss_kib() < 200 * 1024 && start.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(process_alive(pid));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let alive = process_alive(pid);
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let _ = dd.wait();
+        assert!(!alive, "killed, still alive: {state}");
+    }
+
+    #[test]
     fn liveness_and_lookup() {
         assert!(process_alive(std::process::id()));
         assert!(!process_alive(u32::MAX));
+        assert!(!process_alive(0));
         assert!(which("sh").is_some());
         assert!(which("no-such-program-skiff").is_none());
     }

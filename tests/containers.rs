@@ -559,7 +559,9 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
     for_each_runner(|who, image| {
         let _cleanup = Cleanup(
             who,
-            &["crash", "crash-rm", "fg", "window", "rmcg", "rmdead"],
+            &[
+                "crash", "crash-rm", "fg", "atonce", "window", "rmcg", "rmdead",
+            ],
         );
         let containers = who.store.join("containers");
         // A detached container whose shim is SIGKILLed: its guardian kills the container.
@@ -615,6 +617,28 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         assert!(!ps.contains("shim died"), "{ps}");
         assert_eq!(who.ok(&["system", "cleanup"]), "nothing to clean up");
         who.ok(&["rm", "-f", "crash", "fg"]);
+        // The same, with `system cleanup` at once, as a runner's cleanup after a timeout: the
+        // killed shim, still being torn down (its mount namespace), is not taken for a live
+        // one, and the container's processes have ended when cleanup returns.
+        let mut child = spawn_in_group(who, &["run", "--name", "atonce", image, "sleep", "300"]);
+        let pid_file = containers.join("atonce/container.pid");
+        wait_until("the foreground container started", 10, || {
+            read_pid(&pid_file).is_some_and(alive)
+        });
+        let init = read_pid(&pid_file).unwrap();
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let report = who.ok(&["system", "cleanup"]);
+        let _ = child.wait();
+        assert!(
+            report.contains("marked container atonce exited"),
+            "{report}"
+        );
+        assert!(!alive(init), "cleanup returned before the container ended");
+        who.ok(&["rm", "atonce"]);
         // A container removed as soon as its shim is gone, before any cleanup: its runtime's
         // cgroup (as root) goes with it.
         if !who.rootless {

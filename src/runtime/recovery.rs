@@ -51,6 +51,9 @@ pub fn cleanup(root: &Path) -> Result<Vec<String>, RecoveryError> {
         }
         if let Some(pid) = container_pid(&d) {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            // The init of the container's pid namespace ends after all its processes: once
+            // it has, nothing of the container runs when cleanup returns.
+            crate::proc::wait_gone(pid.as_raw() as u32, Duration::from_secs(5));
             report.push(format!("killed the processes of container {id}"));
         }
         if container::kill_shim_processes(&d, &[std::process::id()]) > 0 {
