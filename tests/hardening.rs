@@ -503,8 +503,15 @@ fn the_binary_stays_whole(who: &Runner, userns: &str) {
             "{runtime}: the shim runs from {}",
             shim_exe.display()
         );
-        let held = (*runtime != "libcontainer")
-            .then(|| the_runtime_runs_read_only(runtime, state["shim_pid"].as_u64().unwrap()));
+        let shim = state["shim_pid"].as_u64().unwrap();
+        let held = match *runtime {
+            "crun" => Some(the_runtime_runs_read_only(runtime, shim)),
+            "runc" => {
+                the_runtime_runs_as_is(runtime, shim);
+                None
+            }
+            _ => None,
+        };
         // exec: the runtime's process joins the container, where the watcher waits for it.
         for _ in 0..10 {
             let _ = who.run(&["exec", name, "/evil"]);
@@ -550,12 +557,8 @@ fn the_binary_stays_whole(who: &Runner, userns: &str) {
     assert_eq!(sha256(&who.binary), before, "the skiff binary changed");
 }
 
-/// crun and runc run from the read-only mount of their directory that skiff made, not from
-/// a copy they made themselves (their own is a memfd or a mount of the file alone, at the
-/// cost of one more execution): their `/proc/PID/exe` is `/NAME` on a read-only mount.
-/// `shim`: the pid of the shim whose child the runtime's `run` is. Returns the binary, held
-/// as the attack holds it, to be tried for writing once the runtime is gone.
-fn the_runtime_runs_read_only(runtime: &str, shim: u64) -> std::fs::File {
+/// The pid and binary of the shim's child that runs `runtime` (its `run`).
+fn the_runtime_process(runtime: &str, shim: u64) -> (String, PathBuf) {
     let children = std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children")).unwrap();
     let exes: Vec<(&str, PathBuf)> = children
         .split_whitespace()
@@ -564,6 +567,26 @@ fn the_runtime_runs_read_only(runtime: &str, shim: u64) -> std::fs::File {
     let Some((pid, exe)) = exes.iter().find(|(_, exe)| exe.ends_with(runtime)) else {
         panic!("{runtime}: no child of the shim runs it: {exes:?}");
     };
+    (pid.to_string(), exe.clone())
+}
+
+/// runc runs from its own binary: it makes its guarded copy itself (a read-only bind of the
+/// file, which it cannot make from skiff's detached mount, or a sealed memfd), and the
+/// watcher's attack on the container's `runc init` is what shows that copy holds.
+fn the_runtime_runs_as_is(runtime: &str, shim: u64) {
+    let (_, exe) = the_runtime_process(runtime, shim);
+    let real = std::fs::canonicalize(common::which(runtime).unwrap()).unwrap();
+    assert_eq!(exe, real, "{runtime}: runs from {exe:?}");
+}
+
+/// crun runs from the read-only mount of its directory that skiff made, not from a copy it
+/// made itself (a memfd or a mount of the file alone, at the cost of one more execution):
+/// its `/proc/PID/exe` is `/crun` on a read-only mount. `shim`: the pid of the shim whose
+/// child the runtime's `run` is. Returns the binary, held as the attack holds it, to be
+/// tried for writing once the runtime is gone.
+fn the_runtime_runs_read_only(runtime: &str, shim: u64) -> std::fs::File {
+    let (pid, exe) = the_runtime_process(runtime, shim);
+    let exe = &exe;
     assert_eq!(
         exe,
         &Path::new("/").join(runtime),

@@ -17,10 +17,6 @@ pub(super) struct External {
     pub(super) pid_file_watch: Option<OwnedFd>,
 }
 
-/// The environment variable by which runc (1.1) trusts that the read-only binary it runs
-/// from is a copy made for it; crun trusts a read-only mount without it.
-const CLONED_BINARY_ENV: &str = "_LIBCONTAINER_CLONED_BINARY";
-
 /// Whether the runtime at `path` is a crun that loads a compiled program from the annotation
 /// `run.oci.seccomp_bpf_data`: 0.18 and later, the releases that know it, load it also
 /// when the spec has no filter. Asked once per binary (`crun --version`); the answer is
@@ -89,22 +85,27 @@ fn crun_version(output: &str) -> Option<(u32, u32)> {
 
 impl External {
     /// A command of the runtime, and the mount its program runs from, to be dropped once the
-    /// command is spawned. crun and runc guard against CVE-2019-5736 by executing themselves
-    /// again from a copy no container can write (a sealed memfd or a detached read-only
-    /// mount) unless they already run from one: some 1.3 ms of every call. skiff gives them
-    /// that copy at once, a detached read-only mount, as crun's own. Where this mount
-    /// namespace allows no mount, the runtime makes its copy itself.
+    /// command is spawned. crun guards against CVE-2019-5736 by executing itself again from
+    /// a copy no container can write (a sealed memfd or a detached read-only mount) unless it
+    /// already runs from one: some 1.3 ms of every call. skiff gives it that copy at once, a
+    /// detached read-only mount, as crun's own. Where this mount namespace allows no mount,
+    /// crun makes its copy itself.
+    ///
+    /// runc is run as is: it trusts nothing but a sealed memfd (1.2 and later), or a read-only
+    /// mount together with an environment variable its `runc init` never receives (1.1); and
+    /// from skiff's detached mount, 1.1 cannot bind its binary as it does from its own path,
+    /// and copies all of it into a memfd instead (4 ms more per start than run as is).
     fn command(&self, state: &Path, limits: bool) -> (std::process::Command, Option<OwnedFd>) {
         use std::os::unix::process::CommandExt;
         // The binary's directory is mounted, so that the process keeps the binary's name.
-        // Only crun and runc, binaries that copy themselves: a script run through a
-        // descriptor could not be read by its interpreter.
+        // Only crun, a binary that copies itself: a script run through a descriptor could not
+        // be read by its interpreter.
         let program = std::fs::canonicalize(&self.path).and_then(|real| {
             let (Some(dir), Some(name)) = (real.parent(), real.file_name()) else {
                 return Err(std::io::ErrorKind::InvalidInput.into());
             };
-            if name != "crun" && name != "runc" {
-                return Err(std::io::Error::other("not crun or runc"));
+            if name != "crun" {
+                return Err(std::io::Error::other("not crun"));
             }
             let tree = crate::runtime::sys::read_only_tree(dir)?;
             use std::os::fd::AsRawFd;
@@ -116,7 +117,7 @@ impl External {
         let (mut cmd, tree) = match program {
             Ok((path, tree)) => {
                 let mut cmd = std::process::Command::new(path);
-                cmd.arg0(&self.path).env(CLONED_BINARY_ENV, "1");
+                cmd.arg0(&self.path);
                 (cmd, Some(tree))
             }
             Err(e) => {
