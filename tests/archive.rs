@@ -289,6 +289,55 @@ fn saved_archives_load_into_podman_with_the_same_names_and_ids() {
             env.path("out-docker.tar").display()
         )));
     assert!(cfg.contains("\"diff_ids\""), "{cfg}");
+    // To standard output (no -o, and -o -): the same bytes as the file, for both formats;
+    // never to a terminal.
+    for (format, file, name) in [
+        ("docker-archive", "out-docker.tar", "localhost/short:1"),
+        ("oci-archive", "out-oci.tar", "quay.io/team/multi:5"),
+    ] {
+        let file = env.path(file);
+        ok(env
+            .skiff()
+            .args(["--format", format, "save", "-o"])
+            .arg(&file)
+            .arg(name));
+        for args in [vec!["save", name], vec!["save", "-o", "-", name]] {
+            let o = env
+                .skiff()
+                .args(["--format", format])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{args:?}: {o:?}");
+            assert!(
+                o.stdout == std::fs::read(&file).unwrap(),
+                "{format} {args:?}: standard output is not the file's archive"
+            );
+            assert!(!env.path("-").exists(), "{args:?} wrote a file named -");
+        }
+    }
+    // A terminal on standard output (script(1) gives the command one): refused, by name.
+    let mut on_terminal = Command::new("script");
+    let skiff = env.skiff();
+    for (k, v) in skiff.get_envs() {
+        match v {
+            Some(v) => on_terminal.env(k, v),
+            None => on_terminal.env_remove(k),
+        };
+    }
+    on_terminal.args(["-qec"]).arg(format!(
+        "{} --root {} save localhost/short:1",
+        env!("CARGO_BIN_EXE_skiff"),
+        env.store().display()
+    ));
+    let o = on_terminal.arg("/dev/null").output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "saved to a terminal: {said}");
+    assert!(
+        said.contains("refusing to write an archive to a terminal"),
+        "{said}"
+    );
+    assert!(said.len() < 1000, "an archive reached the terminal");
     // And back into a fresh skiff store.
     let env2 = Env::new();
     let out = loaded(&env2, &env.path("out-oci.tar"), &[]);

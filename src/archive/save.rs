@@ -1,7 +1,8 @@
 //! `skiff save`: images as a docker-archive (`docker save` layout: `manifest.json`,
 //! `<config>.json`, uncompressed `<diff_id>.tar` layers, `repositories`) or an oci-archive (an
-//! OCI layout in a tar, names in `org.opencontainers.image.ref.name`). The archive is written
-//! to a temporary file and renamed, so a failure never leaves half an archive behind.
+//! OCI layout in a tar, names in `org.opencontainers.image.ref.name`). A file is written under
+//! a temporary name and renamed, so a failure never leaves half an archive behind; a stream
+//! (`-o -`) gets the archive as it is made.
 
 use super::{ArchiveError, io_err};
 use crate::oci::config::ImageConfig;
@@ -58,14 +59,14 @@ fn header(size: u64) -> tar::Header {
     h
 }
 
-struct Writer<'a> {
-    builder: tar::Builder<std::fs::File>,
+struct Writer<'a, W: std::io::Write> {
+    builder: tar::Builder<W>,
     store: &'a Store,
     out: &'a Path,
     written: BTreeSet<String>,
 }
 
-impl Writer<'_> {
+impl<W: std::io::Write> Writer<'_, W> {
     fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), ArchiveError> {
         if self.written.insert(name.to_string()) {
             let mut h = header(data.len() as u64);
@@ -150,31 +151,53 @@ pub fn save(
         std::process::id()
     ));
     let file = std::fs::File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-    let mut w = Writer {
-        builder: tar::Builder::new(file),
-        store,
-        out,
-        written: BTreeSet::new(),
-    };
-    let res = (|| {
-        match format {
-            ArchiveFormat::DockerArchive => docker(&mut w, images)?,
-            ArchiveFormat::OciArchive => oci(&mut w, images)?,
-        }
-        let f = w
-            .builder
-            .into_inner()
-            .map_err(|e| io_err("write", out, e))?;
+    let res = write_archive(store, images, format, file, out).and_then(|f| {
         f.sync_all().map_err(|e| io_err("fsync", out, e))?;
         std::fs::rename(&tmp, out).map_err(|e| io_err("rename", out, e))
-    })();
+    });
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     res
 }
 
-fn docker(w: &mut Writer<'_>, images: &[(ImageEntry, Vec<String>)]) -> Result<(), ArchiveError> {
+/// Writes `images` to `stream` (standard output, a pipe) as the archive is made; `name` says
+/// where it goes in errors. A failure leaves the reader a truncated tar, which it rejects.
+pub fn save_to<W: std::io::Write>(
+    store: &Store,
+    images: &[(ImageEntry, Vec<String>)],
+    format: ArchiveFormat,
+    stream: W,
+    name: &Path,
+) -> Result<(), ArchiveError> {
+    let mut stream = write_archive(store, images, format, stream, name)?;
+    stream.flush().map_err(|e| io_err("write", name, e))
+}
+
+fn write_archive<W: std::io::Write>(
+    store: &Store,
+    images: &[(ImageEntry, Vec<String>)],
+    format: ArchiveFormat,
+    sink: W,
+    out: &Path,
+) -> Result<W, ArchiveError> {
+    let mut w = Writer {
+        builder: tar::Builder::new(sink),
+        store,
+        out,
+        written: BTreeSet::new(),
+    };
+    match format {
+        ArchiveFormat::DockerArchive => docker(&mut w, images)?,
+        ArchiveFormat::OciArchive => oci(&mut w, images)?,
+    }
+    w.builder.into_inner().map_err(|e| io_err("write", out, e))
+}
+
+fn docker<W: std::io::Write>(
+    w: &mut Writer<'_, W>,
+    images: &[(ImageEntry, Vec<String>)],
+) -> Result<(), ArchiveError> {
     let mut manifest = Vec::new();
     let mut repositories = serde_json::Map::new();
     for (e, names) in images {
@@ -214,7 +237,10 @@ fn docker(w: &mut Writer<'_>, images: &[(ImageEntry, Vec<String>)]) -> Result<()
     )
 }
 
-fn oci(w: &mut Writer<'_>, images: &[(ImageEntry, Vec<String>)]) -> Result<(), ArchiveError> {
+fn oci<W: std::io::Write>(
+    w: &mut Writer<'_, W>,
+    images: &[(ImageEntry, Vec<String>)],
+) -> Result<(), ArchiveError> {
     let mut index = Vec::new();
     for (e, names) in images {
         let (bytes, m) = image_parts(w.store, e)?;

@@ -11,7 +11,7 @@ use skiff::archive::load::load_file;
 use skiff::helper::{self, HelperSpec};
 use skiff::oci::manifest::PlatformSpec;
 use skiff::oci::reference::ImageRef;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
@@ -48,8 +48,8 @@ pub struct LoadArgs {
 
 #[derive(Args, Debug)]
 pub struct SaveArgs {
-    /// Archive to write
-    #[arg(long, short)]
+    /// Archive to write, or - for standard output (the default; never a terminal)
+    #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -187,9 +187,21 @@ pub fn save_cmd(ctx: &Context, a: SaveArgs) -> Result<()> {
         Format::OciArchive => ArchiveFormat::OciArchive,
         _ => ArchiveFormat::DockerArchive,
     };
+    let to_stdout = a.output.as_os_str() == "-";
+    // As docker and podman: a tar is no sight for a terminal.
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        anyhow::bail!("refusing to write an archive to a terminal: give -o FILE or redirect");
+    }
     let store = ctx.store()?;
     let images = select(&store, &a.images)?;
-    save(&store, &images, format, &a.output)?;
-    eprintln!("Saved {} image(s) to {}", images.len(), a.output.display());
+    if to_stdout {
+        // Standard output is line-buffered: a tar goes through a buffer of its own.
+        let stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        skiff::archive::save::save_to(&store, &images, format, stdout, Path::new("stdout"))?;
+        eprintln!("Saved {} image(s) to standard output", images.len());
+    } else {
+        save(&store, &images, format, &a.output)?;
+        eprintln!("Saved {} image(s) to {}", images.len(), a.output.display());
+    }
     Ok(())
 }
