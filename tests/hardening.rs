@@ -785,6 +785,84 @@ fn as_root(test: impl FnOnce(&Runner)) {
     });
 }
 
+/// As root with ids of its own, the runtime looks the store and plain `-v` sources up as the
+/// container's root: under a directory that root may not search (0700), the start fails with
+/// 125, naming that directory, with every backend; `--userns=host` and `:idmap` reach it.
+#[test]
+fn a_directory_the_container_root_cannot_search_is_named() {
+    as_root(|who| {
+        use std::os::unix::fs::PermissionsExt;
+        let image = probe_image(who);
+        let private = who.scratch.join("private");
+        std::fs::create_dir_all(private.join("volume")).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let fails = |args: &[&str], what: &str| {
+            let o = who.run(args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(125), "{what}: {args:?}\n{err}");
+            assert!(
+                err.contains(&format!("cannot search {} (mode 0700", private.display())),
+                "{what}: the directory is not named:\n{err}"
+            );
+        };
+        // A store under it: its own, loaded with the image.
+        let store = private.join("store");
+        let in_store = |args: &[&str]| {
+            let mut cmd = std::process::Command::new(&who.binary);
+            for (k, v) in (who.skiff)().get_envs() {
+                match v {
+                    Some(v) => cmd.env(k, v),
+                    None => cmd.env_remove(k),
+                };
+            }
+            common::run(cmd.arg("--root").arg(&store).args(args))
+        };
+        let archive = who.scratch.join("probe-saved.tar");
+        who.ok(&["save", "-o", archive.to_str().unwrap(), image]);
+        let loaded = in_store(&["load", "-q", "-i", archive.to_str().unwrap()]);
+        assert!(loaded.status.success(), "{loaded:?}");
+        for runtime in ["libcontainer", "crun", "runc"] {
+            let o = in_store(&["run", "--rm", "--runtime", runtime, image, "echo"]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(125), "{runtime}: {err}");
+            assert!(
+                err.contains(&format!("cannot search {} (mode 0700", private.display())),
+                "{runtime}: the directory is not named:\n{err}"
+            );
+        }
+        let host = in_store(&["run", "--rm", "--userns", "host", image, "echo"]);
+        assert!(host.status.success(), "--userns=host: {host:?}");
+        // A plain -v source under it, the store elsewhere: libcontainer binds it as the
+        // container's root; crun and runc open it as the host's root, and reach it.
+        let volume = format!("{}:/v", private.join("volume").display());
+        let with_volume = |runtime| {
+            [
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                "-v",
+                &volume,
+                image,
+                "ls",
+                "/v",
+            ]
+        };
+        fails(&with_volume("libcontainer"), "libcontainer");
+        who.ok(&with_volume("crun"));
+        who.ok(&with_volume("runc"));
+        who.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{volume}:idmap"),
+            image,
+            "ls",
+            "/v",
+        ]);
+    });
+}
+
 #[test]
 fn containers_of_root_never_run_as_host_root() {
     as_root(|who| {

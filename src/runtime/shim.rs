@@ -31,6 +31,11 @@ fn start(
 ) -> Result<nix::unistd::Pid, i32> {
     backend.start(id, paths, terminal).map_err(|e| {
         fail("starting the container", &e);
+        // The runtimes' own words ("failed to prepare rootfs", "permission denied") name
+        // no directory: say which one stopped the container's root, if one did.
+        if let Some(unreachable) = userns::unreachable_by_container_root(paths.bundle) {
+            crate::proc::tell_parent(format_args!("skiff shim: {unreachable}"));
+        }
         e.kind().exit_code()
     })
 }

@@ -242,6 +242,94 @@ pub fn make_searchable(root: &Path, dir: &Path) -> Result<(), UsernsError> {
     Ok(())
 }
 
+/// A directory the container's root cannot search, though the runtime must pass it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    pub dir: std::path::PathBuf,
+    pub mode: u32,
+    pub owner: (u32, u32),
+    /// The container's root, as the host sees it.
+    pub uid: u32,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the container's root (host uid {}) cannot search {} (mode {:04o}, owner {}:{}): \
+             give others search permission there (chmod o+x), keep the store and plain -v \
+             sources elsewhere, bind them with -v SRC:DST:idmap, or run with --userns=host",
+            self.uid,
+            self.dir.display(),
+            self.mode & 0o7777,
+            self.owner.0,
+            self.owner.1
+        )
+    }
+}
+
+/// Why a runtime as root could not reach a container's root filesystem or a plain bind
+/// source: it looks them up as the container's root, a host uid of the `containers` range,
+/// which a 0700 directory above them (a store in `/root`) stops. Asked after a failed start,
+/// from the spec in `bundle`; None when the container has host ids or skiff runs rootless
+/// (the container's root is then the user, who can search their own directories).
+pub fn unreachable_by_container_root(bundle: &Path) -> Option<Unreachable> {
+    use std::os::unix::fs::MetadataExt;
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    if !initial {
+        return None;
+    }
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
+    let linux = spec.linux().as_ref()?;
+    let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.as_ref()?
+            .iter()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    let (uid, gid) = (host(linux.uid_mappings())?, host(linux.gid_mappings())?);
+    let root = spec.root().as_ref().map(|r| bundle.join(r.path()));
+    let binds = spec.mounts().iter().flatten().filter(|m| {
+        let options = m.options().as_deref().unwrap_or_default();
+        options.iter().any(|o| o == "bind" || o == "rbind")
+            && !options.iter().any(|o| o == "idmap" || o == "ridmap")
+    });
+    let paths = root
+        .into_iter()
+        .chain(binds.filter_map(|m| m.source().clone()));
+    paths.filter(|p| p.is_absolute()).find_map(|path| {
+        first_unsearchable(&path, uid, gid, |dir| {
+            let m = std::fs::metadata(dir).ok()?;
+            Some((m.mode(), m.uid(), m.gid()))
+        })
+    })
+}
+
+/// The first directory on the way to `path` (from `/`, `path`'s own parent included) that
+/// `uid` with group `gid` may not search, by its mode bits; `stat` gives mode, owner, group.
+fn first_unsearchable(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    stat: impl Fn(&Path) -> Option<(u32, u32, u32)>,
+) -> Option<Unreachable> {
+    let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
+    dirs.reverse();
+    dirs.into_iter().find_map(|dir| {
+        let (mode, owner, group) = stat(dir)?;
+        let searchable = mode & 0o001 != 0
+            || (owner == uid && mode & 0o100 != 0)
+            || (group == gid && mode & 0o010 != 0);
+        (!searchable).then(|| Unreachable {
+            dir: dir.to_path_buf(),
+            mode,
+            owner: (owner, group),
+            uid,
+        })
+    })
+}
+
 /// `/etc/subuid` format: `name-or-uid:start:count`, first match wins.
 pub fn parse_subid(text: &str, user: &str, uid: u32) -> Option<IdRange> {
     text.lines().find_map(|line| {
@@ -499,6 +587,100 @@ fn map_ids(pid: u32, ids: [u32; 6]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    /// The first directory the container's root may not search, from `/` down.
+    #[test]
+    fn the_first_directory_the_container_root_cannot_search() {
+        // (directory, mode, owner, group) on the way.
+        type Dirs = &'static [(&'static str, u32, u32, u32)];
+        let (uid, gid) = (100_000, 100_000);
+        let tree = |dirs: Dirs| {
+            move |dir: &Path| {
+                dirs.iter()
+                    .find(|(d, ..)| Path::new(d) == dir)
+                    .map(|&(_, mode, owner, group)| (mode, owner, group))
+            }
+        };
+        let cases: [(&str, Dirs, Option<&str>); 6] = [
+            (
+                "/var/lib/skiff/c/merged",
+                &[
+                    ("/", 0o755, 0, 0),
+                    ("/var", 0o755, 0, 0),
+                    ("/var/lib", 0o755, 0, 0),
+                    ("/var/lib/skiff", 0o711, 0, 0),
+                    ("/var/lib/skiff/c", 0o711, 0, 0),
+                ],
+                None,
+            ),
+            (
+                "/root/store/c/merged",
+                &[
+                    ("/", 0o755, 0, 0),
+                    ("/root", 0o700, 0, 0),
+                    ("/root/store", 0o711, 0, 0),
+                    ("/root/store/c", 0o711, 0, 0),
+                ],
+                Some("/root"),
+            ),
+            (
+                "/srv/own/c",
+                &[
+                    ("/", 0o755, 0, 0),
+                    ("/srv", 0o755, 0, 0),
+                    ("/srv/own", 0o700, 100_000, 0),
+                ],
+                None,
+            ),
+            (
+                "/srv/group/c",
+                &[
+                    ("/", 0o755, 0, 0),
+                    ("/srv", 0o755, 0, 0),
+                    ("/srv/group", 0o750, 0, 100_000),
+                ],
+                None,
+            ),
+            (
+                "/srv/other-group/c",
+                &[
+                    ("/", 0o755, 0, 0),
+                    ("/srv", 0o755, 0, 0),
+                    ("/srv/other-group", 0o750, 0, 5),
+                ],
+                Some("/srv/other-group"),
+            ),
+            (
+                "/srv/readable-only/c",
+                &[
+                    ("/", 0o755, 0, 0),
+                    ("/srv", 0o755, 0, 0),
+                    ("/srv/readable-only", 0o744, 0, 0),
+                ],
+                Some("/srv/readable-only"),
+            ),
+        ];
+        for (path, dirs, want) in cases {
+            let found = first_unsearchable(Path::new(path), uid, gid, tree(dirs));
+            assert_eq!(
+                found.as_ref().map(|u| u.dir.as_path()),
+                want.map(Path::new),
+                "{path}"
+            );
+        }
+        let message = first_unsearchable(
+            Path::new("/root/store/c"),
+            uid,
+            gid,
+            tree(&[("/", 0o755, 0, 0), ("/root", 0o40700, 0, 0)]),
+        )
+        .unwrap()
+        .to_string();
+        assert!(
+            message.contains("/root (mode 0700, owner 0:0)"),
+            "{message}"
+        );
+    }
+
     use super::*;
 
     /// The child forked before the unshare reports what its task said, and the mapping

@@ -70,6 +70,12 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    #[error("OCI runtime {} could not start container {id} ({status})", runtime.display())]
+    RuntimeFailed {
+        runtime: PathBuf,
+        id: String,
+        status: std::process::ExitStatus,
+    },
     #[error("OCI runtime {name:?} not found in $PATH (Debian package {name})")]
     NotFound { name: String },
     /// Only from the fake backend of the tests.

@@ -175,7 +175,7 @@ impl Backend for External {
             let dup = || t.try_clone().map_err(|e| self.spawn_error(e));
             cmd.stdin(dup()?).stdout(dup()?).stderr(dup()?);
         }
-        let child = cmd
+        let mut child = cmd
             .arg("run")
             .arg("--bundle")
             .arg(paths.bundle)
@@ -189,6 +189,17 @@ impl Backend for External {
         // `run -d` must find it): wait for its pid file, or for the runtime to give up.
         self.pid_file_watch =
             wait_for_pid_file(&child, paths.pid_file, std::time::Duration::from_secs(30));
+        // Ended without a pid file: the runtime failed before the container existed (it has
+        // said why on stderr); its status is not the container's.
+        if !pid_file_written(paths.pid_file)
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            return Err(BackendError::RuntimeFailed {
+                runtime: self.path.clone(),
+                id: id.to_string(),
+                status,
+            });
+        }
         Ok(Pid::from_raw(child.id() as i32))
     }
 
@@ -257,6 +268,10 @@ fn load_spec(bundle: &Path) -> Option<oci_spec::runtime::Spec> {
     oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()
 }
 
+fn pid_file_written(pid_file: &Path) -> bool {
+    std::fs::read_to_string(pid_file).is_ok_and(|p| !p.trim().is_empty())
+}
+
 /// Waits until `runtime` has written the container's pid file, or has ended, at most
 /// `timeout`: woken by the file's writing (inotify) or the runtime's end (its pidfd), never
 /// by a poll interval. Returns the inotify instance, for the caller to close when a wait
@@ -268,7 +283,7 @@ fn wait_for_pid_file(
 ) -> Option<OwnedFd> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     use rustix::fs::inotify;
-    let written = || std::fs::read_to_string(pid_file).is_ok_and(|p| !p.trim().is_empty());
+    let written = || pid_file_written(pid_file);
     let dir = pid_file.parent().unwrap_or(std::path::Path::new("."));
     let changes = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
         .and_then(|fd| {
