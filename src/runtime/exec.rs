@@ -131,6 +131,7 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
         let pid = dir
             .container_pid()
             .ok_or_else(|| ExecError::NotRunning(dir.id()))?;
+        wait_for_init_exec(pid.as_raw() as u32, state.shim_pid);
         if let Some(ids) = plan.userns {
             // Its exec cannot move us into the container's cgroups from in there, but
             // insists on writing their process lists: we join them first and let the
@@ -167,6 +168,23 @@ pub fn exec(dir: &ContainerDir, request: &ExecRequest) -> Result<i32, ExecError>
         .runtime
         .backend(None)
         .exec(&dir.id(), &paths, &process)?)
+}
+
+/// libcontainer's init is a clone of the shim until it executes the container's command, and
+/// until then nothing in the container's user namespace may open its `/proc/PID/ns` (its
+/// memory still belongs to the host's namespace, and having changed ids it is not dumpable),
+/// as libcontainer's exec does from there. `run -d` reports a started container, which may
+/// not have got that far: an exec right after it waits for the init's own, a moment at most.
+/// (The kernel tells of no exec; a few 1 ms looks, only in that window.)
+fn wait_for_init_exec(init: u32, shim: u32) {
+    let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let Some(shims) = exe(shim) else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    while exe(init).is_some_and(|e| e == shims) && start.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Moves this process into the cgroups of `pid` (as listed in its /proc/PID/cgroup), in
