@@ -256,3 +256,43 @@ fn info_reports_the_mapping_and_says_what_is_missing() {
         "{b}"
     );
 }
+
+/// Archives a user saves, skopeo run by the same user reads: containers/image unpacks an
+/// oci-archive to a temporary directory, and makes the directories the archive does not list
+/// itself, owned by root, which an unprivileged user cannot (skopeo's own archives list them).
+#[test]
+fn the_user_s_own_skopeo_reads_the_archives_they_save() {
+    let Some(user) = setup(USER) else { return };
+    let (_reg, name) = registry_with("busybox");
+    user.ok(&["pull", "-q", "--no-unpack", "--tls-verify=false", &name]);
+    let digest = user.json(&["inspect", &name])[0]["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (format, transport) in [
+        ("oci-archive", "oci-archive"),
+        ("docker-archive", "docker-archive"),
+    ] {
+        let file = user.dir.path().join("home").join(format!("{format}.tar"));
+        let file = file.to_str().unwrap();
+        user.ok(&["--format", format, "save", "-o", file, &name]);
+        let o = std::process::Command::new("runuser")
+            .args(["-u", USER, "--", "env", "-i", "PATH=/usr/bin:/bin"])
+            .arg(format!("HOME={}", user.dir.path().join("home").display()))
+            .arg(format!("TMPDIR={}", user.dir.path().join("home").display()))
+            .args(["skopeo", "inspect", &format!("{transport}:{file}")])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let read: serde_json::Value = serde_json::from_str(&said).unwrap();
+        if format == "oci-archive" {
+            assert_eq!(read["Digest"], digest, "{format}: {said}");
+        }
+        assert_eq!(read["Layers"].as_array().map(Vec::len), Some(1), "{said}");
+    }
+}

@@ -76,6 +76,14 @@ impl<W: std::io::Write> Writer<'_, W> {
         }
         Ok(())
     }
+    fn dir(&mut self, name: &str) -> Result<(), ArchiveError> {
+        let mut h = header(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        self.builder
+            .append_data(&mut h, format!("{name}/"), std::io::empty())
+            .map_err(|e| io_err("write", self.out, e))
+    }
     fn file(&mut self, name: &str, path: &Path) -> Result<(), ArchiveError> {
         if self.written.insert(name.to_string()) {
             let f = std::fs::File::open(path).map_err(|e| io_err("open", path, e))?;
@@ -241,6 +249,12 @@ fn oci<W: std::io::Write>(
     w: &mut Writer<'_, W>,
     images: &[(ImageEntry, Vec<String>)],
 ) -> Result<(), ArchiveError> {
+    // The directories come first, as in the layouts skopeo and podman write: a reader that
+    // unpacks the archive (containers/image does, to a temporary directory) otherwise makes
+    // them itself and gives them to root, which fails when it is not root.
+    for dir in ["blobs", "blobs/sha256"] {
+        w.dir(dir)?;
+    }
     let mut index = Vec::new();
     for (e, names) in images {
         let (bytes, m) = image_parts(w.store, e)?;
