@@ -841,6 +841,28 @@ pub fn terminated() -> std::io::Result<impl std::future::Future<Output = String>
     })
 }
 
+/// Every SIGINT and SIGTERM from the call on, in order, said as `terminated` says them: they
+/// no longer end this process. Inside a tokio runtime only.
+pub fn terminations() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<String>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let why = tokio::select! {
+                Some(()) = interrupt.recv() => "interrupted (SIGINT)",
+                Some(()) = term.recv() => "terminated (SIGTERM)",
+                else => break,
+            };
+            if tx.send(why.to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 /// A helper process tells its parent why it failed: one line on its stderr, which the parent
 /// reads into its own error (`ProcError::Failed`). Helpers report this way only.
 pub fn tell_parent(line: std::fmt::Arguments<'_>) {

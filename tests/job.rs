@@ -126,7 +126,7 @@ failing:
 too-slow:
   timeout: 2s
   script: [echo started, sleep 30, echo never]
-  after_script: [echo after the timeout]
+  after_script: ['echo "after_script: $CI_JOB_STATUS"']
 dead-service:
   services:
     - name: {image}
@@ -274,7 +274,7 @@ fn pipelines_run_as_the_runner_runs_them() {
             "{log}"
         );
         assert!(
-            log.contains("after the timeout") && !log.contains("never"),
+            log.contains("after_script: timedout") && !log.contains("never"),
             "{log}"
         );
 
@@ -399,18 +399,28 @@ fn interrupted_terminated_or_killed_job_cleans_up() {
                 let mode = e.metadata().unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o700, "{}", e.path().display());
             }
-            // runuser passes the signal on to skiff; as root it is skiff itself. SIGKILL
-            // cannot be passed on: it goes to skiff, the child of runuser.
+            // The signal goes to skiff itself: rootless, the child of runuser (which would
+            // turn SIGINT into its own SIGTERM, and SIGKILL cannot be passed on).
             let mut target = child.id();
-            if signal == nix::sys::signal::Signal::SIGKILL && who.owner.is_some() {
+            if who.owner.is_some() {
                 let children =
                     std::fs::read_to_string(format!("/proc/{target}/task/{target}/children"))
                         .unwrap();
                 target = children.split_whitespace().next().unwrap().parse().unwrap();
             }
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(target as i32), signal).unwrap();
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
             let status = child.wait().unwrap();
             assert!(!status.success());
+            // As GitLab cancels a job: the script ends, after_script runs and is told so.
+            // (SIGKILL leaves no time for anything.)
+            assert_eq!(
+                rest.contains("after_script: canceled"),
+                signal != nix::sys::signal::Signal::SIGKILL,
+                "{signal}: {rest}"
+            );
+            assert!(!rest.contains("never"), "{signal}: {rest}");
             if signal == nix::sys::signal::Signal::SIGKILL {
                 // No cleanup ran: the pod's infra saw its owner die and took the service and
                 // the build container down; `system cleanup` then removes their files.

@@ -174,8 +174,9 @@ pub async fn run(ctx: &Context, a: JobArgs) -> Result<()> {
     let runtime = LocalRuntime {
         root: ctx.root.clone(),
     };
-    // Ctrl-C and SIGTERM end the job, and its teardown still runs.
-    let cancel = skiff::proc::terminated()?;
+    // Ctrl-C and SIGTERM cancel the job (after_script still runs; a second one ends it),
+    // and its teardown still runs.
+    let cancel = skiff::proc::terminations()?;
     let outcome = jobs::run(&plan, &runtime, &images, &ConsoleLog, cancel).await;
     match outcome.exit_code() {
         0 => Ok(()),

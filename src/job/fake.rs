@@ -90,6 +90,9 @@ impl JobRuntime for FakeRuntime {
         ));
         let behaviour = key.map(|k| self.scripts[k].clone()).unwrap_or_default();
         let not_starting = self.not_starting.iter().any(|c| c == container);
+        // A hanging start ends at the next kill of its container, not an earlier one's.
+        let kills = move |killed: &Vec<String>| killed.iter().filter(|c| *c == container).count();
+        let kills_before = kills(&self.killed.lock().unwrap());
         Box::pin(async move {
             if not_starting {
                 return Ok(RunExit::NotStarted(
@@ -100,7 +103,7 @@ impl JobRuntime for FakeRuntime {
                 output(Stream::Stdout, line.as_bytes());
             }
             if behaviour.hang {
-                while !self.killed.lock().unwrap().iter().any(|c| c == container) {
+                while kills(&self.killed.lock().unwrap()) == kills_before {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 return Ok(RunExit::Exited(137));

@@ -25,7 +25,7 @@ mod tests;
 
 pub use log::{JobLog, Masker, Stream, section_end, section_start};
 pub use plan::JobPlan;
-pub use run::{JobOutcome, run};
+pub use run::{Cancellations, JobOutcome, run};
 pub use seams::{ContainerRequest, ImageSource, JobRuntime, PodRequest, RunExit};
 
 /// A failure of the job machinery (a system failure, in the runner's words), never of the

@@ -11,7 +11,6 @@ use crate::gitlab::pipeline::ServiceSpec;
 use crate::image::ResolvedImage;
 use crate::image::pull::parse_policies;
 use crate::runtime::plan::Volume;
-use std::future::Future;
 use std::time::Duration;
 
 /// How a job ended.
@@ -65,20 +64,30 @@ impl<'a> MaskedLog<'a> {
     }
 }
 
-/// Runs the job, then removes everything it made. `cancel` ends the job early when it
-/// completes (Ctrl-C, SIGTERM), with its text as the reason; the teardown still runs.
+/// Each cancellation of the job, said as text (`proc::terminations`: Ctrl-C, SIGTERM). As
+/// when GitLab cancels a job, the first ends the script and after_script still runs, told
+/// `CI_JOB_STATUS=canceled`; the next ends after_script too. Before the script, the first
+/// ends the job. A closed channel never cancels.
+pub type Cancellations = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+async fn next_cancellation(cancel: &mut Cancellations) -> String {
+    match cancel.recv().await {
+        Some(why) => why,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the job, then removes everything it made. A cancellation ends it early, with its
+/// text as the reason (see `Cancellations`); the teardown still runs.
 pub async fn run(
     plan: &JobPlan,
     runtime: &dyn JobRuntime,
     images: &dyn ImageSource,
     log: &dyn JobLog,
-    cancel: impl Future<Output = String>,
+    mut cancel: Cancellations,
 ) -> JobOutcome {
     let log = MaskedLog::new(log, &plan.masked);
-    let result = tokio::select! {
-        r = execute(plan, runtime, images, &log) => r,
-        why = cancel => Err(JobError::Interrupted(why)),
-    };
+    let result = execute(plan, runtime, images, &log, &mut cancel).await;
     let started = std::time::Instant::now();
     runtime.remove_pod(&plan.pod()).await;
     super::recovery::remove(&plan.dir);
@@ -102,12 +111,133 @@ pub async fn run(
     outcome
 }
 
+/// The build container made, and what its stages need.
+struct Prepared {
+    build: String,
+    project_dir: String,
+    variables: Vec<(String, String)>,
+}
+
 async fn execute(
     plan: &JobPlan,
     runtime: &dyn JobRuntime,
     images: &dyn ImageSource,
     log: &MaskedLog<'_>,
+    cancel: &mut Cancellations,
 ) -> Result<i32, JobError> {
+    let Prepared {
+        build,
+        project_dir,
+        variables,
+    } = tokio::select! {
+        prepared = prepare(plan, runtime, images, log) => prepared?,
+        why = next_cancellation(cancel) => return Err(JobError::Interrupted(why)),
+    };
+    let job = &plan.job;
+    let timeout = plan.timeout();
+    let step: Vec<String> = job
+        .before_script
+        .iter()
+        .chain(&job.script)
+        .cloned()
+        .collect();
+    let stage_in = |name: &'static str,
+                    header: &'static str,
+                    variables: &[(String, String)],
+                    commands: &[String]| Stage {
+        container: build.clone(),
+        name,
+        header,
+        script: script::stdin_script(&script::stage_script(
+            variables,
+            &job.file_variables,
+            &project_dir,
+            commands,
+        )),
+    };
+    let mut status = "success";
+    let script_stage = stage_in(
+        "step_script",
+        "Executing \"step_script\" stage of the job script",
+        &variables,
+        &step,
+    );
+    let (ran, canceled) = cancellable_stage(runtime, &script_stage, timeout, log, cancel).await;
+    let code = match ran? {
+        Some(c) => c,
+        None if canceled.is_some() => {
+            status = "canceled";
+            1
+        }
+        None => {
+            log.line(&format!(
+                "\x1b[31;1mERROR: Job failed: execution took longer than {} seconds\x1b[0;m",
+                timeout.as_secs()
+            ));
+            // The runner's code for a timed-out job's script is not the script's own.
+            status = "timedout";
+            1
+        }
+    };
+    if let Some(why) = &canceled {
+        log.warn(&format!("script canceled: {why}"));
+    }
+    if !job.after_script.is_empty() {
+        // after_script runs whatever happened, with its own 5 minutes, and never changes
+        // the job's status; CI_JOB_STATUS tells it how the job ended, as the runner does.
+        if code != 0 && status == "success" {
+            status = "failed";
+        }
+        let mut after = variables.clone();
+        after.push(("CI_JOB_STATUS".into(), status.into()));
+        let after_stage = stage_in(
+            "after_script",
+            "Running after_script",
+            &after,
+            &job.after_script,
+        );
+        let (ran, canceled_too) =
+            cancellable_stage(runtime, &after_stage, AFTER_SCRIPT_TIMEOUT, log, cancel).await;
+        ran?;
+        if let Some(why) = canceled_too {
+            return Err(JobError::Interrupted(why));
+        }
+    }
+    match canceled {
+        Some(why) => Err(JobError::Interrupted(why)),
+        None => Ok(code),
+    }
+}
+
+/// `run_stage`, ended early by a cancellation: the container's processes are killed and the
+/// stage's start waited out, as on a timeout. Returns the stage's result (None when it was
+/// ended) and the cancellation, if one came.
+async fn cancellable_stage(
+    runtime: &dyn JobRuntime,
+    stage: &Stage,
+    timeout: Duration,
+    log: &MaskedLog<'_>,
+    cancel: &mut Cancellations,
+) -> (Result<Option<i32>, JobError>, Option<String>) {
+    let ran = run_stage(runtime, stage, timeout, log);
+    tokio::pin!(ran);
+    tokio::select! {
+        result = &mut ran => (result, None),
+        why = next_cancellation(cancel) => {
+            runtime.kill(&stage.container).await;
+            let result = ran.await.map(|_| None);
+            (result, Some(why))
+        }
+    }
+}
+
+/// Everything before the script: images, the pod and its services, the build container.
+async fn prepare(
+    plan: &JobPlan,
+    runtime: &dyn JobRuntime,
+    images: &dyn ImageSource,
+    log: &MaskedLog<'_>,
+) -> Result<Prepared, JobError> {
     let job = &plan.job;
     log.line(&format!(
         "Running with skiff {} (job {})",
@@ -217,7 +347,6 @@ async fn execute(
     ));
     log.line(&section_end("get_sources"));
 
-    let timeout = plan.timeout();
     let build = format!("{pod}-build");
     // Made once; started again for each stage, as the runner's docker executor does: the
     // image's entrypoint runs every time, with the job's variables in its environment, and
@@ -256,73 +385,11 @@ async fn execute(
             source,
         })?;
 
-    let step: Vec<String> = job
-        .before_script
-        .iter()
-        .chain(&job.script)
-        .cloned()
-        .collect();
-    let stage_in = |name: &'static str,
-                    header: &'static str,
-                    variables: &[(String, String)],
-                    commands: &[String]| Stage {
-        container: build.clone(),
-        name,
-        header,
-        script: script::stdin_script(&script::stage_script(
-            variables,
-            &job.file_variables,
-            &project_dir,
-            commands,
-        )),
-    };
-    let mut status = "success";
-    let code = match run_stage(
-        runtime,
-        &stage_in(
-            "step_script",
-            "Executing \"step_script\" stage of the job script",
-            &variables,
-            &step,
-        ),
-        timeout,
-        log,
-    )
-    .await?
-    {
-        Some(c) => c,
-        None => {
-            log.line(&format!(
-                "\x1b[31;1mERROR: Job failed: execution took longer than {} seconds\x1b[0;m",
-                timeout.as_secs()
-            ));
-            // The runner's code for a timed-out job's script is not the script's own.
-            status = "timedout";
-            1
-        }
-    };
-    if !job.after_script.is_empty() {
-        // after_script runs whatever happened, with its own 5 minutes, and never changes
-        // the job's status; CI_JOB_STATUS tells it how the job ended, as the runner does.
-        if code != 0 && status == "success" {
-            status = "failed";
-        }
-        let mut after = variables.clone();
-        after.push(("CI_JOB_STATUS".into(), status.into()));
-        run_stage(
-            runtime,
-            &stage_in(
-                "after_script",
-                "Running after_script",
-                &after,
-                &job.after_script,
-            ),
-            AFTER_SCRIPT_TIMEOUT,
-            log,
-        )
-        .await?;
-    }
-    Ok(code)
+    Ok(Prepared {
+        build,
+        project_dir,
+        variables,
+    })
 }
 
 /// Starts the services in the pod, each reachable by its aliases, and waits for their ports

@@ -262,14 +262,7 @@ async fn job_runs_table() {
         let tmp = tempfile::tempdir().unwrap();
         let plan = plan(tmp.path(), case.timeout);
         let log = RecordingLog::default();
-        let outcome = super::run(
-            &plan,
-            &case.runtime,
-            &case.images,
-            &log,
-            std::future::pending(),
-        )
-        .await;
+        let outcome = super::run(&plan, &case.runtime, &case.images, &log, never()).await;
         let text = log.text();
         assert_eq!(outcome, case.outcome, "{}\n{text}", case.name);
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -306,7 +299,7 @@ async fn stage_scripts_and_containers_carry_the_jobs_settings() {
     let rt = runtime(&[]);
     let images = FakeImages::default();
     let log = RecordingLog::default();
-    super::run(&plan, &rt, &images, &log, std::future::pending()).await;
+    super::run(&plan, &rt, &images, &log, never()).await;
     let started = rt.started.lock().unwrap().clone();
     let service = &started[0];
     assert_eq!(service.hosts[0], ("redis".into(), "127.0.0.1".into()));
@@ -342,29 +335,90 @@ async fn stage_scripts_and_containers_carry_the_jobs_settings() {
     );
 }
 
+/// No cancellation, ever (its sender is gone).
+fn never() -> super::Cancellations {
+    tokio::sync::mpsc::unbounded_channel().1
+}
+
+/// Cancellations as GitLab Runner treats a canceled job: the first ends the script, and
+/// after_script still runs, told `CI_JOB_STATUS=canceled`; a second ends after_script too.
+/// Either way the job is a system failure with the cancellation's words, torn down last.
 #[tokio::test]
-async fn a_cancelled_job_is_torn_down() {
-    let tmp = tempfile::tempdir().unwrap();
-    let plan = plan(tmp.path(), None);
-    let rt = runtime(&[("echo $GREETING", script("", 0, true))]);
-    let log = RecordingLog::default();
-    let cancel = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        "interrupted (SIGINT)".to_string()
-    };
-    let outcome = super::run(&plan, &rt, &FakeImages::default(), &log, cancel).await;
-    assert_eq!(
-        outcome,
-        JobOutcome::SystemFailure {
-            reason: "job interrupted (SIGINT)".into()
+async fn a_cancelled_job_runs_after_script_then_is_torn_down() {
+    const AFTER: &str = r"run job-00000000abcd-build export CI_JOB_STATUS='\''canceled'\''";
+    // (case, after_script hangs, cancellations, calls in this order)
+    let cases: [(&str, bool, usize, &[&str]); 2] = [
+        (
+            "one cancellation: after_script runs",
+            false,
+            1,
+            &[
+                "run job-00000000abcd-build echo $GREETING",
+                "kill job-00000000abcd-build",
+                AFTER,
+                "remove_pod job-00000000abcd",
+            ],
+        ),
+        (
+            "a second cancellation ends after_script",
+            true,
+            2,
+            &[
+                "kill job-00000000abcd-build",
+                AFTER,
+                "kill job-00000000abcd-build",
+                "remove_pod job-00000000abcd",
+            ],
+        ),
+    ];
+    for (name, after_hangs, signals, want_calls) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = plan(tmp.path(), None);
+        let rt = runtime(&[
+            ("echo $GREETING", script("", 0, true)),
+            (
+                r"export CI_JOB_STATUS='\''canceled'\''",
+                script("after a cancel\n", 0, after_hangs),
+            ),
+        ]);
+        let log = RecordingLog::default();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sender = tokio::spawn(async move {
+            for _ in 0..signals {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tx.send("interrupted (SIGINT)".to_string());
+            }
+            // Kept open: a closed channel is no cancellation.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let outcome = super::run(&plan, &rt, &FakeImages::default(), &log, rx).await;
+        sender.abort();
+        let text = log.text();
+        assert_eq!(
+            outcome,
+            JobOutcome::SystemFailure {
+                reason: "job interrupted (SIGINT)".into()
+            },
+            "{name}\n{text}"
+        );
+        assert_eq!(outcome.exit_code(), 125);
+        let calls = rt.calls();
+        let mut at = 0;
+        for want in want_calls {
+            let Some(found) = calls[at..].iter().position(|c| c == want) else {
+                panic!("{name}: no {want} after call {at}: {calls:#?}");
+            };
+            at += found + 1;
         }
-    );
-    assert_eq!(outcome.exit_code(), 125);
-    assert_eq!(rt.calls().last().unwrap(), "remove_pod job-00000000abcd");
-    assert!(
-        log.text()
-            .contains("ERROR: Job failed (system failure): job interrupted")
-    );
+        assert_eq!(calls.last().unwrap(), "remove_pod job-00000000abcd");
+        for line in [
+            "after a cancel",
+            "WARNING: script canceled: interrupted (SIGINT)",
+            "ERROR: Job failed (system failure): job interrupted",
+        ] {
+            assert!(text.contains(line), "{name}: no {line:?} in\n{text}");
+        }
+    }
 }
 
 fn runner_env(extra: &[(&str, &str)]) -> ExecutorEnv {
@@ -797,7 +851,7 @@ async fn a_local_job_takes_the_admin_file() {
     )
     .unwrap();
     let (rt, images, log) = (runtime(&[]), FakeImages::default(), RecordingLog::default());
-    let outcome = super::run(&plan, &rt, &images, &log, std::future::pending()).await;
+    let outcome = super::run(&plan, &rt, &images, &log, never()).await;
     assert_eq!(outcome, JobOutcome::Succeeded, "{}", log.text());
     let asked = images.asked.lock().unwrap().clone();
     assert_eq!(
