@@ -749,7 +749,8 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
 /// libcontainer (whose unstarted init cleanup finds by that command line).
 #[test]
 fn a_killed_run_takes_its_shim_and_container() {
-    for_each_runner(|who, image| {
+    let mut reg = None;
+    let test = |who: &Runner, image: &str| {
         // A binary the container's user could write runs as a sealed copy, never forked: the
         // rootless runner's own copy.
         use std::os::unix::fs::MetadataExt;
@@ -817,6 +818,15 @@ fn a_killed_run_takes_its_shim_and_container() {
                 "{report}"
             );
         }
+    };
+    common::runner::for_each_runner(TOOLS, |who| {
+        let reg = reg.get_or_insert_with(|| Registry::start(Auth::Anonymous));
+        test(who, &pulled(who, reg));
+    });
+    // Rootless with a binary root owns, as installed from the package: crun's shim forks.
+    common::runner::rootless_with_a_root_owned_binary(TOOLS, |who| {
+        let reg = reg.get_or_insert_with(|| Registry::start(Auth::Anonymous));
+        test(who, &pulled(who, reg));
     });
 }
 

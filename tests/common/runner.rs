@@ -95,6 +95,29 @@ pub fn for_each_runner(tools: &[&str], mut test: impl FnMut(&Runner)) {
     });
 }
 
+/// The test user running a skiff binary that root owns, as a packaged one is: it needs no
+/// sealed copy, so an external runtime's shim is a fork of `run`, which the user's own copy
+/// in `for_each_runner` never shows.
+pub fn rootless_with_a_root_owned_binary(tools: &[&str], test: impl FnOnce(&Runner)) {
+    if !require(tools) || !require_root("switching to the test user") {
+        return;
+    }
+    let Some(user) = setup(USER) else { return };
+    let binary = user.dir.path().join("bin/skiff-of-root");
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &binary).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&binary, Some(0.into()), Some(0.into())).unwrap();
+    let skiff = || user.command_of(&binary, &[]);
+    test(&Runner {
+        skiff: &skiff,
+        scratch: user.dir.path().join("home"),
+        store: user.store(),
+        rootless: true,
+        binary: binary.clone(),
+    });
+}
+
 /// Removes a test's containers even when an assertion fails first.
 pub struct Cleanup<'a>(pub &'a Runner<'a>, pub &'a [&'a str]);
 

@@ -75,6 +75,10 @@ impl User {
     }
     /// `skiff` as this user, with its private environment plus `env`.
     pub fn command(&self, env: &[&str]) -> Command {
+        self.command_of(&self.skiff, env)
+    }
+    /// As `command`, running the skiff binary at `binary`.
+    pub fn command_of(&self, binary: &std::path::Path, env: &[&str]) -> Command {
         let d = self.dir.path();
         let mut c = Command::new("runuser");
         c.args(["-u", self.name, "--", "env", "-i"])
@@ -84,7 +88,7 @@ impl User {
             .arg(format!("SKIFF_ROOT={}", self.store().display()))
             .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
             .arg("CONTAINERS_REGISTRIES_CONF=/dev/null")
-            .arg(&self.skiff);
+            .arg(binary);
         c
     }
     pub fn run(&self, args: &[&str]) -> Output {
