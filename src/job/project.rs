@@ -515,15 +515,27 @@ impl crate::gitlab::pipeline::include::Sources for IncludeFiles<'_> {
 /// `git -C dir ARGS...`'s output, trimmed, when it succeeds. The checkout may belong to
 /// another user (a job as root on someone's project): git's ownership check is not ours.
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
+    git_output(git_spawn(dir, args))
+}
+
+/// `git`, started: its answer is taken with `git_output`, so that other work (another git)
+/// overlaps its start, a few milliseconds each.
+fn git_spawn(dir: &Path, args: &[&str]) -> Option<std::process::Child> {
+    Command::new("git")
         .arg("-c")
         .arg("safe.directory=*")
         .arg("-C")
         .arg(dir)
         .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+        .spawn()
+        .ok()
+}
+
+fn git_output(started: Option<std::process::Child>) -> Option<String> {
+    let out = started?.wait_with_output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
@@ -531,11 +543,29 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 
 /// The default branch: `origin/HEAD`'s, else git's `init.defaultBranch`, else `main`.
 pub fn default_branch(dir: &Path) -> String {
-    git(dir, &["symbolic-ref", "-q", "refs/remotes/origin/HEAD"])
-        .and_then(|r| r.strip_prefix("refs/remotes/origin/").map(str::to_string))
+    origin_head(dir)
         .or_else(|| git(dir, &["config", "init.defaultBranch"]))
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| "main".into())
+}
+
+/// The branch `origin/HEAD` names. git keeps symbolic refs as files of their own, never
+/// packed: in a plain `.git` directory the file answers without a git process; elsewhere (a
+/// worktree's `.git` file, the reftable format) git does.
+fn origin_head(dir: &Path) -> Option<String> {
+    let git_dir = dir.join(".git");
+    let plain = git_dir.is_dir() && !git_dir.join("reftable").exists();
+    let target = match plain {
+        true => std::fs::read_to_string(git_dir.join("refs/remotes/origin/HEAD"))
+            .ok()?
+            .strip_prefix("ref: ")?
+            .trim_end()
+            .to_string(),
+        false => git(dir, &["symbolic-ref", "-q", "refs/remotes/origin/HEAD"])?,
+    };
+    target
+        .strip_prefix("refs/remotes/origin/")
+        .map(str::to_string)
 }
 
 /// The commit's predefined variables, from git: `CI_COMMIT_SHA`, `_SHORT_SHA`,
@@ -543,10 +573,9 @@ pub fn default_branch(dir: &Path) -> String {
 /// `_MESSAGE`, `_TITLE`, `_DESCRIPTION`, `_TIMESTAMP`, `_AUTHOR`, and `CI_DEFAULT_BRANCH`.
 /// Outside a checkout, a push to the default branch.
 pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
-    let default = default_branch(dir);
-    let mut vars = vec![("CI_DEFAULT_BRANCH".to_string(), default.clone())];
-    // One git for the commit: its hash, the refs at it, timestamp, author and message.
-    let Some(entry) = git(
+    // One git for the commit: its hash, the refs at it, timestamp, author and message;
+    // started first, to run beside the default branch's.
+    let commit = git_spawn(
         dir,
         &[
             "log",
@@ -554,7 +583,10 @@ pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
             "--format=%H%x00%D%x00%cI%x00%an <%ae>%x00%B",
             "HEAD",
         ],
-    ) else {
+    );
+    let default = default_branch(dir);
+    let mut vars = vec![("CI_DEFAULT_BRANCH".to_string(), default.clone())];
+    let Some(entry) = git_output(commit) else {
         // Not a checkout (or no commit yet): a push to the default branch, so that a
         // directory of files runs as it would there.
         for k in ["CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME"] {
@@ -613,6 +645,8 @@ pub fn commit_variables(dir: &Path) -> Vec<(String, String)> {
 /// `rules:changes`. `None` outside a checkout or when `base` is unknown: GitLab takes
 /// `changes` as true where it has nothing to compare with.
 pub fn changed_files(dir: &Path, base: Option<&str>) -> Option<Vec<String>> {
+    // Started first, to run beside the diff.
+    let untracked = git_spawn(dir, &["ls-files", "--others", "--exclude-standard"]);
     let base = base.map_or_else(|| default_branch(dir), str::to_string);
     let origin = format!("origin/{base}");
     let diff = [base.as_str(), origin.as_str()].into_iter().find_map(|r| {
@@ -621,14 +655,10 @@ pub fn changed_files(dir: &Path, base: Option<&str>) -> Option<Vec<String>> {
             dir,
             &["diff", "--name-only", &format!("{r}^{{commit}}"), "--"],
         )
-    })?;
-    let mut files: Vec<String> = diff.lines().map(str::to_string).collect();
-    files.extend(
-        git(dir, &["ls-files", "--others", "--exclude-standard"])
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string),
-    );
+    });
+    let untracked = git_output(untracked);
+    let mut files: Vec<String> = diff?.lines().map(str::to_string).collect();
+    files.extend(untracked.unwrap_or_default().lines().map(str::to_string));
     Some(files)
 }
 
@@ -684,6 +714,78 @@ fn url_path(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default branch as git itself answers it: origin/HEAD (a loose file in `.git`,
+    /// asked of git in a worktree), else `init.defaultBranch`, else main; and the commit's
+    /// variables beside it.
+    #[test]
+    fn the_default_branch_as_git_answers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sh = |dir: &Path, script: &str| {
+            let o = Command::new("sh")
+                .args(["-euc", script])
+                .current_dir(dir)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{script}: {o:?}");
+        };
+        let commit = "git -c user.email=a@b -c user.name=a commit -q --allow-empty -m first";
+        let origin = tmp.path().join("origin");
+        std::fs::create_dir(&origin).unwrap();
+        sh(&origin, &format!("git init -q -b trunk && {commit}"));
+        let cases = [
+            (
+                "clone",
+                format!("git clone -q {} .", origin.display()),
+                "trunk",
+            ),
+            (
+                "clone, origin/HEAD moved",
+                format!(
+                    "git clone -q {} . && git branch -q other && \
+                     git update-ref refs/remotes/origin/other HEAD && \
+                     git remote set-head origin other",
+                    origin.display()
+                ),
+                "other",
+            ),
+            (
+                "worktree of a clone",
+                format!(
+                    "git clone -q {} ../wt-base && git -C ../wt-base worktree add -q \
+                     -b side $(pwd)/tree && mv tree/.git . && rmdir tree 2>/dev/null || true",
+                    origin.display()
+                ),
+                "trunk",
+            ),
+            (
+                "no remote, init.defaultBranch",
+                format!("git init -q -b x && git config init.defaultBranch dev && {commit}"),
+                "dev",
+            ),
+            // This machine's own git settings may name one.
+            ("no remote", format!("git init -q -b x && {commit}"), ""),
+            ("not a checkout", "true".to_string(), ""),
+        ];
+        let configured = git(tmp.path(), &["config", "init.defaultBranch"])
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "main".into());
+        for (i, (what, setup, want)) in cases.iter().enumerate() {
+            let want = match *want {
+                "" => configured.as_str(),
+                named => named,
+            };
+            let dir = tmp.path().join(format!("case{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            sh(&dir, setup);
+            assert_eq!(default_branch(&dir), want, "{what}");
+            let vars = commit_variables(&dir);
+            let default = vars.iter().find(|(k, _)| k == "CI_DEFAULT_BRANCH");
+            assert_eq!(default.map(|(_, v)| v.as_str()), Some(want), "{what}");
+        }
+    }
 
     #[test]
     fn images_a_pipeline_needs() {
