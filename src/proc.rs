@@ -587,6 +587,23 @@ pub fn wait_gone(pid: u32, timeout: std::time::Duration) -> bool {
 /// timeout must not take its shim for a live one.
 pub fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat_says_alive(&stat))
+        && std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|status| !status_says_killed(&status))
+}
+
+/// `/proc/PID/status` of a process a SIGKILL was sent to: `kill` queues it in the process's
+/// shared pending set, where it stays until the process is reaped (the thread that takes it
+/// clears only its own set, before `do_exit` marks the thread exiting: a window `stat` alone
+/// would miss).
+fn status_says_killed(status: &str) -> bool {
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    status.lines().any(|line| {
+        ["ShdPnd:", "SigPnd:"].iter().any(|key| {
+            line.strip_prefix(key)
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & SIGKILL_BIT != 0)
+        })
+    })
 }
 
 /// `/proc/PID/stat` of a process that runs on: its state is not a zombie's (or dead), its flags
@@ -985,6 +1002,38 @@ mod tests {
         ];
         for (what, line, alive) in cases {
             assert_eq!(stat_says_alive(&line), alive, "{what}: {line}");
+        }
+        // The pending sets of /proc/PID/status, in hex.
+        let status = |private: &str, shared: &str| {
+            format!(
+                "Name:\tdd\nState:\tR (running)\nSigQ:\t1/94000\nSigPnd:\t{private}\nShdPnd:\t{shared}\nSigBlk:\t0000000000000000\n"
+            )
+        };
+        let cases = [
+            (
+                "nothing pending",
+                status("0000000000000000", "0000000000000000"),
+                false,
+            ),
+            (
+                "SIGTERM pending",
+                status("0000000000004000", "0000000000004000"),
+                false,
+            ),
+            (
+                "killed, taken by a thread",
+                status("0000000000000000", "0000000000000100"),
+                true,
+            ),
+            (
+                "killed, not yet taken",
+                status("0000000000000100", "0000000000000100"),
+                true,
+            ),
+            ("no pending lines", "Name:\tdd\n".to_string(), false),
+        ];
+        for (what, text, killed) in cases {
+            assert_eq!(status_says_killed(&text), killed, "{what}");
         }
     }
 
