@@ -399,8 +399,9 @@ fn interrupted_terminated_or_killed_job_cleans_up() {
                 let mode = e.metadata().unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o700, "{}", e.path().display());
             }
-            // The signal goes to skiff itself: rootless, the child of runuser (which would
-            // turn SIGINT into its own SIGTERM, and SIGKILL cannot be passed on).
+            // The signal goes to skiff itself: rootless, the child of runuser (which ignores
+            // SIGINT, follows the SIGTERM it passes on with a SIGKILL two seconds later, and
+            // cannot pass SIGKILL on).
             let mut target = child.id();
             if who.owner.is_some() {
                 let children =
