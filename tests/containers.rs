@@ -593,17 +593,7 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
             assert_eq!(me["status"], "exited (shim died)");
         }
         // A foreground run whose whole process group is SIGKILLed (a CI job's timeout).
-        let mut child = spawn_in_group(who, &["run", "--name", "fg", image, "sleep", "300"]);
-        let pid_file = containers.join("fg/container.pid");
-        wait_until("the foreground container started", 10, || {
-            read_pid(&pid_file).is_some_and(alive)
-        });
-        let init = read_pid(&pid_file).unwrap();
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        let (mut child, init) = killed_in_group(who, "fg", image);
         let _ = child.wait();
         wait_until("the container outlived its killed process group", 5, || {
             !alive(init)
@@ -620,17 +610,7 @@ fn killed_shims_leave_nothing_running_and_cleanup_tidies() {
         // The same, with `system cleanup` at once, as a runner's cleanup after a timeout: the
         // killed shim, still being torn down (its mount namespace), is not taken for a live
         // one, and the container's processes have ended when cleanup returns.
-        let mut child = spawn_in_group(who, &["run", "--name", "atonce", image, "sleep", "300"]);
-        let pid_file = containers.join("atonce/container.pid");
-        wait_until("the foreground container started", 10, || {
-            read_pid(&pid_file).is_some_and(alive)
-        });
-        let init = read_pid(&pid_file).unwrap();
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        let (mut child, init) = killed_in_group(who, "atonce", image);
         let report = who.ok(&["system", "cleanup"]);
         let _ = child.wait();
         assert!(
@@ -828,6 +808,28 @@ fn a_killed_run_takes_its_shim_and_container() {
         let reg = reg.get_or_insert_with(|| Registry::start(Auth::Anonymous));
         test(who, &pulled(who, reg));
     });
+}
+
+/// A foreground `run` of `name`, started in a process group of its own and, once its
+/// container runs, SIGKILLed with the whole group (a CI job's timeout). Returns the killed
+/// `run` and the container's init.
+fn killed_in_group(who: &Runner, name: &str, image: &str) -> (std::process::Child, i32) {
+    let child = spawn_in_group(who, &["run", "--name", name, image, "sleep", "300"]);
+    let pid_file = who
+        .store
+        .join("containers")
+        .join(name)
+        .join("container.pid");
+    wait_until("the foreground container started", 10, || {
+        read_pid(&pid_file).is_some_and(alive)
+    });
+    let init = read_pid(&pid_file).unwrap();
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    (child, init)
 }
 
 /// The directories of the cgroups of process `pid` named `name`, in every hierarchy.

@@ -270,7 +270,7 @@ impl std::fmt::Display for Unreachable {
 
 /// Why a runtime as root could not reach a container's root filesystem or a plain bind
 /// source: it looks them up as the container's root, a host uid of the `containers` range,
-/// which a 0700 directory above them (a store in `/root`) stops. Asked after a failed start,
+/// which a 0700 directory above them (a store in root's home) stops. Asked after a failed start,
 /// from the spec in `bundle`; None when the container has host ids or skiff runs rootless
 /// (the container's root is then the user, who can search their own directories).
 pub fn unreachable_by_container_root(bundle: &Path) -> Option<Unreachable> {
@@ -613,14 +613,15 @@ mod tests {
                 None,
             ),
             (
-                "/root/store/c/merged",
+                "/srv/private/store/c/merged",
                 &[
                     ("/", 0o755, 0, 0),
-                    ("/root", 0o700, 0, 0),
-                    ("/root/store", 0o711, 0, 0),
-                    ("/root/store/c", 0o711, 0, 0),
+                    ("/srv", 0o755, 0, 0),
+                    ("/srv/private", 0o700, 0, 0),
+                    ("/srv/private/store", 0o711, 0, 0),
+                    ("/srv/private/store/c", 0o711, 0, 0),
                 ],
-                Some("/root"),
+                Some("/srv/private"),
             ),
             (
                 "/srv/own/c",
@@ -668,15 +669,19 @@ mod tests {
             );
         }
         let message = first_unsearchable(
-            Path::new("/root/store/c"),
+            Path::new("/srv/private/store/c"),
             uid,
             gid,
-            tree(&[("/", 0o755, 0, 0), ("/root", 0o40700, 0, 0)]),
+            tree(&[
+                ("/", 0o755, 0, 0),
+                ("/srv", 0o755, 0, 0),
+                ("/srv/private", 0o40700, 0, 0),
+            ]),
         )
         .unwrap()
         .to_string();
         assert!(
-            message.contains("/root (mode 0700, owner 0:0)"),
+            message.contains("/srv/private (mode 0700, owner 0:0)"),
             "{message}"
         );
     }
